@@ -1,0 +1,221 @@
+"""The project file: every choice the user makes, as versioned JSON.
+
+The project file — not a live ``nn.Module`` — is the source of truth. The CLI, the GUI's graph view,
+the trainer and the exporter all rebuild the network from it (``core.network.build_network``), so a
+saved project and an exported bundle rebuild exactly the same network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transfer_studio.errors import UserError
+
+SCHEMA_VERSION = 1
+PROJECT_SUFFIX = ".tsproj"
+
+
+@dataclass
+class ModelSpec:
+    """Which pretrained network, and where its weights come from."""
+
+    name: str = "efficientnet_lite0"
+    # "DEFAULT" (pretrained: cache or bundle), "none" (random init) or a path to a state-dict file.
+    weights: str = "DEFAULT"
+
+
+@dataclass
+class SurgeryOp:
+    """One recorded change to the network, replayed in order by ``core.surgery.apply_ops``.
+
+    op is one of:
+      freeze / unfreeze      target: qualified module name, or prefix ending in "*" ("" or "*" = all)
+      freeze_before          target: qualified block name; freezes everything before that block
+      replace_head           params: {"num_classes": int, "dropout": float?, "hidden": int?}
+      replace                target: module name; params: {"layer": {"type": ..., **kwargs}}
+      insert_after           target: module name; params: {"layer": {"type": ..., **kwargs}}
+      remove                 target: module name (replaced by Identity)
+    """
+
+    op: str
+    target: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSpec:
+    root: str = ""
+    val_split: float = 0.2
+    test_split: float = 0.0
+    seed: int = 0
+    # The frozen split, once made: {"train": [relpath, ...], "val": [...], "test": [...]} relative to
+    # root, so a resumed or re-evaluated run sees the same images. None until the first scan/split.
+    split: dict[str, list[str]] | None = None
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AugmentSpec:
+    preset: str = "light"  # none | light | medium | strong
+    # Per-transform overrides, e.g. {"hflip": {"enabled": true, "p": 0.5}, "color_jitter": {"strength": 0.2}}
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class TrainSpec:
+    strategy: str = "auto"  # auto | head | partial | full
+    # For "partial": the first block (qualified name) that is trained; earlier ones stay frozen.
+    unfreeze_from: str | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3  # learning rate of the new head
+    body_lr_factor: float = 0.1  # pretrained body's lr = lr * factor (discriminative learning rates)
+    head_epochs: int = 1  # partial strategy: epochs of head-only training before unfreezing
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"  # cosine | onecycle | none
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    balance: str = "auto"  # auto | weighted_loss | sampler | none
+    early_stopping_patience: int = 0  # 0 = off
+    cache_features: bool = True  # head strategy: cache backbone features
+    cache_passes: int = 2  # augmented passes cached per image (0 = no augmentation)
+    image_size: int | None = None  # None = the model's own default
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # mixed precision on CUDA
+    seed: int = 0
+    num_workers: int | None = None  # None = chosen for the device and core count
+    allow_oom_retry: bool = False
+
+
+@dataclass
+class RunRecord:
+    """A training run the project remembers (metrics summary; full history lives in run_dir)."""
+
+    run_dir: str
+    created: str = ""
+    model: str = ""
+    strategy: str = ""
+    epochs_completed: int = 0
+    best_epoch: int | None = None
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    duration_s: float = 0.0
+    status: str = "finished"  # running | finished | stopped | failed
+
+
+@dataclass
+class Project:
+    name: str = "Untitled"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    surgery: list[SurgeryOp] = field(default_factory=list)
+    data: DataSpec = field(default_factory=DataSpec)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    runs: list[RunRecord] = field(default_factory=list)
+    # Free-form page state for the GUI (selected run, export destination, ...): plain JSON values.
+    ui: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Project:
+        if not isinstance(data, dict):
+            raise UserError("project file is not a JSON object")
+        version = data.get("schema_version", 0)
+        if not isinstance(version, int):
+            raise UserError(f"project file has an invalid schema_version: {version!r}")
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"project file was written by a newer Transfer Studio (schema {version}; this version "
+                f"reads up to {SCHEMA_VERSION}). Update Transfer Studio to open it."
+            )
+        try:
+            return _from_dict(cls, data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UserError(f"project file has an invalid structure: {exc}") from exc
+
+    def copy(self) -> Project:
+        return Project.from_dict(json.loads(self.to_json()))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_text(Path(path), self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Project:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"project file not found: {path}")
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"project file {path} is corrupt (not valid JSON: {exc})") from exc
+        return cls.from_dict(data)
+
+
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a dataclass from plain data; unknown keys are ignored (forward compatible)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} must be an object, got {type(data).__name__}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = _FIELD_TYPES.get((cls.__name__, f.name))
+        if sub is not None and value is not None:
+            if isinstance(sub, list):
+                if not isinstance(value, list):
+                    raise TypeError(f"{cls.__name__}.{f.name} must be a list")
+                value = [_from_dict(sub[0], v) for v in value]
+            else:
+                value = _from_dict(sub, value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+_FIELD_TYPES: dict[tuple[str, str], Any] = {
+    ("Project", "model"): ModelSpec,
+    ("Project", "surgery"): [SurgeryOp],
+    ("Project", "data"): DataSpec,
+    ("Project", "augment"): AugmentSpec,
+    ("Project", "train"): TrainSpec,
+    ("Project", "runs"): [RunRecord],
+}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, then os.replace: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
