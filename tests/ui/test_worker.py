@@ -1,0 +1,55 @@
+import threading
+import time
+
+from transfer_studio.errors import Cancelled, UserError
+from transfer_studio.ui.worker import run_task
+
+
+def test_result_comes_back_on_gui_thread(qtbot):
+    seen = {}
+
+    def work(x, progress, cancel):
+        seen["thread"] = threading.current_thread()
+        for i in range(3):
+            progress(i + 1, 3)
+        return x * 2
+
+    with qtbot.waitSignal(run_task(work, 21).result, timeout=5000) as blocker:
+        pass
+    assert blocker.args == [42]
+    assert seen["thread"] is not threading.main_thread()
+
+
+def test_cancel_is_seen_by_the_work_function(qtbot):
+    started = threading.Event()
+
+    def work(progress, cancel):
+        started.set()
+        while not cancel():
+            time.sleep(0.01)
+        raise Cancelled()
+
+    handle = run_task(work)
+    assert started.wait(5)
+    with qtbot.waitSignal(handle.cancelled, timeout=5000):
+        handle.cancel()
+    qtbot.waitUntil(lambda: not handle.is_running(), timeout=5000)
+
+
+def test_user_error_is_a_message_without_traceback(qtbot):
+    def work(progress, cancel):
+        raise UserError("folder missing: /nope")
+
+    with qtbot.waitSignal(run_task(work).error, timeout=5000) as blocker:
+        pass
+    assert blocker.args == ["folder missing: /nope", ""]
+
+
+def test_unexpected_error_carries_traceback(qtbot):
+    def work(progress, cancel):
+        raise RuntimeError("boom")
+
+    with qtbot.waitSignal(run_task(work).error, timeout=5000) as blocker:
+        pass
+    assert blocker.args[0] == "RuntimeError: boom"
+    assert "Traceback" in blocker.args[1]

@@ -1,0 +1,94 @@
+"""The app's shared state: the open project and what the pages have learnt about it.
+
+Pages never talk to each other directly: they read and change ``AppState`` and listen to its signals.
+The project (``config.Project``) is the source of truth; networks are rebuilt from it off the GUI
+thread by whichever page needs one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from transfer_studio.config import Project
+
+# Sections of the project a change can touch (the argument of projectChanged).
+SECTIONS = ("name", "model", "surgery", "data", "augment", "train", "runs", "ui")
+
+
+class AppState(QObject):
+    projectReplaced = Signal()  # new / open: every page reloads from the project
+    projectChanged = Signal(str)  # one section changed (see SECTIONS)
+    modifiedChanged = Signal(bool)
+    pathChanged = Signal(str)
+    scanChanged = Signal(object)  # core.dataset.ScanReport | None
+    statusMessage = Signal(str, int)  # text, timeout ms (0 = until replaced)
+    navigateRequested = Signal(str)  # page key ("model", "data", ...)
+
+    def __init__(self, project: Project | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.project: Project = project or Project()
+        self.path: Path | None = None
+        self.modified = False
+        self.scan: Any = None  # core.dataset.ScanReport of project.data.root, once scanned
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.cleanChanged.connect(self._on_undo_clean)
+
+    # -- project lifecycle ---------------------------------------------------------------------
+    def new_project(self, project: Project | None = None, path: Path | None = None) -> None:
+        self.project = project or Project()
+        self.path = Path(path) if path else None
+        self.scan = None
+        self.undo_stack.clear()
+        self._set_modified(False)
+        self.pathChanged.emit(str(self.path or ""))
+        self.projectReplaced.emit()
+        self.scanChanged.emit(None)
+
+    def open_project(self, path: str | Path) -> None:
+        """Load a project file; raises UserError (corrupt, newer version) and changes nothing then."""
+        project = Project.load(path)
+        self.new_project(project, Path(path))
+
+    def save(self, path: str | Path | None = None) -> Path:
+        target = Path(path) if path else self.path
+        if target is None:
+            raise ValueError("no path to save to")
+        self.project.save(target)
+        self.path = target
+        self.undo_stack.setClean()
+        self._set_modified(False)
+        self.pathChanged.emit(str(target))
+        return target
+
+    # -- changes -------------------------------------------------------------------------------
+    def mark_changed(self, section: str) -> None:
+        """Call after changing ``self.project`` in place."""
+        if section not in SECTIONS:
+            raise ValueError(f"unknown project section {section!r}")
+        self._set_modified(True)
+        self.projectChanged.emit(section)
+
+    def set_scan(self, report: Any) -> None:
+        self.scan = report
+        self.scanChanged.emit(report)
+
+    def status(self, text: str, timeout_ms: int = 5000) -> None:
+        self.statusMessage.emit(text, timeout_ms)
+
+    @property
+    def title(self) -> str:
+        name = self.project.name or (self.path.stem if self.path else "Untitled")
+        return name
+
+    def _set_modified(self, value: bool) -> None:
+        if value != self.modified:
+            self.modified = value
+            self.modifiedChanged.emit(value)
+
+    def _on_undo_clean(self, clean: bool) -> None:
+        if not clean:
+            self._set_modified(True)

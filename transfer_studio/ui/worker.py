@@ -1,0 +1,164 @@
+"""Run long work off the GUI thread: a worker QObject moved to a QThread.
+
+Wiring follows superqt's ``new_worker_qthread``: started -> work, finished -> quit, finished ->
+deleteLater on both. Cancellation is a ``threading.Event`` set directly from the GUI thread and polled
+by the work function (a queued "stop" signal would never run while the worker's thread is busy).
+Results, errors and progress come back as signals carrying plain data; widgets are only touched in
+the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from transfer_studio.errors import Cancelled, UserError
+
+_live: set[TaskHandle] = set()  # keeps handles (and their threads) alive until finished
+
+
+class _Worker(QObject):
+    progress = Signal(int, int)
+    message = Signal(str)
+    result = Signal(object)
+    error = Signal(str, str)  # (message for the user, traceback text or "")
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, cancel_event: threading.Event,
+                 pass_control: bool, progress_interval: float):
+        super().__init__()
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._cancel_event = cancel_event
+        self._pass_control = pass_control
+        self._interval = progress_interval
+        self._last_emit = 0.0
+
+    def _progress(self, done: int, total: int) -> None:
+        # Throttle: a scan over 20,000 files must not flood the GUI thread's event queue.
+        now = time.monotonic()
+        if done >= total or now - self._last_emit >= self._interval:
+            self._last_emit = now
+            self.progress.emit(int(done), int(total))
+
+    @Slot()
+    def work(self) -> None:
+        try:
+            kwargs = dict(self._kwargs)
+            if self._pass_control:
+                kwargs.setdefault("progress", self._progress)
+                kwargs.setdefault("cancel", self._cancel_event.is_set)
+            value = self._fn(*self._args, **kwargs)
+            if self._cancel_event.is_set():
+                self.cancelled.emit()
+            else:
+                self.result.emit(value)
+        except Cancelled:
+            self.cancelled.emit()
+        except UserError as exc:
+            self.error.emit(str(exc), "")
+        except MemoryError:
+            self.error.emit("Out of memory. Close other programs or use smaller inputs.", traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - surfaced in the UI, never a dead thread
+            self.error.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        finally:
+            self.finished.emit()
+
+
+class TaskHandle(QObject):
+    """A running background task. Keep it to cancel it or to wait for it."""
+
+    progress = Signal(int, int)
+    result = Signal(object)
+    error = Signal(str, str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, name: str = "task", parent: QObject | None = None):
+        super().__init__(parent)
+        self.name = name
+        self.cancel_event = threading.Event()
+        self.thread: QThread | None = None
+        self._done = False
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def is_running(self) -> bool:
+        return not self._done
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Block until the thread ends (used on close/teardown, never in normal GUI flow)."""
+        if self.thread is None or self._done:
+            return True
+        try:
+            return self.thread.wait(msecs)
+        except RuntimeError:  # already deleted
+            return True
+
+    def _on_finished(self) -> None:
+        self._done = True
+        _live.discard(self)
+        self.finished.emit()
+
+
+def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_control: bool = True,
+             on_result: Callable[[Any], None] | None = None,
+             on_error: Callable[[str, str], None] | None = None,
+             on_progress: Callable[[int, int], None] | None = None,
+             on_cancelled: Callable[[], None] | None = None,
+             on_finished: Callable[[], None] | None = None,
+             progress_interval: float = 0.05, **kwargs: Any) -> TaskHandle:
+    """Start ``fn(*args, progress=..., cancel=..., **kwargs)`` on a new QThread.
+
+    With ``pass_control=False`` fn is called without the progress/cancel keywords. Callbacks run in
+    the GUI thread (queued connections). Returns the handle; ``handle.cancel()`` requests a stop.
+    """
+    handle = TaskHandle(name)
+    thread = QThread()
+    thread.setObjectName(f"ts-{name}")
+    worker = _Worker(fn, args, kwargs, handle.cancel_event, pass_control, progress_interval)
+    worker.moveToThread(thread)
+    handle.thread = thread
+    handle._worker = worker  # type: ignore[attr-defined]
+
+    worker.progress.connect(handle.progress)
+    worker.result.connect(handle.result)
+    worker.error.connect(handle.error)
+    worker.cancelled.connect(handle.cancelled)
+    if on_progress:
+        handle.progress.connect(on_progress)
+    if on_result:
+        handle.result.connect(on_result)
+    if on_error:
+        handle.error.connect(on_error)
+    if on_cancelled:
+        handle.cancelled.connect(on_cancelled)
+    if on_finished:
+        handle.finished.connect(on_finished)
+
+    thread.started.connect(worker.work)
+    worker.finished.connect(thread.quit)
+    worker.finished.connect(worker.deleteLater)
+    thread.finished.connect(thread.deleteLater)
+    thread.finished.connect(handle._on_finished)
+    _live.add(handle)
+    thread.start()
+    return handle
+
+
+def running_tasks() -> list[TaskHandle]:
+    return [h for h in _live if h.is_running()]
+
+
+def cancel_all(wait_ms: int = 30000) -> None:
+    """Cancel every background task and wait for its thread (app shutdown, test teardown)."""
+    for handle in list(_live):
+        handle.cancel()
+    for handle in list(_live):
+        handle.wait(wait_ms)
