@@ -27,6 +27,9 @@ class AppState(QObject):
     scanChanged = Signal(object)  # core.dataset.ScanReport | None
     statusMessage = Signal(str, int)  # text, timeout ms (0 = until replaced)
     navigateRequested = Signal(str)  # page key ("model", "data", ...)
+    # Training changed what is trainable mid-run (training.events.PhaseChanged): the Model page's
+    # graph recolours to follow.
+    trainingPhaseChanged = Signal(object)
 
     def __init__(self, project: Project | None = None, parent: QObject | None = None):
         super().__init__(parent)
