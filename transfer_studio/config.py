@@ -7,6 +7,7 @@ saved project and an exported bundle rebuild exactly the same network.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -210,10 +211,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

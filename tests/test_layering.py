@@ -1,0 +1,65 @@
+"""core, training and the CLI never import Qt: they must work on a machine without PySide6."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "transfer_studio"
+QT_ROOTS = {"PySide6", "shiboken6", "pyqtgraph", "PyQt5", "PyQt6", "qtpy"}
+
+BLOCKER = """
+import sys
+class _BlockQt:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {roots!r}:
+            raise ImportError(name + ' is blocked')
+sys.meta_path.insert(0, _BlockQt())
+"""
+
+
+def _qt_free_modules() -> list[str]:
+    mods = []
+    for sub in ("core", "training", "cli"):
+        for path in sorted((PKG / sub).rglob("*.py")):
+            rel = path.relative_to(PKG.parent).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            mods.append(".".join(parts))
+    return mods + ["transfer_studio.config", "transfer_studio.sample"]
+
+
+def test_no_qt_import_statements_in_qt_free_packages():
+    offenders = []
+    for sub in ("core", "training", "cli"):
+        for path in (PKG / sub).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                if any(n.split(".")[0] in QT_ROOTS or n.startswith("transfer_studio.ui") for n in names):
+                    offenders.append(f"{path.relative_to(PKG)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_qt_free_packages_import_and_cli_runs_with_qt_blocked():
+    mods = [m for m in _qt_free_modules() if (PKG.parent / (m.replace(".", "/") + ".py")).exists()
+            or (PKG.parent / m.replace(".", "/") / "__init__.py").exists()]
+    code = BLOCKER.format(roots=QT_ROOTS) + f"""
+import importlib
+for m in {mods!r}:
+    importlib.import_module(m)
+from transfer_studio.cli import main
+raise SystemExit(main(['models', '--json']))
+"""
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"efficientnet_lite0"' in proc.stdout
