@@ -1,0 +1,228 @@
+"""Reading images: any common file -> RGB, and cheap health checks that avoid a full decode.
+
+``load_rgb`` is what every consumer (training, prediction, preview, thumbnails) uses, so that a
+16-bit PNG, a CMYK JPEG or a phone photo with an EXIF orientation looks the same everywhere.
+
+``probe_bytes`` is the scanner's fast path: from the first bytes of a file (and its last few bytes)
+it finds the format and size through PIL's lazy header parsing and catches the common truncation
+(a JPEG without its end-of-image marker, a PNG without its IEND chunk) without decoding pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from transfer_studio.errors import UserError
+
+# Bytes read from the start of a file for the header; small images are read whole (one read).
+HEAD_BYTES = 64 * 1024
+# Bytes read from the end of a file to look for an end marker (some writers pad or append a little).
+TAIL_BYTES = 1024
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+     ".pgm", ".pbm"}
+)
+
+_PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk type followed by its (constant) CRC
+
+
+class ImageReadError(UserError):
+    """An image file that cannot be read (missing, not an image, corrupt or truncated)."""
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    format: str  # PIL's format name: "JPEG", "PNG", ...
+    width: int
+    height: int
+    mode: str
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format named by a file's magic bytes, for the formats we check cheaply; None otherwise."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def truncation_reason(fmt: str | None, head: bytes, tail: bytes, size: int) -> str | None:
+    """Why a file looks truncated from its first/last bytes alone, or None when it looks complete.
+
+    JPEG: entropy-coded data never contains FF D9 (0xFF is byte-stuffed), so a missing end-of-image
+    marker near the end means the file was cut. PNG: the IEND chunk must close the file. GIF: the
+    0x3B trailer. BMP and WebP declare their total size in the header.
+    """
+    if fmt == "JPEG":
+        if b"\xff\xd9" not in tail:
+            return "truncated (no JPEG end-of-image marker)"
+    elif fmt == "PNG":
+        if _PNG_IEND not in tail:
+            return "truncated (no PNG IEND chunk)"
+    elif fmt == "GIF":
+        if not tail.rstrip(b"\x00").endswith(b"\x3b"):
+            return "truncated (no GIF trailer)"
+    elif fmt == "BMP":
+        if len(head) >= 6:
+            declared = int.from_bytes(head[2:6], "little")
+            # Some writers put 0 here; only a declared size larger than the file means truncation.
+            if declared > size:
+                return f"truncated (BMP header declares {declared} bytes, file has {size})"
+    elif fmt == "WEBP" and len(head) >= 8:
+        declared = int.from_bytes(head[4:8], "little") + 8
+        if declared > size:
+            return f"truncated (WebP header declares {declared} bytes, file has {size})"
+    return None
+
+
+def probe_bytes(head: bytes, path: str | None = None) -> HeaderInfo:
+    """Identify an image from its header bytes without decoding pixels (PIL opens lazily).
+
+    If the header does not fit in ``head`` (e.g. a JPEG with a huge metadata block) and ``path`` is
+    given, the file itself is opened. Raises ImageReadError when it is not a readable image.
+    """
+    fmt = sniff_format(head)
+    formats = [fmt] if fmt else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning, odd metadata
+            try:
+                with Image.open(io.BytesIO(head), formats=formats) as im:
+                    return HeaderInfo(im.format or fmt or "?", im.width, im.height, im.mode)
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+                if path is None or len(head) < HEAD_BYTES:
+                    raise
+                with Image.open(path, formats=formats) as im:  # header longer than HEAD_BYTES
+                    return HeaderInfo(im.format or fmt or "?", im.width, im.height, im.mode)
+    except UnidentifiedImageError as exc:
+        raise ImageReadError("not an image (unrecognised format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"image too large ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageReadError(f"unreadable image header ({_short(exc)})") from exc
+
+
+def verify_decode(path: str | os.PathLike[str]) -> None:
+    """Decode every pixel of the (first frame of the) image; ImageReadError for what only a decode finds."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                im.load()
+    except UnidentifiedImageError as exc:
+        raise ImageReadError("not an image (unrecognised format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"image too large ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageReadError(f"corrupt image data ({_short(exc)})") from exc
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Load any supported image as an 8-bit RGB PIL image, loaded into memory.
+
+    Applies the EXIF orientation; composites transparency (RGBA, LA, palette with a transparent
+    colour) on white; converts CMYK and grayscale; scales 16/32-bit integer images by their real bit
+    depth (so a 16-bit gradient stays a gradient rather than clipping to white).
+    Raises ImageReadError (a UserError) with a one-line reason.
+    """
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone flipped the global: we still want errors
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must stay False")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                im.load()
+                return to_rgb(_apply_orientation(im))
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"image not found: {path}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{path}: not an image (unrecognised format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageReadError(f"{path}: cannot read image ({_short(exc)})") from exc
+
+
+def _apply_orientation(im: Image.Image) -> Image.Image:
+    try:
+        orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
+        if orientation in (2, 3, 4, 5, 6, 7, 8):
+            return ImageOps.exif_transpose(im)
+    except (ValueError, TypeError, KeyError, SyntaxError, OSError, struct.error):
+        pass  # a broken EXIF block: keep the stored orientation
+    return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert a loaded PIL image of any mode to 8-bit RGB (see load_rgb)."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_high_depth_to_uint8(im)).convert("RGB")
+    if mode == "P":
+        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        mode = im.mode
+        if mode == "RGB":
+            return im
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "L" and "transparency" in im.info:
+        return to_rgb(im.convert("LA"))
+    return im.convert("RGB")  # L, 1, CMYK (PIL applies the Adobe polarity), YCbCr, LAB, HSV
+
+
+def _high_depth_to_uint8(im: Image.Image) -> np.ndarray:
+    """16/32-bit integer or float grayscale -> uint8, scaled by the bit depth the file declares."""
+    arr = np.asarray(im)
+    if im.mode == "F":
+        arr = arr.astype(np.float64)
+        finite = arr[np.isfinite(arr)]
+        peak = float(finite.max()) if finite.size else 1.0
+        scale = 1.0 if peak <= 1.0 else peak  # [0, 1] floats as is, otherwise relative to the peak
+        return (np.clip(np.nan_to_num(arr) / scale, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    bits = _declared_bits(im)
+    if bits is None:
+        peak = int(arr.max()) if arr.size else 0
+        bits = 16 if peak <= 0xFFFF else 32
+    maxval = float((1 << bits) - 1)
+    arr = np.clip(arr.astype(np.float64), 0.0, maxval)
+    return (arr * (255.0 / maxval) + 0.5).astype(np.uint8)
+
+
+def _declared_bits(im: Image.Image) -> int | None:
+    tags = getattr(im, "tag_v2", None)  # TIFF: BitsPerSample (e.g. 12 for many scientific cameras)
+    if tags is not None:
+        value = tags.get(258)
+        if isinstance(value, tuple):
+            value = value[0] if value else None
+        if isinstance(value, int) and 1 <= value <= 32:
+            return value
+    if im.mode.startswith("I;16") or im.format == "PNG":
+        return 16  # PNG stores at most 16 bits per sample
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
