@@ -1,0 +1,475 @@
+"""Export bundles: write a trained run as files other programs load, verify them, load them back.
+
+A bundle is a folder:
+
+  model.json         what it takes to rebuild and feed the network: the catalog architecture and the
+                     structural surgery ops, class names, preprocessing, the source run, and the
+                     verification results of this export. Written last: its presence marks a
+                     complete bundle.
+  model.safetensors  the weights (always written; ``load_bundle`` reads these, never a pickle)
+  model.onnx         optional; dynamic batch dimension; input "input", output "logits"
+  model.pt2          optional; ``torch.export`` program with a dynamic batch dimension
+
+Every export verifies itself on the run's validation images (up to ``VERIFY_MAX_IMAGES``): the
+network rebuilt from model.json + model.safetensors, onnxruntime on model.onnx, and the reloaded
+model.pt2 must match the run's own network within ``TOLERANCE`` (max abs diff of the logits) and agree
+on every top-1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transfer_studio import config
+from transfer_studio.config import ModelSpec, Project, SurgeryOp
+from transfer_studio.errors import Cancelled, UserError
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+
+BUNDLE_FORMAT = "transfer-studio-bundle"
+BUNDLE_SCHEMA_VERSION = 1
+MODEL_JSON = "model.json"
+FILES = {"safetensors": "model.safetensors", "onnx": "model.onnx", "pt2": "model.pt2"}
+FORMATS = tuple(FILES)
+RUN_PROJECT = "project.json"
+RUN_WEIGHTS = "best.safetensors"
+# Ops that change the network's structure; freeze flags do not matter to a bundle.
+STRUCTURAL_OPS = frozenset({"replace_head", "replace", "insert_after", "remove"})
+TOLERANCE = 1e-4
+VERIFY_MAX_IMAGES = 256
+VERIFY_BATCH = 32
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+_PROTOBUF_LIMIT = 2**31 - 1  # a single-file ONNX model cannot be larger
+
+
+class ExportVerificationError(RuntimeError):
+    """An exported file disagrees with PyTorch. The bundle is kept, its model.json says what failed."""
+
+    def __init__(self, message: str, result: ExportResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ExportResult:
+    out_dir: str
+    files: dict[str, str]  # format -> absolute path (plus "model.json")
+    verification: dict[str, Any]
+    passed: bool
+    meta: dict[str, Any] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"out_dir": self.out_dir, "model": self.meta["architecture"]["model"],
+                "classes": list(self.meta["classes"]), "files": dict(self.files),
+                "passed": self.passed, "verification": self.verification}
+
+
+# -- locating and loading ------------------------------------------------------------------------
+
+
+def source_kind(path: str | os.PathLike[str]) -> str:
+    """"bundle" (has model.json) or "run" (has project.json); UserError for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"not found: {path}")
+    if not path.is_dir():
+        raise UserError(f"{path} is a file: give a training run folder or an exported bundle folder")
+    if (path / MODEL_JSON).is_file():
+        return "bundle"
+    if (path / RUN_PROJECT).is_file():
+        return "run"
+    raise UserError(f"{path} is neither a training run (no {RUN_PROJECT}) nor an exported bundle "
+                    f"(no {MODEL_JSON})")
+
+
+def load_run_project(run_dir: str | os.PathLike[str]) -> Project:
+    run_dir = Path(run_dir)
+    project = Project.load(run_dir / RUN_PROJECT)
+    if not project.data.classes:
+        raise UserError(f"the run in {run_dir} records no class names in its {RUN_PROJECT}; "
+                        "it did not finish preparing its data")
+    return project
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read as safetensors ({exc}); it is corrupt") from exc
+
+
+def _load_weights(model: nn.Module, path: Path, what: str) -> None:
+    state = _read_safetensors(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])[:300]
+        raise UserError(f"{path} does not fit the network described by {what} ({detail})") from exc
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, Project]:
+    """The network of a training run with its kept (best) weights, in eval mode, plus its project."""
+    from transfer_studio.core.network import build_network
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    project = load_run_project(run_dir)
+    weights = run_dir / RUN_WEIGHTS
+    if not weights.is_file():
+        raise UserError(f"the run in {run_dir} has no {RUN_WEIGHTS} yet (no epoch finished): "
+                        "resume or finish training first")
+    # The snapshot's surgery already holds the head the trainer gave it (replace_head).
+    model = build_network(project, weights=False)
+    _load_weights(model, weights, f"{run_dir / RUN_PROJECT}")
+    return model.float().eval(), project
+
+
+def _architecture(project: Project) -> dict[str, Any]:
+    return {
+        "model": project.model.name,
+        "num_classes": len(project.data.classes),
+        "image_size": project.train.image_size,
+        "surgery": [{"op": op.op, "target": op.target, "params": op.params}
+                    for op in project.surgery if op.op in STRUCTURAL_OPS],
+    }
+
+
+def _network_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    """The catalog architecture, random init (weights are loaded next), with the surgery replayed."""
+    from transfer_studio.core.network import build_network
+
+    project = Project(model=ModelSpec(name=arch["model"], weights="none"),
+                      surgery=[SurgeryOp(op=o["op"], target=o.get("target", ""), params=dict(o.get("params", {})))
+                               for o in arch.get("surgery", [])])
+    project.train.image_size = arch.get("image_size")
+    return build_network(project, weights=False)
+
+
+def read_bundle_meta(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """model.json of a bundle, checked; UserError when it is missing, corrupt or too new."""
+    bundle_dir = Path(bundle_dir)
+    if not bundle_dir.is_dir():
+        raise UserError(f"bundle folder not found: {bundle_dir}")
+    path = bundle_dir / MODEL_JSON
+    if not path.is_file():
+        raise UserError(f"{bundle_dir} is not an exported bundle: {MODEL_JSON} is missing "
+                        "(create one with: transfer-studio export RUN_DIR --out DIR)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is corrupt (not valid JSON: {exc}); export the run again") from exc
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise UserError(f"{path} is not a Transfer Studio bundle description; export the run again")
+    version = meta.get("schema_version")
+    if not isinstance(version, int):
+        raise UserError(f"{path} has an invalid schema_version {version!r}; export the run again")
+    if version > BUNDLE_SCHEMA_VERSION:
+        raise UserError(f"{path} was written by a newer Transfer Studio (bundle schema {version}; this "
+                        f"version reads up to {BUNDLE_SCHEMA_VERSION}): update Transfer Studio to load it")
+    try:
+        arch = meta["architecture"]
+        ok = (isinstance(arch["model"], str) and isinstance(arch["num_classes"], int)
+              and isinstance(arch.get("surgery", []), list)
+              and isinstance(meta["classes"], list) and len(meta["classes"]) == arch["num_classes"])
+        bundle_preprocess(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path} is incomplete or damaged (bad or missing {exc}); export the run again") from exc
+    if not ok:
+        raise UserError(f"{path} is damaged (architecture and class names disagree); export the run again")
+    return meta
+
+
+def bundle_preprocess(meta: dict[str, Any]) -> Any:
+    """The bundle's preprocessing as a ``catalog.Preprocess``."""
+    from transfer_studio.core.catalog import Preprocess
+
+    p = meta["preprocessing"]
+    return Preprocess(resize=int(p["resize"]), crop=int(p["crop"]),
+                      mean=tuple(float(v) for v in p["mean"]), std=tuple(float(v) for v in p["std"]),
+                      interpolation=str(p.get("interpolation", "bilinear")))
+
+
+def load_bundle(bundle_dir: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a bundle's network from model.json and load model.safetensors (never a pickle).
+
+    Returns the model in eval mode on the CPU and the model.json contents.
+    """
+    bundle_dir = Path(bundle_dir)
+    meta = read_bundle_meta(bundle_dir)
+    weights = bundle_dir / meta.get("files", {}).get("safetensors", FILES["safetensors"])
+    if not weights.is_file():
+        raise UserError(f"the bundle in {bundle_dir} has no {weights.name}; export the run again")
+    model = _network_from_architecture(meta["architecture"])
+    _load_weights(model, weights, str(bundle_dir / MODEL_JSON))
+    return model.float().eval(), meta
+
+
+def bundle_exists(out_dir: str | os.PathLike[str]) -> bool:
+    """True when out_dir already holds a bundle (or any of its files)."""
+    out_dir = Path(out_dir)
+    return any((out_dir / name).exists() for name in (MODEL_JSON, *FILES.values()))
+
+
+# -- exporting -----------------------------------------------------------------------------------
+
+
+def parse_formats(formats: Sequence[str] | str) -> list[str]:
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    wanted = [f.strip().lower() for f in formats if f.strip()]
+    unknown = [f for f in wanted if f not in FILES]
+    if unknown:
+        raise UserError(f"unknown export format(s) {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    # The weights and model.json are the bundle itself: always written.
+    return [f for f in FORMATS if f == "safetensors" or f in wanted]
+
+
+def _verification_inputs(project: Project, preprocess: Any, limit: int) -> tuple[torch.Tensor, str]:
+    """Preprocessed validation images of the run (else test, else train images), or seeded noise when
+    its data folder is gone."""
+    from transfer_studio.core.augment import build_transform
+    from transfer_studio.core.imageio import ImageReadError, load_rgb
+
+    split = project.data.split or {}
+    root = Path(project.data.root) if project.data.root else None
+    transform = build_transform(preprocess, None, train=False)
+    for part in ("val", "test", "train"):
+        rels = split.get(part) or []
+        if root is None or not root.is_dir() or not rels:
+            continue
+        tensors = []
+        for rel in rels:
+            if len(tensors) >= limit:
+                break
+            try:
+                tensors.append(transform(load_rgb(root / rel)))
+            except (ImageReadError, OSError):
+                continue
+        if tensors:
+            return torch.stack(tensors).float(), f"{part} images"
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(16, 3, preprocess.crop, preprocess.crop, generator=gen), "random inputs (data folder unavailable)"
+
+
+def _batched(fn: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor) -> np.ndarray:
+    return np.concatenate([fn(x[i:i + VERIFY_BATCH]) for i in range(0, len(x), VERIFY_BATCH)])
+
+
+def _compare(reference: np.ndarray, other: np.ndarray) -> dict[str, Any]:
+    diff = float(np.abs(reference.astype(np.float64) - other.astype(np.float64)).max())
+    agree = int((reference.argmax(1) == other.argmax(1)).sum())
+    n = len(reference)
+    return {"max_abs_diff": diff, "top1_agree": agree, "images": n,
+            "passed": bool(diff <= TOLERANCE and agree == n)}
+
+
+def _torch_export(model: nn.Module, example: torch.Tensor) -> Any:
+    from torch.export import Dim
+
+    return torch.export.export(model, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=65536)},))
+
+
+def _onnx_bytes(model: nn.Module, example: torch.Tensor, program: Any | None) -> tuple[bytes, str, str]:
+    """(serialized ONNX, exporter used, why the dynamo exporter was not used or "")."""
+    try:
+        from torch.export import Dim
+
+        if program is not None:
+            onnx_program = torch.onnx.export(program, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                             output_names=[OUTPUT_NAME], verbose=False)
+        else:
+            onnx_program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                             output_names=[OUTPUT_NAME], verbose=False,
+                                             dynamic_shapes=({0: Dim("batch", min=1, max=65536)},))
+        proto = onnx_program.model_proto
+        if proto.ByteSize() > _PROTOBUF_LIMIT:
+            raise UserError("the model is larger than 2 GB, too large for a single-file ONNX export: "
+                            "export safetensors and pt2 only (--format safetensors,pt2)")
+        return proto.SerializeToString(), "dynamo", ""
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any exporter failure: try the older exporter
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+    buf = io.BytesIO()
+    torch.onnx.export(model, (example,), buf, dynamo=False, input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME], opset_version=17,
+                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    return buf.getvalue(), "torchscript", reason
+
+
+def _onnx_outputs(data: bytes, x: torch.Tensor) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return _batched(lambda b: session.run(None, {name: b.numpy()})[0], x)
+
+
+def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+               formats: Sequence[str] | str = FORMATS, *, progress: Progress | None = None,
+               cancel: Cancel | None = None) -> ExportResult:
+    """Write the bundle of a training run to ``out_dir`` and verify every exported file.
+
+    model.safetensors and model.json are always written; "onnx" and "pt2" on request. An existing
+    bundle in ``out_dir`` is replaced (callers decide whether to ask first: ``bundle_exists``); its
+    model.json is removed first, so an export that fails midway never leaves a bundle that looks
+    complete. Raises ExportVerificationError (after writing) when an exported file disagrees with
+    PyTorch.
+    """
+    from safetensors.torch import save as safetensors_save
+
+    from transfer_studio.core.network import project_preprocess
+
+    wanted = parse_formats(formats)
+    run_dir, out_dir = Path(run_dir).resolve(), Path(out_dir).resolve()
+    if source_kind(run_dir) != "run":
+        raise UserError(f"{run_dir} is an exported bundle, not a training run: export a run folder")
+    total = 3 + len(wanted)  # load, one step per file, verify, model.json
+    step = 0
+
+    def advance() -> None:
+        nonlocal step
+        if cancel is not None and cancel():
+            raise Cancelled("export cancelled")
+        step += 1
+        if progress:
+            progress(step, total)
+
+    if progress:
+        progress(0, total)
+    model, project = load_run(run_dir)
+    preprocess = project_preprocess(project)
+    arch = _architecture(project)
+    inputs, inputs_kind = _verification_inputs(project, preprocess, VERIFY_MAX_IMAGES)
+    with torch.inference_mode():
+        reference = _batched(lambda b: model(b).float().numpy(), inputs)
+    advance()
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file: choose a folder for the bundle")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MODEL_JSON).unlink(missing_ok=True)
+    for fmt, name in FILES.items():
+        if fmt not in wanted:
+            (out_dir / name).unlink(missing_ok=True)  # a stale file from an earlier export
+
+    files: dict[str, str] = {}
+    verification: dict[str, Any] = {"inputs": inputs_kind, "images": len(inputs), "tolerance": TOLERANCE}
+
+    # Weights, and the network rebuilt from the bundle's own description (what load_bundle does).
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    weights_path = out_dir / FILES["safetensors"]
+    config.atomic_write_bytes(weights_path, safetensors_save(state, {"format": "pt"}))
+    files["safetensors"] = str(weights_path)
+    rebuilt = _network_from_architecture(arch)
+    _load_weights(rebuilt, weights_path, "the exported architecture")
+    rebuilt.float().eval()
+    with torch.inference_mode():
+        verification["safetensors"] = _compare(reference, _batched(lambda b: rebuilt(b).numpy(), inputs))
+    advance()
+
+    example = inputs[:2] if len(inputs) >= 2 else inputs.repeat(2, 1, 1, 1)
+    program = None
+    if "pt2" in wanted:
+        program = _torch_export(model, example)
+        buf = io.BytesIO()
+        torch.export.save(program, buf)
+        pt2_path = out_dir / FILES["pt2"]
+        config.atomic_write_bytes(pt2_path, buf.getvalue())
+        files["pt2"] = str(pt2_path)
+        # Reloading our own file, just written (torch.export.load unpickles: never for foreign files).
+        loaded = torch.export.load(str(pt2_path)).module()
+        with torch.inference_mode():
+            verification["pt2"] = _compare(reference, _batched(lambda b: loaded(b).float().numpy(), inputs))
+        advance()
+
+    if "onnx" in wanted:
+        import onnxruntime
+
+        data, exporter, fallback_reason = _onnx_bytes(model, example, program)
+        onnx_path = out_dir / FILES["onnx"]
+        config.atomic_write_bytes(onnx_path, data)
+        files["onnx"] = str(onnx_path)
+        result = _compare(reference, _onnx_outputs(data, inputs))
+        result.update({"exporter": exporter, "onnxruntime": onnxruntime.__version__})
+        if fallback_reason:
+            result["dynamo_failed"] = fallback_reason
+        verification["onnx"] = result
+        advance()
+
+    passed = all(verification[f]["passed"] for f in wanted)
+    verification["passed"] = passed
+    advance()
+
+    from transfer_studio import __version__
+
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "transfer_studio_version": __version__,
+        "torch_version": torch.__version__,
+        "architecture": arch,
+        "classes": list(project.data.classes),
+        "preprocessing": {
+            "resize": preprocess.resize, "crop": preprocess.crop,
+            "mean": list(preprocess.mean), "std": list(preprocess.std),
+            "interpolation": preprocess.interpolation,
+            "input_size": [3, preprocess.crop, preprocess.crop],
+            # How a consumer feeds the network: RGB, resize the shorter side, centre-crop, scale to
+            # [0, 1], then (x - mean) / std per channel; NCHW float32.
+            "color": "RGB", "scale": 1.0 / 255.0, "layout": "NCHW",
+        },
+        "inputs": {"name": INPUT_NAME, "shape": ["batch", 3, preprocess.crop, preprocess.crop], "dtype": "float32"},
+        "outputs": {"name": OUTPUT_NAME, "shape": ["batch", len(project.data.classes)], "dtype": "float32",
+                    "meaning": "logits (softmax gives class probabilities)"},
+        "files": {f: FILES[f] for f in wanted},
+        "source": _source_info(run_dir, project),
+        "verification": verification,
+    }
+    config.atomic_write_text(out_dir / MODEL_JSON, json.dumps(meta, indent=2) + "\n")
+    files["model.json"] = str(out_dir / MODEL_JSON)
+    advance()
+
+    result_obj = ExportResult(out_dir=str(out_dir), files=files, verification=verification, passed=passed,
+                              meta=meta)
+    if not passed:
+        failed = [f"{f}: max abs diff {verification[f]['max_abs_diff']:.2e}, top-1 agree "
+                  f"{verification[f]['top1_agree']}/{verification[f]['images']}"
+                  for f in wanted if not verification[f]["passed"]]
+        raise ExportVerificationError(
+            f"export verification failed ({'; '.join(failed)}; tolerance {TOLERANCE:g}); the bundle in "
+            f"{out_dir} is kept and model.json records the results", result_obj)
+    return result_obj
+
+
+def _source_info(run_dir: Path, project: Project) -> dict[str, Any]:
+    info: dict[str, Any] = {"run_dir": str(run_dir), "project": project.name, "data_root": project.data.root}
+    run_json = run_dir / "run.json"
+    if run_json.is_file():
+        try:
+            run = json.loads(run_json.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            run = {}
+        if isinstance(run, dict):
+            for key in ("best_epoch", "epochs_completed", "val_accuracy", "val_loss", "strategy"):
+                if key in run:
+                    info[key] = run[key]
+    return info
