@@ -105,18 +105,29 @@ def probe_bytes(head: bytes, path: str | None = None) -> HeaderInfo:
             warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning, odd metadata
             try:
                 with Image.open(io.BytesIO(head), formats=formats) as im:
-                    return HeaderInfo(im.format or fmt or "?", im.width, im.height, im.mode)
+                    return _header_info(im, fmt)
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
                 if path is None or len(head) < HEAD_BYTES:
                     raise
                 with Image.open(path, formats=formats) as im:  # header longer than HEAD_BYTES
-                    return HeaderInfo(im.format or fmt or "?", im.width, im.height, im.mode)
+                    return _header_info(im, fmt)
     except UnidentifiedImageError as exc:
         raise ImageReadError("not an image (unrecognised format)") from exc
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ImageReadError(f"unreadable image header ({_short(exc)})") from exc
+
+
+def _header_info(im: Image.Image, fmt: str | None) -> HeaderInfo:
+    width, height = im.width, im.height
+    if "exif" in im.info:  # report the displayed size: orientations 5-8 swap width and height
+        try:
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width
+        except (ValueError, TypeError, KeyError, SyntaxError, OSError, struct.error):
+            pass  # broken EXIF: keep the stored size
+    return HeaderInfo(im.format or fmt or "?", width, height, im.mode)
 
 
 def verify_decode(path: str | os.PathLike[str]) -> None:
