@@ -1,0 +1,92 @@
+"""Run-directory files: the resumable checkpoint, the best weights, RNG state as tensors.
+
+``checkpoint_last.pt`` holds only tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (never unpickling code). Every file is written to a temp file and
+then renamed: a full disk or a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_save
+
+from transfer_studio import config
+from transfer_studio.errors import UserError
+
+CHECKPOINT = "checkpoint_last.pt"
+BEST = "best.safetensors"
+HISTORY = "history.json"
+RUN = "run.json"
+PROJECT = "project.json"
+FORMAT = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states as tensors and numbers."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python_version": int(py_version),
+        "python": torch.tensor(py_internal, dtype=torch.int64),
+        "python_gauss": py_gauss,
+        "numpy_keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()),
+                     state["python_gauss"]))
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    config.atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint to resume from: {path} does not exist (the run never "
+                        "finished its first epoch)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
+        raise UserError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
+                        "it is corrupt or not a Transfer Studio checkpoint") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path} is not a Transfer Studio checkpoint (format {FORMAT})")
+    return state
+
+
+def state_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as standalone contiguous CPU tensors (safetensors refuses shared or
+    strided storage, and channels_last weights are strided)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
+    config.atomic_write_bytes(Path(path), safetensors_save(state_for_safetensors(model), metadata))
+
+
+def write_json(path: Path, data: Any) -> None:
+    config.atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,197 @@
+"""Run setup for ``fit``: resolve the project into a run snapshot, scan and split the data, build the
+network, plan the freeze schedule; ``loop.Trainer`` then runs the epochs. Mistakes in the project or the
+data raise ``UserError`` before anything trains. Problems while training (out of memory, a full disk)
+end the run with status "failed", an ``Error`` event and a message in the result; a stop request ends
+it with status "stopped". Either way the run directory keeps the last completed epoch's checkpoint,
+and ``fit(..., run_dir=RUN, resume=True)`` continues from it exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transfer_studio.config import Project, SurgeryOp
+from transfer_studio.errors import UserError
+from transfer_studio.training import checkpoint as ckpt
+from transfer_studio.training import data as tdata
+from transfer_studio.training import device as tdevice
+from transfer_studio.training import finetune
+from transfer_studio.training.schedule import KINDS as SCHEDULERS
+
+BALANCE = ("auto", "weighted_loss", "sampler", "none")
+# Settings a resumed run may change; everything else comes from the run's own project.json.
+RESUMABLE_OVERRIDES = ("epochs", "batch_size", "device", "num_workers", "allow_oom_retry",
+                       "early_stopping_patience", "amp")
+
+
+@dataclass
+class RunSetup:
+    project: Project  # the run's snapshot (strategy resolved, head op added, split recorded)
+    run_dir: Path
+    split: tdata.SplitData
+    model: torch.nn.Module
+    plan: finetune.FreezePlan
+    device: torch.device
+    precision: tdevice.Precision
+    channels_last: bool
+    loader: tdevice.LoaderSettings
+    train_transform: Any
+    eval_transform: Any
+    input_shape: tuple[int, int, int, int]
+    balance: str  # resolved: weighted_loss | sampler | none
+    checkpoint: dict[str, Any] | None  # state to resume from
+    pretrained: bool
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+def validate_train_spec(project: Project) -> None:
+    t = project.train
+    checks = [
+        (t.strategy in ("auto", *finetune.STRATEGIES), f"train.strategy must be auto, head, partial or full (got {t.strategy!r})"),
+        (isinstance(t.epochs, int) and t.epochs >= 1, f"epochs must be a whole number >= 1 (got {t.epochs!r})"),
+        (isinstance(t.batch_size, int) and t.batch_size >= 1, f"batch size must be a whole number >= 1 (got {t.batch_size!r})"),
+        (t.lr > 0, f"learning rate must be > 0 (got {t.lr!r})"),
+        (t.body_lr_factor >= 0, f"train.body_lr_factor must be >= 0 (got {t.body_lr_factor!r})"),
+        (t.head_epochs >= 0, f"train.head_epochs must be >= 0 (got {t.head_epochs!r})"),
+        (t.weight_decay >= 0, f"train.weight_decay must be >= 0 (got {t.weight_decay!r})"),
+        (t.scheduler in SCHEDULERS, f"train.scheduler must be one of {', '.join(SCHEDULERS)} (got {t.scheduler!r})"),
+        (t.warmup_epochs >= 0, f"train.warmup_epochs must be >= 0 (got {t.warmup_epochs!r})"),
+        (0 <= t.label_smoothing < 1, f"label smoothing must be in [0, 1) (got {t.label_smoothing!r})"),
+        (t.balance in BALANCE, f"train.balance must be one of {', '.join(BALANCE)} (got {t.balance!r})"),
+        (t.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0 (0 = off)"),
+        (t.cache_passes >= 0, f"train.cache_passes must be >= 0 (got {t.cache_passes!r})"),
+        (t.image_size is None or t.image_size >= 8, f"image size must be at least 8 pixels (got {t.image_size!r})"),
+        (t.num_workers is None or t.num_workers >= 0, "train.num_workers must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def default_run_dir(project: Project, base: Path | None = None) -> Path:
+    base = Path(base) if base else Path("runs")
+    stem = f"{project.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, k = base / stem, 1
+    while path.exists():
+        k += 1
+        path = base / f"{stem}-{k}"
+    return path
+
+
+def ensure_head(project: Project, num_classes: int) -> str | None:
+    """Give the snapshot a replace_head op for the dataset's classes; returns a note if it changed."""
+    heads = [op for op in project.surgery if op.op == "replace_head"]
+    if not heads:
+        project.surgery.append(SurgeryOp("replace_head", params={"num_classes": num_classes}))
+        return f"added a new {num_classes}-class head (the project had no replace_head step)"
+    last = heads[-1]
+    if last.params.get("num_classes") != num_classes:
+        old = last.params.get("num_classes")
+        last.params = {**last.params, "num_classes": num_classes}
+        return f"the head was set up for {old} classes; the data has {num_classes}, so it has {num_classes}"
+    return None
+
+
+def _resolve_auto(project: Project, report: Any) -> str:
+    from transfer_studio.core import strategy as core_strategy
+
+    s = core_strategy.suggest(report, project.model.name, device=project.train.device)
+    core_strategy.apply_suggestion(project, s)
+    if project.train.strategy == "auto":
+        project.train.strategy = s.name
+    return f"auto strategy: {s.name} ({s.reason})" if s.reason else f"auto strategy: {s.name}"
+
+
+def _load_resume(project: Project | None, run_dir: Path) -> tuple[Project, dict[str, Any] | None, list[str]]:
+    snap_path = run_dir / ckpt.PROJECT
+    if not snap_path.is_file():
+        raise UserError(f"{run_dir} is not a training run (no {ckpt.PROJECT}): pass the folder a "
+                        "previous `train` wrote")
+    snapshot = Project.load(snap_path)
+    notes = []
+    if project is not None:
+        for name in RESUMABLE_OVERRIDES:
+            new, old = getattr(project.train, name), getattr(snapshot.train, name)
+            if new != old:
+                setattr(snapshot.train, name, new)
+                notes.append(f"resume: {name} changed from {old} to {new}")
+    state = None
+    if (run_dir / ckpt.CHECKPOINT).is_file():
+        state = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT)
+    else:
+        notes.append("resume: the run had not finished an epoch; starting it from the beginning")
+    return snapshot, state, notes
+
+
+def prepare(project: Project | None, *, run_dir: str | Path | None = None, resume: bool = False) -> RunSetup:
+    """Everything a run needs, checked; raises UserError for bad input."""
+    from transfer_studio.core import augment, network
+
+    notes: list[str] = []
+    state = None
+    if resume:
+        if run_dir is None:
+            raise UserError("resuming needs the run directory of the run to continue")
+        run_dir = Path(run_dir)
+        snapshot, state, notes = _load_resume(project, run_dir)
+    else:
+        if project is None:
+            raise UserError("no project to train")
+        snapshot = project.copy()
+        run_dir = Path(run_dir) if run_dir else default_run_dir(snapshot)
+        if (run_dir / ckpt.CHECKPOINT).exists() or (run_dir / ckpt.RUN).exists():
+            raise UserError(f"{run_dir} already holds a training run: resume it (--resume {run_dir}) or "
+                            "choose another output folder")
+    validate_train_spec(snapshot)
+    t = snapshot.train
+
+    split = tdata.prepare_split(snapshot)
+    snapshot.data.root = split.root  # absolute: evaluate/export may run from another folder
+    snapshot.data.split = split.split
+    snapshot.data.classes = list(split.classes)
+    num_classes = len(split.classes)
+    if t.strategy == "auto":
+        notes.append(_resolve_auto(snapshot, split.report))
+        validate_train_spec(snapshot)
+    head_note = ensure_head(snapshot, num_classes)
+    if head_note:
+        notes.append(head_note)
+
+    device = tdevice.select_device(t.device)
+    precision = tdevice.choose_precision(device, t.amp)
+    pretrained = snapshot.model.weights.strip().lower() != "none"
+
+    tdata.seed_everything(tdata.derive_seed(t.seed, 0, tdata.GLOBAL))  # the new head's initialisation
+    # A resumed run's weights all come from its checkpoint: skip loading the pretrained file.
+    model = network.build_network(snapshot, weights=pretrained and state is None)
+    plan = finetune.plan(model, t.strategy, epochs=t.epochs, head_epochs=t.head_epochs,
+                         unfreeze_from=t.unfreeze_from)
+    notes.extend(plan.notes)
+
+    preprocess = network.project_preprocess(snapshot)
+    train_tf = augment.build_transform(preprocess, snapshot.augment, train=True, image_size=t.image_size)
+    eval_tf = augment.build_transform(preprocess, snapshot.augment, train=False, image_size=t.image_size)
+
+    balance = t.balance
+    if balance == "auto":
+        balance = "weighted_loss" if split.imbalance > 1.5 else "none"
+        if balance != "none":
+            notes.append(f"classes are imbalanced (largest/smallest = {split.imbalance:.1f}): "
+                         "using a class-weighted loss")
+    if not split.split.get("val"):
+        notes.append("no validation split: the last epoch's weights are kept and early stopping is off")
+
+    return RunSetup(
+        project=snapshot, run_dir=run_dir, split=split, model=model, plan=plan, device=device,
+        precision=precision, channels_last=tdevice.use_channels_last(device),
+        loader=tdevice.loader_settings(device, t.num_workers), train_transform=train_tf,
+        eval_transform=eval_tf, input_shape=tuple(network.input_shape(snapshot)), balance=balance,
+        checkpoint=state, pretrained=pretrained, notes=notes,
+    )

@@ -1,0 +1,631 @@
+"""The epoch loop: one optimisation step per batch, checkpoints per epoch, events throughout.
+
+Per-batch work is kept to what a hand-written PyTorch loop does plus a few scalar tensor ops for the
+running loss/accuracy: no host synchronisation except when a (throttled) BatchEnd event is actually
+sent to a callback. Stop and pause requests are polled before every batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transfer_studio.core import surgery
+from transfer_studio.training import checkpoint as ckpt
+from transfer_studio.training import data as tdata
+from transfer_studio.training import events as ev
+from transfer_studio.training import features as tfeatures
+from transfer_studio.training import finetune
+from transfer_studio.training.callbacks import Dispatcher
+from transfer_studio.training.control import Control
+from transfer_studio.training.device import describe
+from transfer_studio.training.engine import RunSetup
+from transfer_studio.training.schedule import LRSchedule
+
+log = logging.getLogger("transfer_studio.training")
+
+BATCH_EVENT_INTERVAL = 0.1  # seconds between BatchEnd events (the epoch's last batch always sends one)
+CACHE_ON_GPU_BYTES = 2 << 30  # feature caches up to this size live on the GPU
+
+
+class _Stop(Exception):
+    """A stop request arrived; the run ends with the last completed epoch's checkpoint."""
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, suggestion: str = ""):
+        super().__init__(message)
+        self.message, self.suggestion = message, suggestion
+
+
+def _cache_limit_bytes() -> int:
+    """Half the free RAM (at most 16 GiB): a cache that would not fit trains uncached instead."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        free = 8 << 30
+    return int(min(16 << 30, free // 2))
+
+
+class Trainer:
+    def __init__(self, setup: RunSetup, dispatch: Dispatcher, control: Control):
+        self.s = setup
+        self.emit = dispatch
+        self.control = control
+        self.t = setup.project.train
+        self.device = setup.device
+        self.precision = setup.precision
+        self.memory_format = torch.channels_last if setup.channels_last else torch.preserve_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+        self.model: nn.Module = setup.model.to(self.device, memory_format=self.memory_format)
+        self.batch_size = self.t.batch_size
+        self.seed = self.t.seed
+        self.classes = list(setup.split.classes)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": None, "val_loss": None, "val_accuracy": None, "bad_epochs": 0}
+        self.epoch = 0  # epochs completed (and checkpointed)
+        self.phase: int | None = None
+        self.announced_phase: int | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: LRSchedule | None = None
+        self.frozen_bn: list[nn.Module] = []
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.use_scaler else None
+        self.notes = list(setup.notes)
+        self.status, self.message, self.suggestion = "running", "", ""
+        self.stopped_early = False
+        self.epoch_seconds: list[float] = []
+        self.previous_duration = 0.0
+        self._paused_s = 0.0
+        self._initial_state: dict[str, torch.Tensor] | None = None
+        # feature cache (head strategy)
+        self.cache: tfeatures.FeatureCache | None = None
+        self.cache_head: nn.Module | None = None
+        self.cache_head_name: str | None = None
+        self.cache_passes = 0
+        self.cache_augmented = True
+
+        split = setup.split
+        self.n_train = len(split.labels["train"])
+        self.n_val = len(split.labels.get("val", []))
+        self.train_ds = tdata.image_dataset(split, "train", setup.train_transform)
+        self.val_ds = tdata.image_dataset(split, "val", setup.eval_transform) if self.n_val else None
+        self.sample_weights = (tdata.balanced_weights(split.labels["train"], len(self.classes))
+                               if setup.balance == "sampler" else None)
+        if setup.balance == "sampler":
+            self.notes.append("classes are balanced by sampling (with replacement) in proportion to "
+                              "1 / class size")
+        weight = (tdata.class_weights(split.counts("train")).to(self.device)
+                  if setup.balance == "weighted_loss" else None)
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=float(self.t.label_smoothing))
+        self._build_loaders()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _build_loaders(self) -> None:
+        self.train_sampler = tdata.EpochBatchSampler(self.n_train, self.batch_size, self.seed,
+                                                     weights=self.sample_weights)
+        self.train_loader = tdata.make_loader(self.train_ds, self.train_sampler, self.s.loader)
+        self.val_loader = None
+        if self.val_ds is not None:
+            vs = tdata.EpochBatchSampler(self.n_val, self.batch_size, self.seed, shuffle=False)
+            self.val_loader = tdata.make_loader(self.val_ds, vs, self.s.loader)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.precision.dtype)
+
+    def _check_control(self, epoch: int, step: int) -> None:
+        c = self.control
+        if c.stop_requested:
+            raise _Stop
+        if c.pause_requested:
+            t0 = time.perf_counter()
+            self.emit(ev.Paused(epoch, step))
+            c.wait_while_paused()
+            self._paused_s += time.perf_counter() - t0
+            if c.stop_requested:
+                raise _Stop
+            self.emit(ev.Resumed(epoch, step))
+
+    # -- phases and optimiser ------------------------------------------------------------------
+    def _body_lr(self) -> float:
+        # A randomly initialised body has nothing to preserve: it learns at the full rate.
+        return self.t.lr * self.t.body_lr_factor if self.s.pretrained else self.t.lr
+
+    def _groups_for_phase(self, idx: int) -> list[dict]:
+        """Parameter groups a phase adds: the head's for the first phase, then the body parameters
+        that phase newly unfreezes (so resumed and uninterrupted runs build identical groups)."""
+        plan = self.s.plan
+        groups = []
+        if idx == 0:
+            groups += finetune.param_groups(self.model, plan.head_params, lr=self.t.lr,
+                                            weight_decay=self.t.weight_decay, role="head")
+        before = set().union(*(p.trainable for p in plan.phases[:idx])) | plan.head_params
+        new_body = plan.phases[idx].trainable - before
+        groups += finetune.param_groups(self.model, new_body, lr=self._body_lr(),
+                                        weight_decay=self.t.weight_decay, role="body")
+        return groups
+
+    def _make_optimizer(self, idx: int) -> torch.optim.Optimizer:
+        groups = []
+        for i in range(idx + 1):
+            groups += self._groups_for_phase(i)
+        return torch.optim.AdamW(groups, lr=self.t.lr, weight_decay=self.t.weight_decay)
+
+    def _enter_phase(self, idx: int, *, fresh: bool = False) -> None:
+        plan = self.s.plan
+        finetune.apply_trainable(self.model, plan.phases[idx].trainable)
+        self.frozen_bn = finetune.frozen_batchnorms(self.model)
+        if fresh or self.optimizer is None:
+            self.optimizer = self._make_optimizer(idx)
+        else:
+            for i in range((self.phase or 0) + 1, idx + 1):
+                for g in self._groups_for_phase(i):
+                    self.optimizer.add_param_group(g)
+        self.phase = idx
+        start = plan.phases[idx].first_epoch - 1
+        end = plan.phases[idx + 1].first_epoch - 1 if idx + 1 < len(plan.phases) else self.t.epochs
+        self.schedule = LRSchedule(self.t.scheduler, start, max(end, start + 1), float(self.t.warmup_epochs))
+
+    def _announce_phase(self, epoch: int) -> None:
+        if self.announced_phase == self.phase:
+            return
+        self.announced_phase = self.phase
+        phase = self.s.plan.phases[self.phase]
+        trainable, total = surgery.param_counts(self.model)
+        if phase.name == "head":
+            text = "training the new head only (the pretrained network stays frozen)"
+        elif phase.name == "unfrozen":
+            where = f"from {phase.unfrozen_blocks[0]} " if phase.unfrozen_blocks else ""
+            text = (f"unfroze {len(phase.unfrozen_blocks)} block(s) {where}(body lr {self._body_lr():.1e}, "
+                    f"head lr {self.t.lr:.1e})")
+        else:
+            text = f"training the whole network (body lr {self._body_lr():.1e}, head lr {self.t.lr:.1e})"
+        self.emit(ev.PhaseChanged(epoch=epoch, phase=phase.name, description=text,
+                                  unfrozen=list(phase.unfrozen_blocks), trainable_params=int(trainable),
+                                  total_params=int(total)))
+
+    # -- state ---------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "phase": self.phase,
+            "batch_size": self.batch_size,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "scheduler": self.schedule.state_dict(),
+            "rng": ckpt.rng_state(),
+            "history": self.history,
+            "best": self.best,
+            "stopped_early": self.stopped_early,
+            "duration_s": self.previous_duration + self._elapsed(),
+            "project": self.s.project.to_json(),
+            "split": self.s.project.data.split,
+            "classes": self.classes,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self._enter_phase(int(state["phase"]), fresh=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+            raise _Failed(f"the checkpoint in {self.s.run_dir} does not match the run's network "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                          "start a new run instead of resuming this one") from exc
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.stopped_early = bool(state.get("stopped_early", False))
+        self.previous_duration = float(state.get("duration_s", 0.0))
+
+    def _reset_to_initial(self) -> None:
+        self.model.load_state_dict(self._initial_state)
+        self.epoch, self.history = 0, []
+        self.best = {"epoch": None, "val_loss": None, "val_accuracy": None, "bad_epochs": 0}
+        if self.scaler is not None:
+            self.scaler = torch.amp.GradScaler(self.device.type)
+        self._enter_phase(self.s.plan.phase_index(1), fresh=True)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.s.started
+
+    def _result(self, status: str) -> ev.RunResult:
+        b = self.best
+        return ev.RunResult(
+            run_dir=str(self.s.run_dir), model=self.s.project.model.name, strategy=self.s.plan.strategy,
+            status=status, epochs_completed=self.epoch, epochs_planned=self.t.epochs,
+            best_epoch=b["epoch"], val_accuracy=b["val_accuracy"], val_loss=b["val_loss"],
+            history=[dict(h) for h in self.history], device=describe(self.device),
+            batch_size=self.batch_size, classes=list(self.classes),
+            duration_s=round(self.previous_duration + self._elapsed(), 3),
+            stopped_early=self.stopped_early, cached_features=self.cache_head_name is not None,
+            message=self.message, suggestion=self.suggestion,
+            notes=list(self.notes) + list(self.emit.failures),
+        )
+
+    def _disk_failure(self, exc: OSError, what: str) -> _Failed:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        has_ckpt = (self.s.run_dir / ckpt.CHECKPOINT).is_file()
+        if has_ckpt and self.epoch:
+            hint = (f"free some disk space, then resume with: transfer-studio train --resume {self.s.run_dir} "
+                    f"(the checkpoint of epoch {self.epoch} is intact)")
+        else:
+            hint = "free some disk space, then start the run again"
+        return _Failed(f"could not write {what} in {self.s.run_dir}: {reason}", hint)
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self) -> ev.RunResult:
+        try:
+            try:
+                self._start()
+                self._epochs()
+                self.status = "finished"
+            except _Stop:
+                self.status = "stopped"
+                self.notes.append(f"stopped by request after {self.epoch} completed epoch(s)")
+            except _Failed as f:
+                self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
+                self.emit(ev.Error(f.message, f.suggestion))
+        except Exception as exc:
+            self.status, self.message = "failed", f"{type(exc).__name__}: {exc}"
+            self.emit(ev.Error(self.message, ""))
+            self._finish()
+            raise
+        return self._finish()
+
+    def _finish(self) -> ev.RunResult:
+        result = self._result(self.status)
+        try:
+            ckpt.write_json(self.s.run_dir / ckpt.HISTORY, result.history)
+            ckpt.write_json(self.s.run_dir / ckpt.RUN, result.to_dict())
+        except OSError as exc:
+            log.warning("could not write the run summary in %s: %s", self.s.run_dir, exc)
+            if result.status != "failed":
+                f = self._disk_failure(exc, ckpt.RUN)
+                self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
+                self.emit(ev.Error(f.message, f.suggestion))
+                result = self._result("failed")
+        self.emit(ev.FitEnd(result))
+        return result
+
+    def _start(self) -> None:
+        s = self.s
+        if s.checkpoint is not None:
+            self._restore(s.checkpoint)
+            s.checkpoint = None
+        else:
+            self._enter_phase(s.plan.phase_index(1), fresh=True)
+            if self.t.allow_oom_retry:
+                self._initial_state = {k: v.detach().to("cpu", copy=True)
+                                       for k, v in self.model.state_dict().items()}
+        if s.plan.strategy == "head" and self.t.cache_features:
+            self._plan_cache()
+        try:
+            s.run_dir.mkdir(parents=True, exist_ok=True)
+            s.project.save(s.run_dir / ckpt.PROJECT)
+            ckpt.write_json(s.run_dir / ckpt.RUN, self._result("running").to_dict())
+        except OSError as exc:
+            raise self._disk_failure(exc, "the run's files") from exc
+        trainable, total = surgery.param_counts(self.model)
+        self.emit(ev.FitStart(
+            run_dir=str(s.run_dir), model=s.project.model.name, strategy=s.plan.strategy,
+            device=describe(self.device), precision=self.precision.name, epochs=self.t.epochs,
+            start_epoch=self.epoch + 1, steps_per_epoch=len(self.train_sampler),
+            batch_size=self.batch_size, num_train=self.n_train, num_val=self.n_val,
+            classes=list(self.classes), trainable_params=int(trainable), total_params=int(total),
+            cached_features=self.cache_head_name is not None, resumed=self.epoch > 0,
+            notes=list(self.notes)))
+
+    def _epochs(self) -> None:
+        total = self.t.epochs
+        patience = self.t.early_stopping_patience
+        if self.epoch >= total:
+            self.notes.append(f"the run already has {self.epoch} epoch(s): ask for more epochs to continue")
+            return
+        e = self.epoch + 1
+        while e <= total:
+            if patience and self.n_val and self.best["bad_epochs"] >= patience:
+                self.stopped_early = True
+                return
+            self._check_control(e, 0)
+            want = self.s.plan.phase_index(e)
+            if want != self.phase:
+                self._enter_phase(want)
+            self._announce_phase(e)
+            oom = None
+            try:
+                if self.cache_head_name is not None and self.cache is None:
+                    self._build_cache(e)
+                self._paused_s = 0.0
+                t0 = time.perf_counter()
+                if self.cache is not None:
+                    train = self._train_cached(e)
+                    val = self._validate_cached(e)
+                else:
+                    train = self._train_epoch(e)
+                    val = self._validate(e)
+                seconds = time.perf_counter() - t0 - self._paused_s
+            except torch.OutOfMemoryError as exc:
+                oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
+            if oom is not None:  # outside the except block: the traceback's tensors are freed by now
+                self._recover_from_oom(oom)
+                e = self.epoch + 1
+                continue
+            self._end_epoch(e, train, val, seconds)
+            if patience and self.n_val and self.best["bad_epochs"] >= patience and e < total:
+                self.stopped_early = True
+                self.notes.append(f"early stopping: the validation loss has not improved for {patience} "
+                                  f"epoch(s); keeping epoch {self.best['epoch']}")
+                return
+            e += 1
+
+    def _recover_from_oom(self, detail: str) -> None:
+        bs = self.batch_size
+        self.cache = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        resume_hint = f"transfer-studio train --resume {self.s.run_dir} --batch-size {max(1, bs // 2)}"
+        if not self.t.allow_oom_retry or bs <= 1:
+            raise _Failed(f"out of memory on {describe(self.device)} at batch size {bs} ({detail})",
+                          f"use a smaller batch size, e.g. {max(1, bs // 2)}"
+                          + (f"; resume with: {resume_hint}" if self.epoch else "")
+                          + "; or allow automatic retries with a halved batch (train.allow_oom_retry)")
+        new = bs // 2
+        text = f"out of memory at batch size {bs}: retrying with batch size {new}"
+        log.warning(text)
+        self.notes.append(text)
+        self.emit(ev.Notice(text))
+        self.batch_size = new
+        self.s.project.train.batch_size = new
+        try:
+            self.s.project.save(self.s.run_dir / ckpt.PROJECT)  # a later resume keeps the smaller batch
+        except OSError as exc:
+            raise self._disk_failure(exc, ckpt.PROJECT) from exc
+        self._build_loaders()
+        if self.epoch > 0:
+            self._restore(ckpt.load_checkpoint(self.s.run_dir / ckpt.CHECKPOINT))
+        else:
+            self._reset_to_initial()
+
+    def _end_epoch(self, e: int, train: tuple[float, float], val: tuple[float, float] | None,
+                   seconds: float) -> None:
+        train_loss, train_acc = train
+        val_loss, val_acc = val if val is not None else (None, None)
+        if not math.isfinite(train_loss) or (val_loss is not None and not math.isfinite(val_loss)):
+            raise _Failed(f"training diverged in epoch {e} (the loss is not a finite number)",
+                          "lower the learning rate (e.g. --lr " f"{self.t.lr / 10:g}) and start again")
+        old = (dict(self.best), self.epoch)
+        best = self.best
+        if val_loss is None:
+            is_best = True
+        else:
+            is_best = best["val_loss"] is None or val_loss < best["val_loss"]
+        if is_best:
+            best.update(epoch=e, val_loss=val_loss, val_accuracy=val_acc, bad_epochs=0)
+        else:
+            best["bad_epochs"] = int(best["bad_epochs"]) + 1
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.history.append({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
+                             "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
+                             "seconds": round(seconds, 4)})
+        self.epoch = e
+        d = self.s.run_dir
+        what = ckpt.BEST
+        try:
+            if is_best:
+                ckpt.save_weights(d / ckpt.BEST, self.model, {"epoch": str(e), "model": self.s.project.model.name})
+            what = ckpt.CHECKPOINT
+            ckpt.save_checkpoint(d / ckpt.CHECKPOINT, self._state())
+            what = ckpt.HISTORY
+            ckpt.write_json(d / ckpt.HISTORY, self.history)
+            what = ckpt.RUN
+            ckpt.write_json(d / ckpt.RUN, self._result("running").to_dict())
+        except OSError as exc:
+            if what in (ckpt.BEST, ckpt.CHECKPOINT):  # this epoch is not durable: report the last that is
+                self.best, self.epoch = old
+                self.history.pop()
+            raise self._disk_failure(exc, what) from exc
+        self.epoch_seconds.append(seconds)
+        eta = sum(self.epoch_seconds) / len(self.epoch_seconds) * (self.t.epochs - e)
+        self.emit(ev.EpochEnd(epoch=e, epochs=self.t.epochs, train_loss=train_loss, train_accuracy=train_acc,
+                              val_loss=val_loss, val_accuracy=val_acc, lr=lr, seconds=seconds, eta_s=eta,
+                              is_best=is_best))
+        self.emit(ev.CheckpointWritten(str(d / ckpt.CHECKPOINT), e))
+
+    # -- one epoch -----------------------------------------------------------------------------
+    def _step_batches(self, e: int, batches: Iterable, steps: int, forward: Callable[[torch.Tensor], torch.Tensor],
+                      images: bool) -> tuple[float, float]:
+        dev, opt, scaler, crit = self.device, self.optimizer, self.scaler, self.criterion
+        groups = [(g, g["base_lr"]) for g in opt.param_groups]
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        t0 = last_emit = time.perf_counter()
+        paused0 = self._paused_s
+        for step, (x, y) in enumerate(batches):
+            self._check_control(e, step + 1)
+            f = self.schedule.factor(e - 1, step, steps)
+            for g, base in groups:
+                g["lr"] = base * f
+            if images:
+                x = x.to(dev, non_blocking=True, memory_format=self.memory_format)
+            else:
+                x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            with self._autocast():
+                out = forward(x)
+                loss = crit(out, y)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            n = y.shape[0]
+            seen += n
+            loss_sum += loss.detach().float() * n
+            correct += (out.detach().argmax(1) == y).sum()
+            if self.emit.active:
+                now = time.perf_counter()
+                if now - last_emit >= BATCH_EVENT_INTERVAL or step + 1 == steps:
+                    last_emit = now
+                    busy = max(now - t0 - (self._paused_s - paused0), 1e-9)
+                    self.emit(ev.BatchEnd(epoch=e, step=step + 1, steps=steps,
+                                          loss=loss_sum.item() / seen, accuracy=correct.item() / seen,
+                                          lr=groups[0][0]["lr"], images_per_s=seen / busy))
+        if seen == 0:
+            raise _Failed("an epoch had no training batches", "add training images")
+        return loss_sum.item() / seen, correct.item() / seen
+
+    def _eval_batches(self, e: int, batches: Iterable, forward: Callable[[torch.Tensor], torch.Tensor],
+                      images: bool) -> tuple[float, float]:
+        dev = self.device
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        with torch.no_grad():
+            for x, y in batches:
+                self._check_control(e, 0)
+                if images:
+                    x = x.to(dev, non_blocking=True, memory_format=self.memory_format)
+                else:
+                    x = x.to(dev, non_blocking=True)
+                y = y.to(dev, non_blocking=True)
+                with self._autocast():
+                    out = forward(x)
+                # The validation loss is plain cross-entropy (no smoothing, no class weights): it is
+                # what early stopping and the best-epoch choice compare.
+                loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+                correct += (out.argmax(1) == y).sum()
+                seen += y.shape[0]
+        return loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+
+    def _train_epoch(self, e: int) -> tuple[float, float]:
+        finetune.train_mode(self.model, self.frozen_bn)
+        self.train_sampler.set_epoch(e - 1)
+        tdata.seed_everything(tdata.derive_seed(self.seed, e - 1, tdata.GLOBAL))
+        return self._step_batches(e, self.train_loader, len(self.train_sampler), self.model, images=True)
+
+    def _validate(self, e: int) -> tuple[float, float] | None:
+        if self.val_loader is None:
+            return None
+        self.model.eval()
+        return self._eval_batches(e, self.val_loader, self.model, images=True)
+
+    # -- feature cache (head strategy) ---------------------------------------------------------
+    def _plan_cache(self) -> None:
+        example = torch.zeros((2, *self.s.input_shape[1:]), device=self.device)
+        example = example.contiguous(memory_format=self.memory_format)
+        name = tfeatures.find_cacheable_head(self.model, example)
+        if name is None:
+            self.notes.append("backbone features are not cached: the trainable layers are not a final "
+                              "head of the network (every epoch runs the whole network)")
+            return
+        head = dict(self.model.named_modules())[name]
+        feats, _ = tfeatures.extract(self.model, head, [(example, torch.zeros(2, dtype=torch.long))],
+                                     device=self.device, autocast=self._autocast)
+        augment_off = self.s.project.augment.preset == "none"
+        passes = 1 if self.t.cache_passes == 0 or augment_off else int(self.t.cache_passes)
+        need = feats[0].numel() * 4 * (passes * self.n_train + self.n_val)
+        limit = _cache_limit_bytes()
+        if need > limit:
+            self.notes.append(f"backbone features are not cached: they would take {need / 2**30:.1f} GiB "
+                              f"(limit {limit / 2**30:.1f} GiB); every epoch runs the whole network")
+            return
+        self.cache_head_name, self.cache_head, self.cache_passes = name, head, passes
+        self.cache_augmented = self.t.cache_passes > 0 and not augment_off
+        if self.t.cache_passes == 0:
+            self.notes.append("train.cache_passes = 0: features are cached WITHOUT augmentation, so the head "
+                              "sees the same un-augmented images every epoch")
+        elif augment_off:
+            self.notes.append("augmentation is off (preset none): features are cached once")
+        else:
+            self.notes.append(f"head-only training on cached backbone features: {passes} augmented "
+                              f"pass(es) of each training image; epochs after the first skip the backbone")
+
+    def _build_cache(self, e: int) -> None:
+        t0 = time.perf_counter()
+        self.model.eval()
+        split = self.s.split
+        check = lambda: self._check_control(e, 0)  # noqa: E731
+        kw = dict(device=self.device, autocast=self._autocast, memory_format=self.memory_format, check=check)
+        tf = self.s.train_transform if self.cache_augmented or self.s.project.augment.preset == "none" \
+            else self.s.eval_transform
+        ds = tdata.image_dataset(split, "train", tf)
+        passes, labels = [], None
+        for k in range(self.cache_passes):
+            sampler = tdata.EpochBatchSampler(self.n_train, self.batch_size, self.seed, shuffle=False,
+                                              purpose=tdata.CACHE, pass_index=k)
+            f, labels = tfeatures.extract(self.model, self.cache_head,
+                                          tdata.make_loader(ds, sampler, self.s.loader), **kw)
+            passes.append(f)
+        train = torch.stack(passes)
+        val = val_labels = None
+        if self.val_loader is not None:
+            val, val_labels = tfeatures.extract(self.model, self.cache_head, self.val_loader, **kw)
+        cache = tfeatures.FeatureCache(self.cache_head_name, train, labels, val, val_labels,
+                                       self.cache_passes, self.cache_augmented, 0.0)
+        if self.device.type != "cpu" and cache.nbytes <= CACHE_ON_GPU_BYTES:
+            cache.train, cache.train_labels = cache.train.to(self.device), cache.train_labels.to(self.device)
+            if cache.val is not None:
+                cache.val, cache.val_labels = cache.val.to(self.device), cache.val_labels.to(self.device)
+        cache.seconds = time.perf_counter() - t0
+        self.cache = cache
+        text = (f"cached backbone features of {self.n_train} training image(s) x {self.cache_passes} pass(es)"
+                f" and {self.n_val} validation image(s) in {cache.seconds:.1f}s ({cache.nbytes / 2**20:.1f} MiB)")
+        self.notes.append(text)
+        self.emit(ev.Notice(text))
+
+    def _cached_batches(self, e: int):
+        cache = self.cache
+        g = torch.Generator().manual_seed(tdata.derive_seed(self.seed, e - 1, tdata.ORDER))
+        n = self.n_train
+        if self.sample_weights is not None:
+            order = torch.multinomial(torch.as_tensor(self.sample_weights, dtype=torch.double), n,
+                                      replacement=True, generator=g)
+        else:
+            order = torch.randperm(n, generator=g)
+        which = torch.randint(cache.passes, (n,), generator=g)
+        dev = cache.train.device
+        order, which = order.to(dev), which.to(dev)
+        bs = self.batch_size
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            if idx.numel() == 1 and n > 1:
+                return  # same rule as the image sampler: no single-sample batch
+            yield cache.train[which[idx], idx], cache.train_labels[idx]
+
+    def _train_cached(self, e: int) -> tuple[float, float]:
+        self.cache_head.train()
+        tdata.seed_everything(tdata.derive_seed(self.seed, e - 1, tdata.GLOBAL))
+        return self._step_batches(e, self._cached_batches(e), len(self.train_sampler), self.cache_head,
+                                  images=False)
+
+    def _validate_cached(self, e: int) -> tuple[float, float] | None:
+        cache = self.cache
+        if cache.val is None:
+            return None
+        self.cache_head.eval()
+        bs = self.batch_size
+        batches = ((cache.val[i:i + bs], cache.val_labels[i:i + bs]) for i in range(0, len(cache.val), bs))
+        return self._eval_batches(e, batches, self.cache_head, images=False)
