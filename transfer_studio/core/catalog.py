@@ -249,7 +249,7 @@ def _pretrained_file(info: ModelInfo, allow_download: bool, progress: ProgressFn
         raise UserError(
             f"pretrained weights for {info.name} are not available offline: expected {path}. "
             f"Copy the file there (from {info.weights_url}), use --weights PATH for a local state-dict "
-            "file, or allow the download"
+            "file, or allow the download (--allow-download)"
         )
     return _weights.download_file(download_url(info), path, progress=progress, cancel=cancel,
                                   sha256_prefix=_weights.hash_prefix_from_filename(path.name))
