@@ -1,0 +1,1076 @@
+"""Train page: settings, Start / Pause / Resume / Stop, live charts, epoch table, log, resume.
+
+Training runs on its own QThread (ui/train_worker.py) with a copy of the project; this page only
+reacts to the worker's signals. Heavy modules (torch, pyqtgraph, the engine) are imported when the
+page is built or in background tasks, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QEvent, Qt
+from PySide6.QtGui import QFont, QPalette, QValidator
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from transfer_studio.config import RunRecord
+from transfer_studio.ui.state import AppState
+
+STRATEGIES = (
+    ("auto", "Auto (from data size)"),
+    ("head", "Head only"),
+    ("partial", "Partial (last blocks)"),
+    ("full", "Full network"),
+)
+AUGMENT_PRESETS = ("none", "light", "medium", "strong")
+DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple MPS"))
+TABLE_COLUMNS = ("Epoch", "Train loss", "Train acc", "Val loss", "Val acc", "LR", "Time")
+RESUMABLE = ("stopped", "failed", "running")  # "running" with no live worker = interrupted
+
+
+# -- small widgets ---------------------------------------------------------------------------------
+class LrSpinBox(QDoubleSpinBox):
+    """A learning-rate field: plain or scientific notation, arrows step along 1-2-5 per decade."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setDecimals(12)
+        self.setRange(1e-8, 10.0)
+        self.setKeyboardTracking(False)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+        return f"{value:.3g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+        try:
+            return float(text.strip())
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int) -> object:
+        stripped = text.strip()
+        try:
+            value = float(stripped)
+        except ValueError:
+            partial = stripped == "" or stripped[-1] in "eE.-+" or stripped in ("-", "+")
+            state = QValidator.State.Intermediate if partial else QValidator.State.Invalid
+            return state, text, pos
+        ok = self.minimum() <= value <= self.maximum()
+        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
+        value = self.value()
+        for _ in range(abs(steps)):
+            value = _step_125(value, up=steps > 0)
+        self.setValue(min(max(value, self.minimum()), self.maximum()))
+
+
+def _step_125(value: float, up: bool) -> float:
+    """The next value of the 1-2-5 series (…, 1e-4, 2e-4, 5e-4, 1e-3, …) above or below value."""
+    exp = math.floor(math.log10(value))
+    candidates = sorted(m * 10.0 ** e for e in (exp - 1, exp, exp + 1) for m in (1, 2, 5))
+    if up:
+        return next(c for c in candidates if c > value * (1 + 1e-9))
+    return next(c for c in reversed(candidates) if c < value * (1 - 1e-9))
+
+
+class MessageBanner(QFrame):
+    """An in-page error: what happened (bold), what to do, an optional action and a close button."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("train_error_banner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        # Semantic colour for the border only: the text keeps the palette's colours (light and dark).
+        self.setStyleSheet("#train_error_banner { border: 2px solid #d04040; border-radius: 4px; }")
+        self.title = QLabel()
+        self.title.setObjectName("train_error_message")
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.hint = QLabel()
+        self.hint.setObjectName("train_error_suggestion")
+        self.hint.setWordWrap(True)
+        self.action = QPushButton()
+        self.action.setObjectName("train_error_action")
+        self.action.hide()
+        close = QToolButton()
+        close.setObjectName("train_error_close")
+        close.setText("\u2715")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addWidget(self.title)
+        text.addWidget(self.hint)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 6, 6, 6)
+        row.addLayout(text, 1)
+        row.addWidget(self.action, 0, Qt.AlignmentFlag.AlignVCenter)
+        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self._action_cb: Any = None
+        self.action.clicked.connect(self._on_action)
+        self.hide()
+
+    def show_message(self, message: str, suggestion: str = "", action: tuple[str, Any] | None = None
+                     ) -> None:
+        self.title.setText(message)
+        self.hint.setText(suggestion)
+        self.hint.setVisible(bool(suggestion))
+        self._action_cb = action[1] if action else None
+        self.action.setText(action[0] if action else "")
+        self.action.setVisible(action is not None)
+        self.show()
+
+    def _on_action(self) -> None:
+        if self._action_cb is not None:
+            self._action_cb()
+
+
+# -- the page --------------------------------------------------------------------------------------
+class TrainPage(QWidget):
+    TITLE = "Train"
+
+    def __init__(self, state: AppState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("page_train")
+        self.state = state
+        from transfer_studio.ui.plots import TrainingCharts  # pyqtgraph: only once the page is built
+        from transfer_studio.ui.train_worker import TrainController
+
+        self._controller = TrainController(self)
+        self._record: RunRecord | None = None
+        self._loading = False  # True while widgets are filled from the project (no write-back)
+        self._stopping = False
+        self._fit_start: Any = None
+        self._epochs_total = 0
+        self._start_epoch = 1
+        self._session_t0 = 0.0
+        self._session_fraction0 = 0.0
+        self._best_row = -1
+        self._last_chunk: Any = None
+        self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
+        self._devices: dict[str, Any] | None = None
+        self._device_task: Any = None
+
+        self._build_settings()
+        self._build_controls()
+        self.banner = MessageBanner(self)
+        self.charts = TrainingCharts(self)
+        self.charts.setMinimumHeight(190)
+        self._build_table_and_log()
+
+        header = QHBoxLayout()
+        title = QLabel("Train")
+        title.setObjectName("train_title")
+        tfont = title.font()
+        tfont.setPointSizeF(tfont.pointSizeF() * 1.4)
+        tfont.setBold(True)
+        title.setFont(tfont)
+        header.addWidget(title)
+        header.addStretch(1)
+        header.addWidget(self.device_label)
+
+        lower = QSplitter(Qt.Orientation.Horizontal)
+        lower.setObjectName("train_lower_splitter")
+        lower.addWidget(self.table)
+        lower.addWidget(self.log_view)
+        lower.setStretchFactor(0, 3)
+        lower.setStretchFactor(1, 2)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("train_splitter")
+        split.addWidget(self.charts)
+        split.addWidget(lower)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 10, 12, 10)
+        layout.setSpacing(8)
+        layout.addLayout(header)
+        layout.addWidget(self.settings_box)
+        layout.addLayout(self._controls_layout)
+        layout.addLayout(self._progress_layout)
+        layout.addWidget(self.banner)
+        layout.addWidget(split, 1)
+
+        c = self._controller
+        c.fitStarted.connect(self._on_fit_started)
+        c.batches.connect(self._on_batches)
+        c.epochEnded.connect(self._on_epoch_ended)
+        c.phaseChanged.connect(self._on_phase_changed)
+        c.checkpointWritten.connect(self._on_checkpoint)
+        c.paused.connect(self._on_paused)
+        c.resumed.connect(self._on_resumed)
+        c.engineError.connect(self._on_engine_error)
+        c.log.connect(self.log)
+        c.outcome.connect(self._on_outcome)
+        c.finished.connect(self._on_thread_finished)
+        state.projectReplaced.connect(self._on_project_replaced)
+        state.projectChanged.connect(self._on_project_changed)
+        state.pathChanged.connect(lambda _p: self._refresh_resumable())
+
+        self._load_settings()
+        self._refresh_resumable()
+        self._set_idle()
+        self._probe_devices()
+
+    # -- construction ----------------------------------------------------------------------------
+    def _build_settings(self) -> None:
+        box = QGroupBox("Settings")
+        box.setObjectName("train_settings")
+        grid = QGridLayout(box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
+
+        self.model_label = QLabel()
+        self.model_label.setObjectName("train_model_label")
+        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.strategy_combo = QComboBox()
+        self.strategy_combo.setObjectName("train_strategy_combo")
+        for key, text in STRATEGIES:
+            self.strategy_combo.addItem(text, key)
+        self.frozen_label = QLabel()
+        self.frozen_label.setObjectName("train_frozen_label")
+        self.frozen_label.setWordWrap(True)
+        self.frozen_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.strategy_link = QPushButton("Strategy\u2026")
+        self.strategy_link.setObjectName("train_strategy_link")
+        self.strategy_link.setFlat(True)
+        self.strategy_link.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.strategy_link.setToolTip("Open the Strategy page (frozen blocks, suggestion)")
+        self.strategy_link.clicked.connect(lambda: self.state.navigateRequested.emit("strategy"))
+        self.model_link = QPushButton("Model\u2026")
+        self.model_link.setObjectName("train_model_link")
+        self.model_link.setFlat(True)
+        self.model_link.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.model_link.setToolTip("Open the Model page (choose the network, freeze layers)")
+        self.model_link.clicked.connect(lambda: self.state.navigateRequested.emit("model"))
+
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setObjectName("train_epochs_spin")
+        self.epochs_spin.setRange(1, 10000)
+        self.epochs_spin.setKeyboardTracking(False)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setObjectName("train_batch_spin")
+        self.batch_spin.setRange(1, 4096)
+        self.batch_spin.setKeyboardTracking(False)
+        self.lr_spin = LrSpinBox()
+        self.lr_spin.setObjectName("train_lr_spin")
+        self.lr_spin.setToolTip("Learning rate of the new head; the pretrained body uses it \u00d7 the "
+                                "body factor (discriminative learning rates)")
+        self.augment_combo = QComboBox()
+        self.augment_combo.setObjectName("train_augment_combo")
+        for preset in AUGMENT_PRESETS:
+            self.augment_combo.addItem(preset.capitalize(), preset)
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("train_device_combo")
+        for key, text in DEVICES:
+            self.device_combo.addItem(text, key)
+
+        def add(row: int, col: int, text: str, widget: QWidget, span: int = 1) -> None:
+            label = QLabel(text)
+            label.setBuddy(widget)
+            grid.addWidget(label, row, col * 2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(widget, row, col * 2 + 1, 1, span)
+
+        model_row = QHBoxLayout()
+        model_row.setSpacing(4)
+        model_row.addWidget(self.model_label, 1)
+        model_row.addWidget(self.model_link)
+        model_box = QWidget()
+        model_box.setLayout(model_row)
+        model_row.setContentsMargins(0, 0, 0, 0)
+        frozen_row = QHBoxLayout()
+        frozen_row.setContentsMargins(0, 0, 0, 0)
+        frozen_row.setSpacing(4)
+        frozen_row.addWidget(self.frozen_label, 1)
+        frozen_row.addWidget(self.strategy_link)
+        frozen_box = QWidget()
+        frozen_box.setLayout(frozen_row)
+
+        add(0, 0, "&Model", model_box)
+        add(0, 1, "S&trategy", self.strategy_combo)
+        add(0, 2, "Frozen", frozen_box, span=3)
+        add(1, 0, "&Epochs", self.epochs_spin)
+        add(1, 1, "&Batch size", self.batch_spin)
+        add(1, 2, "&Learning rate", self.lr_spin)
+        add(1, 3, "&Augmentation", self.augment_combo)
+        add(1, 4, "De&vice", self.device_combo)
+        for w in (self.epochs_spin, self.batch_spin, self.lr_spin):
+            w.setMinimumWidth(90)
+            w.setMaximumWidth(140)
+        for col in (1, 3, 5, 7, 9):
+            grid.setColumnStretch(col, 1)
+        self.settings_box = box
+
+        self.strategy_combo.currentIndexChanged.connect(self._on_settings_edited)
+        self.epochs_spin.valueChanged.connect(self._on_settings_edited)
+        self.batch_spin.valueChanged.connect(self._on_settings_edited)
+        self.lr_spin.valueChanged.connect(self._on_settings_edited)
+        self.device_combo.currentIndexChanged.connect(self._on_settings_edited)
+        self.augment_combo.currentIndexChanged.connect(self._on_augment_edited)
+
+    def _build_controls(self) -> None:
+        def button(name: str, text: str, tip: str) -> QPushButton:
+            b = QPushButton(text)
+            b.setObjectName(name)
+            b.setToolTip(tip)
+            return b
+
+        self.start_button = button("train_start_button", "\u25b6  Start", "Start a new training run")
+        self.pause_button = button("train_pause_button", "\u275a\u275a  Pause",
+                                   "Pause after the current batch")
+        self.resume_button = button("train_resume_button", "\u25b6  Resume", "Continue the paused run")
+        self.stop_button = button("train_stop_button", "\u25a0  Stop",
+                                  "Stop after the current batch; the last epoch's checkpoint is kept")
+        self.start_button.setDefault(True)
+        self.resume_run_combo = QComboBox()
+        self.resume_run_combo.setObjectName("train_resume_run_combo")
+        self.resume_run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.resume_run_combo.setMinimumContentsLength(22)
+        self.resume_run_button = button("train_resume_run_button", "Resume from checkpoint",
+                                        "Continue an interrupted run (stopped, failed or killed) "
+                                        "from its last checkpoint")
+        self.status_label = QLabel()
+        self.status_label.setObjectName("train_status_label")
+
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button.clicked.connect(self.resume)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_run_button.clicked.connect(self.resume_run)
+        self.resume_run_combo.currentIndexChanged.connect(lambda _i: self._update_buttons())
+
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+            row.addWidget(b)
+        row.addSpacing(12)
+        row.addWidget(self.status_label, 1)
+        interrupted = QLabel("Interrupted run:")
+        interrupted.setObjectName("train_resume_run_label")
+        row.addWidget(interrupted)
+        row.addWidget(self.resume_run_combo)
+        row.addWidget(self.resume_run_button)
+        self._resume_run_label = interrupted
+        self._controls_layout = row
+
+        self.epoch_progress = QProgressBar()
+        self.epoch_progress.setObjectName("train_epoch_progress")
+        self.epoch_progress.setFormat("Epoch \u2013")
+        self.epoch_progress.setTextVisible(True)
+        self.run_progress = QProgressBar()
+        self.run_progress.setObjectName("train_run_progress")
+        self.run_progress.setFormat("Run \u2013")
+        self.run_progress.setTextVisible(True)
+        for bar in (self.epoch_progress, self.run_progress):
+            bar.setRange(0, 1000)
+            bar.setValue(0)
+        self.speed_label = QLabel("\u2013 images/s")
+        self.speed_label.setObjectName("train_speed_label")
+        self.eta_label = QLabel("ETA \u2013")
+        self.eta_label.setObjectName("train_eta_label")
+        self.device_label = QLabel("Device: detecting\u2026")
+        self.device_label.setObjectName("train_device_label")
+        self.device_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        prog = QHBoxLayout()
+        prog.setSpacing(10)
+        prog.addWidget(self.epoch_progress, 2)
+        prog.addWidget(self.run_progress, 2)
+        prog.addWidget(self.speed_label)
+        prog.addWidget(self.eta_label)
+        for label in (self.speed_label, self.eta_label):
+            label.setMinimumWidth(label.fontMetrics().horizontalAdvance("0000.0 images/s "))
+        self._progress_layout = prog
+
+    def _build_table_and_log(self) -> None:
+        table = QTableWidget(0, len(TABLE_COLUMNS))
+        table.setObjectName("train_epoch_table")
+        table.setHorizontalHeaderLabels(TABLE_COLUMNS)
+        table.verticalHeader().hide()
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setAlternatingRowColors(True)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        table.horizontalHeader().setMinimumSectionSize(56)
+        table.setMinimumHeight(120)
+        table.setToolTip("\u2605 marks the best epoch (lowest validation loss): its weights are kept")
+        self.table = table
+        log = QPlainTextEdit()
+        log.setObjectName("train_log")
+        log.setReadOnly(True)
+        log.setMaximumBlockCount(5000)
+        log.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        log.setPlaceholderText("Training log")
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.9))
+        log.setFont(mono)
+        self.log_view = log
+
+    # -- settings <-> project --------------------------------------------------------------------
+    def _load_settings(self) -> None:
+        p = self.state.project
+        self._loading = True
+        try:
+            weights = p.model.weights
+            source = {"DEFAULT": "pretrained", "none": "random init"}.get(weights, Path(weights).name)
+            self.model_label.setText(f"<b>{p.model.name}</b> ({source})")
+            _select(self.strategy_combo, p.train.strategy)
+            self.epochs_spin.setValue(p.train.epochs)
+            self.batch_spin.setValue(p.train.batch_size)
+            self.lr_spin.setValue(p.train.lr)
+            _select(self.augment_combo, p.augment.preset)
+            _select(self.device_combo, p.train.device)
+            self.frozen_label.setText(frozen_summary(p))
+            self.frozen_label.setToolTip(self.frozen_label.text())
+        finally:
+            self._loading = False
+
+    def _on_settings_edited(self, *_: Any) -> None:
+        if self._loading:
+            return
+        t = self.state.project.train
+        t.strategy = self.strategy_combo.currentData()
+        t.epochs = self.epochs_spin.value()
+        t.batch_size = self.batch_spin.value()
+        t.lr = float(self.lr_spin.value())
+        t.device = self.device_combo.currentData()
+        self.frozen_label.setText(frozen_summary(self.state.project))
+        self._loading = True  # our own projectChanged must not reload the widgets mid-edit
+        try:
+            self.state.mark_changed("train")
+        finally:
+            self._loading = False
+
+    def _on_augment_edited(self, *_: Any) -> None:
+        if self._loading:
+            return
+        self.state.project.augment.preset = self.augment_combo.currentData()
+        self._loading = True
+        try:
+            self.state.mark_changed("augment")
+        finally:
+            self._loading = False
+
+    def _on_project_replaced(self) -> None:
+        self._load_settings()
+        self._refresh_resumable()
+        if not self._controller.is_running():
+            self._clear_run_display()
+            self.banner.hide()
+        self._update_buttons()
+
+    def _on_project_changed(self, section: str) -> None:
+        if self._loading:
+            return
+        if section in ("model", "surgery", "train", "augment"):
+            self._load_settings()
+        if section == "runs":
+            self._refresh_resumable()
+            self._update_buttons()
+
+    # -- devices ---------------------------------------------------------------------------------
+    def _probe_devices(self) -> None:
+        from transfer_studio.ui.worker import run_task
+
+        self._device_task = run_task(probe_devices, name="train-devices", pass_control=False,
+                                     on_result=self._on_devices, on_error=self._on_device_error)
+
+    def _on_devices(self, info: dict[str, Any]) -> None:
+        self._devices = info
+        model = self.device_combo.model()
+        for i in range(self.device_combo.count()):
+            key = self.device_combo.itemData(i)
+            available = key in ("auto", "cpu") or bool(info.get(key))
+            item = model.item(i)
+            if item is not None:
+                item.setEnabled(available)
+                item.setToolTip("" if available else "not available on this computer")
+        if not self._controller.is_running():
+            self.device_label.setText(f"Device: {describe_devices(info)}")
+
+    def _on_device_error(self, message: str, _detail: str) -> None:
+        self.device_label.setText("Device: unknown")
+        self.log(f"Could not detect devices: {message}")
+
+    # -- actions ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start a new run with the current settings."""
+        if self._controller.is_running():
+            return
+        from transfer_studio.ui.train_worker import new_run_dir, runs_root
+
+        problem = self._check_ready()
+        if problem:
+            self.banner.show_message(*problem)
+            return
+        run_dir = new_run_dir(runs_root(self.state.path))
+        project = self.state.project
+        record = RunRecord(run_dir=str(run_dir), created=_now_iso(), model=project.model.name,
+                           strategy=project.train.strategy, status="running")
+        project.runs.append(record)
+        self._clear_run_display()
+        self.log(f"New run in {run_dir}")
+        self._launch(record, run_dir, resume=False)
+
+    def resume_run(self) -> None:
+        """Continue the run selected in the interrupted-runs list from its last checkpoint."""
+        if self._controller.is_running():
+            return
+        run_dir = self.resume_run_combo.currentData()
+        if not run_dir:
+            return
+        from transfer_studio.ui.train_worker import has_checkpoint
+
+        if not has_checkpoint(run_dir):
+            self.banner.show_message(
+                f"This run has no checkpoint to resume from: {run_dir}",
+                "A run can be resumed once it has completed at least one epoch. Start a new run instead.")
+            self._refresh_resumable()
+            return
+        record = next((r for r in self.state.project.runs if _same_dir(r.run_dir, run_dir)), None)
+        if record is None:  # found on disk (e.g. the app was killed before the project was saved)
+            info = _read_json(Path(run_dir) / "run.json") or {}
+            record = RunRecord(run_dir=str(run_dir), created=_now_iso(),
+                               model=str(info.get("model", self.state.project.model.name)),
+                               strategy=str(info.get("strategy", "")))
+            self.state.project.runs.append(record)
+        record.status = "running"
+        self._clear_run_display()
+        self._load_history(Path(run_dir))
+        self.log(f"Resuming {run_dir} from its last checkpoint")
+        self._launch(record, Path(run_dir), resume=True)
+
+    def _launch(self, record: RunRecord, run_dir: Path, resume: bool) -> None:
+        self._record = record
+        self._stopping = False
+        self.banner.hide()
+        self.state.mark_changed("runs")
+        self._session_t0 = time.monotonic()
+        self._session_fraction0 = 0.0  # set from FitStart (a resumed run starts part-way)
+        try:
+            self._controller.start(self.state.project.copy(), run_dir, resume=resume)
+        except Exception as exc:  # noqa: BLE001 - e.g. the engine is missing: say so in the page
+            record.status = "failed"
+            self.state.mark_changed("runs")
+            self.banner.show_message(f"Training could not start: {exc}")
+            self._set_idle()
+            return
+        self.status_label.setText("Starting\u2026 (building the network and loading the data)")
+        self.state.status("Training started", 3000)
+        self._set_running()
+
+    def pause(self) -> None:
+        if self._controller.is_running() and not self._controller.is_paused():
+            self._controller.pause()
+            self.pause_button.setEnabled(False)
+            self.status_label.setText("Pausing after the current batch\u2026")
+
+    def resume(self) -> None:
+        if self._controller.is_paused():
+            self._controller.resume()
+            self.resume_button.setEnabled(False)
+            self.status_label.setText("Resuming\u2026")
+
+    def stop(self) -> None:
+        if self._controller.is_running():
+            self._stopping = True
+            self._controller.stop()
+            self.status_label.setText("Stopping after the current batch\u2026")
+            self._update_buttons()
+
+    # -- page protocol ---------------------------------------------------------------------------
+    def busy(self) -> bool:
+        return self._controller.is_running()
+
+    def shutdown(self) -> None:
+        """Stop a running training and wait for its thread (the window is closing)."""
+        if self._controller.is_running():
+            self.log("Window closing: stopping training")
+            self._stopping = True
+            self._controller.shutdown()
+            # Deliver the worker's last queued signals (outcome, thread finished) now, so the run
+            # record says "stopped" before the project is saved or discarded.
+            QCoreApplication.sendPostedEvents(self._controller)
+        if self._device_task is not None and self._device_task.is_running():
+            _wait_task(self._device_task, 20000)
+
+    # -- worker signals --------------------------------------------------------------------------
+    def _on_fit_started(self, ev: Any) -> None:
+        self._fit_start = ev
+        self._epochs_total = int(ev.epochs)
+        self._start_epoch = int(ev.start_epoch)
+        if self._record is not None:
+            self._record.strategy = ev.strategy
+            self._record.model = ev.model
+        self.state.mark_changed("runs")
+        self.status_label.setText("Training" + (" (resumed)" if ev.resumed else ""))
+        self.device_label.setText(f"Device: {ev.device} \u00b7 {ev.precision}")
+        self.log(
+            f"{ev.model}, strategy {ev.strategy}, {ev.device} {ev.precision}: {ev.num_train} training / "
+            f"{ev.num_val} validation images, {len(ev.classes)} classes, batch {ev.batch_size}, "
+            f"{ev.steps_per_epoch} steps per epoch; {_count(ev.trainable_params)} of "
+            f"{_count(ev.total_params)} parameters trainable"
+            + (" (cached backbone features)" if ev.cached_features else ""))
+        if ev.resumed:
+            self.log(f"Resumed at epoch {ev.start_epoch} of {ev.epochs}")
+        for note in ev.notes:
+            self.log(note)
+        self._session_t0 = time.monotonic()
+        self._session_fraction0 = (self._start_epoch - 1) / max(1, self._epochs_total)
+        self._set_progress(self._start_epoch, 0, max(1, ev.steps_per_epoch))
+
+    def _on_batches(self, chunk: Any) -> None:
+        self._last_chunk = chunk
+        self.charts.add_batches(chunk.x, chunk.loss, chunk.lr)
+        self._set_progress(chunk.epoch, chunk.batch, chunk.num_batches)
+        if chunk.images_per_s:
+            self.speed_label.setText(f"{chunk.images_per_s:,.1f} images/s")
+        if chunk.gpu_memory and self._fit_start is not None:
+            used, total = chunk.gpu_memory
+            self.device_label.setText(f"Device: {self._fit_start.device} \u00b7 {self._fit_start.precision}"
+                                      f" \u00b7 GPU memory {used / 2**30:.1f} / {total / 2**30:.1f} GB")
+
+    def _on_epoch_ended(self, ev: Any) -> None:
+        self.charts.add_epoch(ev.epoch, ev.train_loss, ev.val_loss, ev.train_accuracy, ev.val_accuracy)
+        self._add_table_row(ev.epoch, ev.train_loss, ev.train_accuracy, ev.val_loss, ev.val_accuracy,
+                            ev.lr, ev.seconds, ev.is_best)
+        self._epochs_total = int(ev.epochs)
+        self._set_progress(ev.epoch + 1, 0, 1, epoch_done=ev.epoch)
+        self.eta_label.setText(f"ETA {_duration(ev.eta_s)}")
+        rec = self._record
+        if rec is not None:
+            rec.epochs_completed = int(ev.epoch)
+            if ev.is_best:
+                rec.best_epoch = int(ev.epoch)
+                rec.val_accuracy = ev.val_accuracy
+                rec.val_loss = ev.val_loss
+            self.state.mark_changed("runs")
+        val = "" if ev.val_loss is None else f", val loss {ev.val_loss:.4f} acc {_pct(ev.val_accuracy)}"
+        self.log(f"Epoch {ev.epoch}/{ev.epochs}: train loss {ev.train_loss:.4f} acc "
+                 f"{_pct(ev.train_accuracy)}{val}, lr {ev.lr:.3g}, {ev.seconds:.1f} s"
+                 + ("  \u2605 best" if ev.is_best else ""))
+
+    def _on_phase_changed(self, ev: Any) -> None:
+        label = {"unfrozen": "unfreeze", "full": "full"}.get(ev.phase, ev.phase)
+        if ev.phase != "head" or ev.epoch > 1:  # the initial head-only phase needs no marker
+            self.charts.mark_phase(ev.epoch - 1, label)
+        self.log(f"Epoch {ev.epoch}: {ev.description} ({_count(ev.trainable_params)} of "
+                 f"{_count(ev.total_params)} parameters trainable)")
+        self.state.trainingPhaseChanged.emit(ev)
+
+    def _on_checkpoint(self, path: str) -> None:
+        self.checkpoint_path = path
+
+    def _on_paused(self) -> None:
+        self.status_label.setText("Paused \u2014 press Resume to continue or Stop to end the run")
+        self.log("Paused")
+        self._update_buttons()
+
+    def _on_resumed(self) -> None:
+        self.status_label.setText("Training")
+        self.log("Resumed")
+        self._update_buttons()
+
+    def _on_engine_error(self, ev: Any) -> None:
+        self.log(f"Error: {ev.message}" + (f" \u2014 {ev.suggestion}" if ev.suggestion else ""))
+
+    def _on_outcome(self, outcome: Any) -> None:
+        rec = self._record
+        result = outcome.result
+        if rec is not None:
+            rec.status = outcome.status
+            rec.duration_s = float(getattr(result, "duration_s", 0.0) or 0.0) or (
+                rec.duration_s + outcome.duration_s)
+            if result is not None:
+                rec.epochs_completed = int(result.epochs_completed)
+                rec.best_epoch = result.best_epoch
+                rec.val_accuracy = result.val_accuracy
+                rec.val_loss = result.val_loss
+                rec.strategy = result.strategy or rec.strategy
+            self.state.mark_changed("runs")
+        if outcome.status == "finished":
+            acc = f", best validation accuracy {_pct(result.val_accuracy)} (epoch {result.best_epoch})" \
+                if result is not None and result.val_accuracy is not None else ""
+            self.status_label.setText("Finished" + acc)
+            self.log("Training finished" + acc)
+            if result is not None and result.stopped_early:
+                self.log("Stopped early: the validation loss stopped improving")
+            if rec is not None:
+                self.state.project.ui["selected_run"] = rec.run_dir
+                self._loading = True
+                try:
+                    self.state.mark_changed("ui")
+                finally:
+                    self._loading = False
+            self.state.status("Training finished" + acc, 8000)
+        elif outcome.status == "stopped":
+            done = rec.epochs_completed if rec is not None else 0
+            self.status_label.setText(f"Stopped after {done} epoch(s); resume it from its checkpoint")
+            self.log("Training stopped" + (f" after epoch {done}; the last checkpoint is kept"
+                                           if done else " before the first epoch ended"))
+        else:
+            failure = outcome.failure
+            message = failure.message if failure else "Training failed."
+            suggestion = failure.suggestion if failure else ""
+            self.status_label.setText("Failed")
+            self.log(f"Failed: {message}")
+            if failure is not None and failure.detail:
+                self.log(failure.detail.rstrip())
+            self.banner.show_message(message, suggestion)
+
+    def _on_thread_finished(self) -> None:
+        self._stopping = False
+        self._record = None
+        self._refresh_resumable()
+        self._set_idle()
+
+    # -- display helpers -------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        stamp = _dt.datetime.now().strftime("%H:%M:%S")
+        self.log_view.appendPlainText(f"{stamp}  {text}")
+
+    def _clear_run_display(self) -> None:
+        self.charts.clear()
+        self.table.setRowCount(0)
+        self._best_row = -1
+        self._fit_start = None
+        self._last_chunk = None
+        self._epochs_total = self.state.project.train.epochs
+        self._start_epoch = 1
+        for bar, text in ((self.epoch_progress, "Epoch \u2013"), (self.run_progress, "Run \u2013")):
+            bar.setValue(0)
+            bar.setFormat(text)
+        self.speed_label.setText("\u2013 images/s")
+        self.eta_label.setText("ETA \u2013")
+
+    def _load_history(self, run_dir: Path) -> None:
+        """Show the epochs a resumed run already has (its history.json) before it continues."""
+        data = _read_json(run_dir / "history.json")
+        rows = data.get("history", []) if isinstance(data, dict) else data
+        if not isinstance(rows, list):
+            return
+        for row in rows:
+            try:
+                epoch = int(row["epoch"])
+                self.charts.add_epoch(epoch, row.get("train_loss"), row.get("val_loss"),
+                                      row.get("train_accuracy"), row.get("val_accuracy"))
+                self._add_table_row(epoch, row.get("train_loss"), row.get("train_accuracy"),
+                                    row.get("val_loss"), row.get("val_accuracy"), row.get("lr"),
+                                    row.get("seconds"), bool(row.get("is_best", False)))
+            except (KeyError, TypeError, ValueError):
+                continue
+        if self.table.rowCount() and self._best_row < 0:
+            self._mark_best_by_val_loss()
+
+    def _add_table_row(self, epoch: int, train_loss: Any, train_acc: Any, val_loss: Any, val_acc: Any,
+                       lr: Any, seconds: Any, is_best: bool) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        values = (str(epoch), _fmt(train_loss, "{:.4f}"), _pct(train_acc), _fmt(val_loss, "{:.4f}"),
+                  _pct(val_acc), _fmt(lr, "{:.3g}"), _fmt(seconds, "{:.1f} s"))
+        for col, text in enumerate(values):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(row, col, item)
+        if is_best:
+            self._set_best_row(row)
+        self.table.scrollToBottom()
+
+    def _set_best_row(self, row: int) -> None:
+        for r, best in ((self._best_row, False), (row, True)):
+            if r < 0 or r >= self.table.rowCount():
+                continue
+            for col in range(self.table.columnCount()):
+                item = self.table.item(r, col)
+                font = item.font()
+                font.setBold(best)
+                item.setFont(font)
+                if best:
+                    item.setBackground(self.palette().color(QPalette.ColorRole.Highlight).lighter(190)
+                                       if self.palette().color(QPalette.ColorRole.Base).lightness() > 127
+                                       else self.palette().color(QPalette.ColorRole.Highlight).darker(160))
+                else:
+                    item.setData(Qt.ItemDataRole.BackgroundRole, None)
+            epoch_item = self.table.item(r, 0)
+            text = epoch_item.text().lstrip("\u2605 ")
+            epoch_item.setText(f"\u2605 {text}" if best else text)
+        self._best_row = row
+
+    def _mark_best_by_val_loss(self) -> None:
+        best, best_loss = -1, math.inf
+        for r in range(self.table.rowCount()):
+            try:
+                loss = float(self.table.item(r, 3).text())
+            except ValueError:
+                continue
+            if loss < best_loss:
+                best, best_loss = r, loss
+        if best >= 0:
+            self._set_best_row(best)
+
+    def best_epoch(self) -> int | None:
+        """The epoch the table marks as best (tests, accessibility)."""
+        if self._best_row < 0:
+            return None
+        return int(self.table.item(self._best_row, 0).text().lstrip("\u2605 "))
+
+    def _set_progress(self, epoch: int, step: int, steps: int, epoch_done: int | None = None) -> None:
+        total = max(1, self._epochs_total)
+        if epoch_done is not None:  # an epoch just ended: the epoch bar is full
+            self.epoch_progress.setValue(1000)
+            self.epoch_progress.setFormat(f"Epoch {epoch_done}/{total} done")
+            fraction = epoch_done / total
+        else:
+            frac_epoch = step / max(1, steps)
+            self.epoch_progress.setValue(int(1000 * frac_epoch))
+            self.epoch_progress.setFormat(f"Epoch {epoch}/{total}: batch {step}/{steps}")
+            fraction = (epoch - 1 + frac_epoch) / total
+        fraction = min(1.0, max(0.0, fraction))
+        self.run_progress.setValue(int(1000 * fraction))
+        self.run_progress.setFormat(f"Run {fraction * 100:.0f}%")
+        if epoch_done is None:
+            # ETA from this session's pace (a resumed run's earlier epochs do not count).
+            done = fraction - self._session_fraction0
+            elapsed = time.monotonic() - self._session_t0
+            if done > 0.002 and elapsed > 1.0:
+                self.eta_label.setText(f"ETA {_duration(elapsed * (1.0 - fraction) / done)}")
+
+    def _set_running(self) -> None:
+        for w in (self.settings_box,):
+            w.setEnabled(False)
+        self._update_buttons()
+
+    def _set_idle(self) -> None:
+        self.settings_box.setEnabled(True)
+        if self.status_label.text().startswith(("Starting", "Stopping", "Pausing", "Resuming")):
+            self.status_label.setText("")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        running = self._controller.is_running()
+        paused = self._controller.is_paused()
+        stopping = self._stopping
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running and not paused and not stopping)
+        self.resume_button.setEnabled(running and paused and not stopping)
+        self.stop_button.setEnabled(running and not stopping)
+        has_resumable = self.resume_run_combo.count() > 0
+        self.resume_run_combo.setEnabled(not running and has_resumable)
+        self.resume_run_button.setEnabled(not running and has_resumable)
+        for w in (self._resume_run_label, self.resume_run_combo, self.resume_run_button):
+            w.setVisible(has_resumable)
+
+    def _refresh_resumable(self) -> None:
+        """Fill the interrupted-runs list: runs the project knows + run folders found on disk."""
+        from transfer_studio.ui.train_worker import has_checkpoint, runs_root
+
+        current = self.resume_run_combo.currentData()
+        running_dir = str(self._controller.run_dir) if self._controller.is_running() else None
+        entries: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for rec in reversed(self.state.project.runs):
+            key = _norm(rec.run_dir)
+            if key in seen or rec.status not in RESUMABLE or not has_checkpoint(rec.run_dir):
+                continue
+            if running_dir and _same_dir(rec.run_dir, running_dir):
+                continue
+            seen.add(key)
+            status = "interrupted" if rec.status == "running" else rec.status
+            entries.append((f"{Path(rec.run_dir).name} \u2014 {status}, {rec.epochs_completed} epoch(s)",
+                            rec.run_dir))
+        if self.state.path is not None:  # a killed app may have left runs the project never saved
+            root = runs_root(self.state.path)
+            known = {_norm(r.run_dir) for r in self.state.project.runs}
+            if root.is_dir():
+                for d in sorted(root.iterdir(), reverse=True):
+                    key = _norm(str(d))
+                    if key in seen or key in known or not has_checkpoint(d):
+                        continue
+                    if running_dir and _same_dir(str(d), running_dir):
+                        continue
+                    info = _read_json(d / "run.json")
+                    if isinstance(info, dict) and info.get("status") == "finished":
+                        continue
+                    seen.add(key)
+                    entries.append((f"{d.name} \u2014 found on disk", str(d)))
+        self.resume_run_combo.blockSignals(True)
+        self.resume_run_combo.clear()
+        for text, data in entries:
+            self.resume_run_combo.addItem(text, data)
+        if current:
+            idx = self.resume_run_combo.findData(current)
+            if idx >= 0:
+                self.resume_run_combo.setCurrentIndex(idx)
+        self.resume_run_combo.blockSignals(False)
+
+    def _check_ready(self) -> tuple[str, str, tuple[str, Any]] | None:
+        root = self.state.project.data.root
+        go_data = ("Open the Data page", lambda: self.state.navigateRequested.emit("data"))
+        if not root:
+            return ("No dataset chosen yet.",
+                    "Choose a folder of images (one sub-folder per class) on the Data page.", go_data)
+        if not Path(root).is_dir():
+            return (f"The dataset folder is missing: {root}",
+                    "Reconnect the drive that holds it or choose the folder again on the Data page.",
+                    go_data)
+        return None
+
+
+# -- helpers (plain functions: easy to test) -------------------------------------------------------
+def frozen_summary(project: Any) -> str:
+    """What stays frozen, in words, from the strategy and the Model page's freeze edits."""
+    t = project.train
+    text = {
+        "auto": "chosen from the dataset size when training starts",
+        "head": "the whole pretrained network; only the new head trains",
+        "full": "nothing: the whole network trains (from the pretrained weights)",
+    }.get(t.strategy)
+    if text is None:  # partial
+        where = f"blocks before {t.unfreeze_from}" if t.unfreeze_from else "the early blocks"
+        text = (f"{where}; the head trains alone for {t.head_epochs} epoch(s), then the later blocks "
+                f"unfreeze at lr \u00d7 {t.body_lr_factor:g}")
+    edits = [op for op in project.surgery if op.op in ("freeze", "unfreeze", "freeze_before")]
+    if edits:
+        names = ", ".join(f"{op.op} {op.target or 'all'}" for op in edits[:3])
+        more = f" and {len(edits) - 3} more" if len(edits) > 3 else ""
+        text += f" \u00b7 Model page edits: {names}{more}"
+    return text
+
+
+def probe_devices() -> dict[str, Any]:
+    """Which devices torch can use here (runs in a background task: it imports torch)."""
+    import os
+
+    import torch
+
+    info: dict[str, Any] = {"cpu": os.cpu_count() or 1, "cuda": [], "mps": False}
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["cuda"].append({"name": props.name, "memory": int(props.total_memory)})
+    mps = getattr(torch.backends, "mps", None)
+    info["mps"] = bool(mps is not None and mps.is_available())
+    return info
+
+
+def describe_devices(info: dict[str, Any]) -> str:
+    if info.get("cuda"):
+        gpu = info["cuda"][0]
+        more = f" (+{len(info['cuda']) - 1} more)" if len(info["cuda"]) > 1 else ""
+        return f"{gpu['name']} \u00b7 {gpu['memory'] / 2**30:.0f} GB{more}"
+    if info.get("mps"):
+        return "Apple GPU (MPS)"
+    return f"CPU ({info.get('cpu', 1)} cores) \u2014 no GPU found"
+
+
+def _wait_task(handle: Any, msecs: int) -> None:
+    """Wait for a ui.worker task with the GUI thread blocked (closing).
+
+    run_task wires the worker's finished signal to QThread.quit through a queued connection, which
+    only runs in the GUI event loop: deliver those posted calls while waiting, or wait() never ends.
+    """
+    thread = handle.thread
+    deadline = time.monotonic() + msecs / 1000
+    try:
+        while time.monotonic() < deadline:
+            QCoreApplication.sendPostedEvents(thread, QEvent.Type.MetaCall.value)
+            if thread.wait(50):
+                break
+    except RuntimeError:  # the thread object is already deleted: it has ended
+        pass
+    QCoreApplication.sendPostedEvents(handle, QEvent.Type.MetaCall.value)  # handle -> not running
+
+
+def _select(combo: QComboBox, key: Any) -> None:
+    idx = combo.findData(key)
+    if idx < 0:  # a value this page does not list (edited by hand): show it rather than lose it
+        combo.addItem(str(key), key)
+        idx = combo.count() - 1
+    combo.setCurrentIndex(idx)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "\u2013"
+    try:
+        return spec.format(float(value))
+    except (TypeError, ValueError):
+        return "\u2013"
+
+
+def _pct(value: Any) -> str:
+    return "\u2013" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def _count(n: int) -> str:
+    n = int(n)
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f} M"
+    if n >= 10_000:
+        return f"{n / 1e3:.1f} k"
+    return f"{n:,}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "\u2013"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _norm(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return str(path)
+
+
+def _same_dir(a: str, b: str) -> bool:
+    return _norm(a) == _norm(b)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
