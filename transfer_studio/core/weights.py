@@ -17,6 +17,7 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -83,8 +84,11 @@ def _torch_load(path: Path) -> Any:
 
     is_zip = zipfile.is_zipfile(path)
     try:
-        # mmap avoids a second in-memory copy of large checkpoints; only the zip format supports it.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        with warnings.catch_warnings():
+            # Raw pickles (not torch.save's format) make torch warn about their protocol: noise here.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # mmap avoids a second in-memory copy of large checkpoints; only the zip format supports it.
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         refused = _unsafe_global(path, str(exc))
         if refused:
@@ -318,6 +322,8 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256_prefix: str 
         return dest
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code}: {reason}"
         raise UserError(f"could not download {url} ({reason}); copy the file to {dest} instead") from exc
     except OSError as exc:
         raise UserError(f"could not save the download to {dest}: {exc}") from exc
