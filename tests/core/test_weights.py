@@ -280,6 +280,7 @@ def test_missing_pretrained_weights_name_the_file_and_never_touch_the_network(no
 
 
 def test_build_model_downloads_into_the_cache_when_allowed(tmp_path, monkeypatch, online):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))  # keep the session's shared cache empty
     info = catalog.get_info("squeezenet1_1")
     cache_file = Path(info.weights_file)
     source = catalog.build_model("squeezenet1_1", "none")
