@@ -3,6 +3,10 @@
 ``checkpoint_last.pt`` holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(weights_only=True)`` (never unpickling code). Every file is written to a temp file and
 then renamed: a full disk or a crash mid-write leaves the previous file intact.
+
+Weights that no phase of the run ever trains (the frozen backbone of a head-only run) are written
+once, to ``frozen.safetensors``; the per-epoch checkpoint holds the rest. A head-only epoch on cached
+features takes milliseconds, and re-writing an unchanged backbone every epoch would cost far more.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ BEST = "best.safetensors"
 HISTORY = "history.json"
 RUN = "run.json"
 PROJECT = "project.json"
+FROZEN = "frozen.safetensors"
 FORMAT = 1
 
 
@@ -78,14 +83,43 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def state_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict as standalone contiguous CPU tensors (safetensors refuses shared or
-    strided storage, and channels_last weights are strided)."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Standalone contiguous CPU copies (safetensors refuses shared or strided storage, and
+    channels_last weights are strided)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
-def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
-    config.atomic_write_bytes(Path(path), safetensors_save(state_for_safetensors(model), metadata))
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
+    """Write tensors as safetensors; returns the number of bytes written."""
+    data = safetensors_save(cpu_copy(tensors), metadata)
+    config.atomic_write_bytes(Path(path), data)
+    return len(data)
+
+
+def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> int:
+    return save_tensors(path, model.state_dict(), metadata)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the run folder is incomplete and cannot be resumed")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - corrupt file: the user's to know
+        raise UserError(f"{path} cannot be read ({exc}); the run folder is damaged") from exc
+
+
+def tensor_names(path: Path) -> set[str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return set(fh.keys())
+    except Exception:  # noqa: BLE001 - missing or unreadable: treated as absent
+        return set()
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -37,6 +37,13 @@ log = logging.getLogger("transfer_studio.training")
 
 BATCH_EVENT_INTERVAL = 0.1  # seconds between BatchEnd events (the epoch's last batch always sends one)
 CACHE_ON_GPU_BYTES = 2 << 30  # feature caches up to this size live on the GPU
+# best.safetensors is rewritten at an improving epoch when that costs at most this share of the
+# epoch's time, or when the file is older than BEST_MAX_DELAY s; otherwise the best weights are kept
+# in memory (and in the checkpoint) and written at the end of the run. Cached head-only epochs take
+# milliseconds: rewriting the whole network after each would dominate them.
+BEST_WRITE_BUDGET = 0.1
+BEST_MAX_DELAY = 30.0
+SUMMARY_INTERVAL = 2.0  # history.json / run.json are refreshed at most this often (and at the end)
 
 
 class _Stop(Exception):
@@ -88,7 +95,15 @@ class Trainer:
         self.epoch_seconds: list[float] = []
         self.previous_duration = 0.0
         self._paused_s = 0.0
-        self._initial_state: dict[str, torch.Tensor] | None = None
+        self._initial_state: dict[str, torch.Tensor] | None = None  # variable weights before epoch 1
+        self._modules = dict(self.model.named_modules())
+        self.constant_keys = self._compute_constant_keys()
+        self._best_dirty = False  # best.safetensors lags behind self.best
+        self._best_state: dict[str, torch.Tensor] | None = None  # variable weights of the best epoch
+        self._best_written = time.monotonic()
+        self._write_rate: float | None = None  # bytes/s measured writing best.safetensors
+        self._model_bytes = sum(v.numel() * v.element_size() for v in self.model.state_dict().values())
+        self._summary_at = 0.0
         # feature cache (head strategy)
         self.cache: tfeatures.FeatureCache | None = None
         self.cache_head: nn.Module | None = None
@@ -198,12 +213,41 @@ class Trainer:
                                   total_params=int(total)))
 
     # -- state ---------------------------------------------------------------------------------
+    def _compute_constant_keys(self) -> set[str]:
+        """State-dict entries no phase of this run changes: parameters never trained, and buffers
+        (BatchNorm statistics) of modules that stay frozen, decided as ``frozen_batchnorms`` does."""
+        trained = set().union(*(p.trainable for p in self.s.plan.phases))
+        memo: dict[str, bool] = {}
+
+        def changes(module_name: str) -> bool:
+            if module_name not in memo:
+                prefix = module_name + "." if module_name else ""
+                names = [prefix + n for n, _ in self._modules[module_name].named_parameters()]
+                if names:
+                    memo[module_name] = any(n in trained for n in names)
+                elif module_name:
+                    memo[module_name] = changes(module_name.rpartition(".")[0])
+                else:
+                    memo[module_name] = False
+            return memo[module_name]
+
+        return {k for k in self.model.state_dict() if not changes(k.rpartition(".")[0])}
+
+    def _variable_state(self, copy: bool = False) -> dict[str, torch.Tensor]:
+        sd = self.model.state_dict()
+        out = {k: v for k, v in sd.items() if k not in self.constant_keys}
+        return ckpt.cpu_copy(out) if copy else out
+
     def _state(self) -> dict[str, Any]:
+        best_elsewhere = self._best_dirty and self.best["epoch"] != self.epoch
         return {
             "epoch": self.epoch,
             "phase": self.phase,
             "batch_size": self.batch_size,
-            "model": self.model.state_dict(),
+            "model": self._variable_state(),
+            "frozen_file": ckpt.FROZEN if self.constant_keys else "",
+            "best_dirty": self._best_dirty,
+            "best_model": self._best_state if best_elsewhere else {},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "scheduler": self.schedule.state_dict(),
@@ -218,8 +262,12 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
+        full: dict[str, torch.Tensor] = {}
+        if state.get("frozen_file"):
+            full.update(ckpt.load_tensors(self.s.run_dir / state["frozen_file"]))
+        full.update(state["model"])
         try:
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(full)
             self._enter_phase(int(state["phase"]), fresh=True)
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError, IndexError) as exc:
@@ -234,10 +282,41 @@ class Trainer:
         self.best = dict(state["best"])
         self.stopped_early = bool(state.get("stopped_early", False))
         self.previous_duration = float(state.get("duration_s", 0.0))
+        self._best_dirty, self._best_state = False, None
+        if state.get("best_dirty") and self.best["epoch"] is not None:
+            # The run ended before its best weights reached best.safetensors: write them now.
+            best = {**full, **state["best_model"]} if state.get("best_model") else full
+            try:
+                ckpt.save_tensors(self.s.run_dir / ckpt.BEST, best, self._best_metadata(self.best["epoch"]))
+            except OSError as exc:
+                raise self._disk_failure(exc, ckpt.BEST) from exc
+
+    def _best_metadata(self, epoch: int) -> dict[str, str]:
+        return {"epoch": str(epoch), "model": self.s.project.model.name}
+
+    def _write_best(self, epoch: int, variable: dict[str, torch.Tensor] | None = None) -> None:
+        t0 = time.perf_counter()
+        state = self.model.state_dict()
+        if variable is not None:
+            state = {**state, **variable}
+        n = ckpt.save_tensors(self.s.run_dir / ckpt.BEST, state, self._best_metadata(epoch))
+        self._write_rate = n / max(time.perf_counter() - t0, 1e-6)
+        self._best_written = time.monotonic()
+        self._best_dirty, self._best_state = False, None
+
+    def _keep_best(self, epoch: int, seconds: float) -> None:
+        """Write the new best weights now, or keep them in memory if writing would slow training."""
+        cost = self._model_bytes / self._write_rate if self._write_rate else 0.0
+        if cost <= BEST_WRITE_BUDGET * seconds or time.monotonic() - self._best_written >= BEST_MAX_DELAY:
+            self._write_best(epoch)
+        else:
+            self._best_dirty = True
+            self._best_state = self._variable_state(copy=True)
 
     def _reset_to_initial(self) -> None:
-        self.model.load_state_dict(self._initial_state)
+        self.model.load_state_dict({**self.model.state_dict(), **self._initial_state})
         self.epoch, self.history = 0, []
+        self._best_dirty, self._best_state = False, None
         self.best = {"epoch": None, "val_loss": None, "val_accuracy": None, "bad_epochs": 0}
         if self.scaler is not None:
             self.scaler = torch.amp.GradScaler(self.device.type)
@@ -291,6 +370,15 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> ev.RunResult:
+        if self._best_dirty:
+            try:
+                self._write_best(self.best["epoch"], self._best_state)
+            except OSError as exc:
+                log.warning("could not write the best weights in %s: %s", self.s.run_dir, exc)
+                if self.status != "failed":
+                    f = self._disk_failure(exc, ckpt.BEST)
+                    self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
+                    self.emit(ev.Error(f.message, f.suggestion))
         result = self._result(self.status)
         try:
             ckpt.write_json(self.s.run_dir / ckpt.HISTORY, result.history)
@@ -313,13 +401,17 @@ class Trainer:
         else:
             self._enter_phase(s.plan.phase_index(1), fresh=True)
             if self.t.allow_oom_retry:
-                self._initial_state = {k: v.detach().to("cpu", copy=True)
-                                       for k, v in self.model.state_dict().items()}
+                self._initial_state = self._variable_state(copy=True)
         if s.plan.strategy == "head" and self.t.cache_features:
             self._plan_cache()
         try:
             s.run_dir.mkdir(parents=True, exist_ok=True)
             s.project.save(s.run_dir / ckpt.PROJECT)
+            frozen = s.run_dir / ckpt.FROZEN
+            if self.constant_keys and ckpt.tensor_names(frozen) != self.constant_keys:
+                sd = self.model.state_dict()
+                ckpt.save_tensors(frozen, {k: sd[k] for k in self.constant_keys},
+                                  {"content": "weights no phase of this run trains"})
             ckpt.write_json(s.run_dir / ckpt.RUN, self._result("running").to_dict())
         except OSError as exc:
             raise self._disk_failure(exc, "the run's files") from exc
@@ -412,7 +504,6 @@ class Trainer:
         if not math.isfinite(train_loss) or (val_loss is not None and not math.isfinite(val_loss)):
             raise _Failed(f"training diverged in epoch {e} (the loss is not a finite number)",
                           "lower the learning rate (e.g. --lr " f"{self.t.lr / 10:g}) and start again")
-        old = (dict(self.best), self.epoch)
         best = self.best
         if val_loss is None:
             is_best = True
@@ -426,23 +517,27 @@ class Trainer:
         self.history.append({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
                              "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
                              "seconds": round(seconds, 4)})
-        self.epoch = e
         d = self.s.run_dir
         what = ckpt.BEST
         try:
             if is_best:
-                ckpt.save_weights(d / ckpt.BEST, self.model, {"epoch": str(e), "model": self.s.project.model.name})
+                self._keep_best(e, seconds)
             what = ckpt.CHECKPOINT
+            self.epoch = e
             ckpt.save_checkpoint(d / ckpt.CHECKPOINT, self._state())
-            what = ckpt.HISTORY
-            ckpt.write_json(d / ckpt.HISTORY, self.history)
-            what = ckpt.RUN
-            ckpt.write_json(d / ckpt.RUN, self._result("running").to_dict())
         except OSError as exc:
-            if what in (ckpt.BEST, ckpt.CHECKPOINT):  # this epoch is not durable: report the last that is
-                self.best, self.epoch = old
-                self.history.pop()
+            # This epoch is not durable: the result reports the last checkpointed one. Its metrics stay
+            # in the history (and best.safetensors may hold it): a resume repeats the epoch exactly.
+            self.epoch = e - 1
             raise self._disk_failure(exc, what) from exc
+        now = time.monotonic()
+        if now - self._summary_at >= SUMMARY_INTERVAL or e == self.t.epochs:
+            try:
+                ckpt.write_json(d / ckpt.HISTORY, self.history)
+                ckpt.write_json(d / ckpt.RUN, self._result("running").to_dict())
+            except OSError as exc:
+                raise self._disk_failure(exc, ckpt.RUN) from exc
+            self._summary_at = now
         self.epoch_seconds.append(seconds)
         eta = sum(self.epoch_seconds) / len(self.epoch_seconds) * (self.t.epochs - e)
         self.emit(ev.EpochEnd(epoch=e, epochs=self.t.epochs, train_loss=train_loss, train_accuracy=train_acc,

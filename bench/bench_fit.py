@@ -1,0 +1,264 @@
+"""Training-engine overhead and the feature cache's speed-up, as ratios measured in one run.
+
+(a) ``fit`` vs a minimal hand-written PyTorch loop: the same network (built from the same project),
+    the same images and transforms, batch size 32, the same device, DataLoader settings, precision
+    and memory format. Each side trains ``--epochs`` epochs (train + validation pass); the steady
+    epoch time is the mean of epochs 2.. (epoch 1 includes warm-up). For ``fit`` it is the wall time
+    between consecutive EpochEnd events, so it includes everything fit does per epoch (events,
+    checkpoint, run files). ``--runs`` interleaved runs of each; the medians are compared.
+(b) Head-only training with cached backbone features vs without: the bundled, pretrained
+    EfficientNet-Lite0 on a digits folder, at its own input size. The cached run's first epoch
+    builds the cache; later epochs are compared with the uncached run's epochs (wall time between
+    EpochEnd events, checkpoint included).
+
+Results are printed and written to docs/benchmarks.md between the ``<!-- bench_fit -->`` markers.
+
+    .venv/bin/python bench/bench_fit.py [--runs 3] [--epochs 3] [--model mobilenet_v3_small] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+MARK = "<!-- bench_fit -->"
+
+
+def _project(data: Path, *, model: str, weights: str, strategy: str, epochs: int, image_size: int | None,
+             batch_size: int, cache: bool = False, device: str = "auto"):
+    from transfer_studio.config import AugmentSpec, DataSpec, ModelSpec, Project, TrainSpec
+
+    return Project(
+        name="bench", model=ModelSpec(model, weights=weights),
+        data=DataSpec(root=str(data), val_split=0.2, seed=0),
+        augment=AugmentSpec(preset="light"),
+        train=TrainSpec(strategy=strategy, epochs=epochs, batch_size=batch_size, image_size=image_size,
+                        device=device, lr=1e-3, cache_features=cache, cache_passes=2, seed=0,
+                        scheduler="cosine"))
+
+
+def epoch_walls(project, run_dir: Path) -> tuple[list[float], object]:
+    """fit(); the wall time of each epoch as seen from outside (EpochEnd to EpochEnd)."""
+    from transfer_studio.training import events as ev
+    from transfer_studio.training import fit
+
+    marks: list[float] = []
+
+    def on_event(e):
+        if isinstance(e, (ev.FitStart, ev.EpochEnd)):
+            marks.append(time.perf_counter())
+
+    result = fit(project, [on_event], run_dir=run_dir)
+    if result.status != "finished":
+        raise SystemExit(f"fit ended {result.status}: {result.message}")
+    return [b - a for a, b in zip(marks, marks[1:], strict=False)], result
+
+
+def hand_loop(project) -> list[float]:
+    """A minimal PyTorch training loop over the same split, network, transforms and device."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from transfer_studio.core import augment, dataset, network
+    from transfer_studio.training import device as tdevice
+    from transfer_studio.training.engine import ensure_head
+
+    p = project.copy()
+    report = dataset.scan(p.data.root)
+    split = dataset.make_split(report, p.data.val_split, p.data.test_split, p.data.seed)
+    ensure_head(p, len(report.classes))
+    dev = tdevice.select_device(p.train.device)
+    precision = tdevice.choose_precision(dev, p.train.amp)
+    fmt = torch.channels_last if tdevice.use_channels_last(dev) else torch.preserve_format
+    settings = tdevice.loader_settings(dev, p.train.num_workers)
+    pre = network.project_preprocess(p)
+    torch.manual_seed(0)
+    model = network.build_network(p, weights=p.model.weights != "none").to(dev, memory_format=fmt)
+    kw = dict(num_workers=settings.num_workers, pin_memory=settings.pin_memory,
+              persistent_workers=settings.persistent_workers if settings.num_workers else False)
+    tf_train = augment.build_transform(pre, p.augment, train=True, image_size=p.train.image_size)
+    tf_val = augment.build_transform(pre, p.augment, train=False, image_size=p.train.image_size)
+    train = dataset.ImageDataset(report.root, split["train"], dataset.labels_for(report, split["train"]), tf_train)
+    val = dataset.ImageDataset(report.root, split["val"], dataset.labels_for(report, split["val"]), tf_val)
+    train_loader = DataLoader(train, batch_size=p.train.batch_size, shuffle=True, drop_last=False, **kw)
+    val_loader = DataLoader(val, batch_size=p.train.batch_size, **kw)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.train.lr, weight_decay=p.train.weight_decay)
+    scaler = torch.amp.GradScaler(dev.type) if precision.use_scaler else None
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=precision.dtype, enabled=precision.dtype is not None)
+
+    walls = []
+    t = time.perf_counter()
+    for _ in range(p.train.epochs):
+        model.train()
+        for x, y in train_loader:
+            x = x.to(dev, non_blocking=True, memory_format=fmt)
+            y = y.to(dev, non_blocking=True)
+            with autocast():
+                loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in val_loader:
+                x = x.to(dev, non_blocking=True, memory_format=fmt)
+                with autocast():
+                    correct += (model(x).argmax(1).cpu() == y).sum().item()
+        now = time.perf_counter()
+        walls.append(now - t)
+        t = now
+    return walls
+
+
+def bench_overhead(tmp: Path, args) -> dict:
+    from helpers.images import make_class_folder
+
+    data = make_class_folder(tmp / "overhead", {f"c{i}": args.per_class for i in range(4)},
+                             size=args.image_size, seed=0)
+    fit_runs, hand_runs = [], []
+    device = ""
+    for r in range(args.runs):
+        project = _project(data, model=args.model, weights="none", strategy="full", epochs=args.epochs,
+                           image_size=args.image_size, batch_size=32)
+        walls, result = epoch_walls(project, tmp / f"fit{r}")
+        device = result.device
+        fit_runs.append(statistics.mean(walls[1:]))
+        hand_runs.append(statistics.mean(hand_loop(project)[1:]))
+        print(f"  run {r + 1}: fit {fit_runs[-1]:.2f}s/epoch, hand-written {hand_runs[-1]:.2f}s/epoch",
+              flush=True)
+    fit_m, hand_m = statistics.median(fit_runs), statistics.median(hand_runs)
+    return {"fit": fit_runs, "hand": hand_runs, "fit_median": fit_m, "hand_median": hand_m,
+            "ratio": fit_m / hand_m, "device": device, "images": 4 * args.per_class}
+
+
+def bench_cache(tmp: Path, args) -> dict:
+    from helpers.images import make_digits_folder
+
+    data = make_digits_folder(tmp / "digits", per_class=args.digits_per_class, seed=0)
+    common = dict(model="efficientnet_lite0", weights="DEFAULT", strategy="head", image_size=None,
+                  batch_size=32)
+    walls_u, result_u = epoch_walls(_project(data, epochs=2, cache=False, **common), tmp / "uncached")
+    walls_c, result_c = epoch_walls(_project(data, epochs=args.cached_epochs, cache=True, **common),
+                                    tmp / "cached")
+    if not result_c.cached_features:
+        raise SystemExit("the cached run did not cache features: " + "; ".join(result_c.notes))
+    uncached = statistics.median(walls_u[1:]) if len(walls_u) > 1 else walls_u[0]
+    cached = statistics.median(walls_c[1:])
+    compute_u = statistics.median(h["seconds"] for h in result_u.history[1:])
+    compute_c = statistics.median(h["seconds"] for h in result_c.history[1:])
+    return {"uncached": uncached, "cached": cached, "first_cached": walls_c[0], "ratio": uncached / cached,
+            "compute_ratio": compute_u / max(compute_c, 1e-9), "device": result_c.device,
+            "images": 10 * args.digits_per_class, "val_acc_cached": result_c.val_accuracy,
+            "val_acc_uncached": result_u.val_accuracy}
+
+
+def write_section(text: str) -> None:
+    from transfer_studio.config import atomic_write_text
+
+    path = ROOT / "docs" / "benchmarks.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
+    if old.count(MARK) >= 2:
+        a = old.index(MARK)
+        b = old.index(MARK, a + len(MARK)) + len(MARK)
+        new = old[:a] + block + old[b:]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    atomic_write_text(path, new)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="interleaved fit / hand-written runs (a)")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per run (a); epochs 2.. are timed")
+    ap.add_argument("--model", default="mobilenet_v3_small", help="network for (a), random init")
+    ap.add_argument("--image-size", type=int, default=64, help="image size for (a)")
+    ap.add_argument("--per-class", type=int, default=100, help="images per class (4 classes) for (a)")
+    ap.add_argument("--digits-per-class", type=int, default=40, help="digits per class for (b)")
+    ap.add_argument("--cached-epochs", type=int, default=6, help="epochs of the cached run (b)")
+    ap.add_argument("--skip", choices=("overhead", "cache"), help="leave one benchmark out")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+
+    import torch
+
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU core(s), torch {torch.__version__}, "
+               f"{torch.get_num_threads()} intra-op thread(s)")
+    lines = ["## Training engine (bench/bench_fit.py)", "",
+             f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", ""]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        if args.skip != "overhead":
+            print(f"(a) fit vs a hand-written loop: {args.model}, full fine-tune, batch 32, "
+                  f"{args.image_size}px, {args.runs} interleaved runs of {args.epochs} epochs", flush=True)
+            a = bench_overhead(tmp, args)
+            verdict = "within" if a["ratio"] <= 1.05 else "NOT within"
+            print(f"    fit {a['fit_median']:.3f}s vs hand-written {a['hand_median']:.3f}s per epoch: "
+                  f"ratio {a['ratio']:.3f} ({verdict} 5%)")
+            lines += [
+                "### fit vs a minimal hand-written PyTorch loop",
+                "",
+                f"{args.model} (random init), full fine-tune, {a['images']} generated {args.image_size}px images "
+                f"(80/20 split), batch 32, device {a['device']}; steady epoch time (mean of epochs 2-{args.epochs}, "
+                "train + validation; fit's includes its checkpoint and run files), median of "
+                f"{args.runs} interleaved runs.",
+                "",
+                "| | s / epoch (per run) | median |",
+                "| --- | --- | --- |",
+                f"| fit | {', '.join(f'{x:.2f}' for x in a['fit'])} | {a['fit_median']:.3f} |",
+                f"| hand-written loop | {', '.join(f'{x:.2f}' for x in a['hand'])} | {a['hand_median']:.3f} |",
+                "",
+                f"**Ratio fit / hand-written: {a['ratio']:.3f}** (target <= 1.05: {verdict} 5%).",
+                "",
+            ]
+        if args.skip != "cache":
+            print("(b) head-only epochs, cached vs uncached backbone features: efficientnet_lite0 (pretrained) "
+                  f"on digits, {args.digits_per_class} per class", flush=True)
+            b = bench_cache(tmp, args)
+            print(f"    uncached {b['uncached']:.3f}s vs cached {b['cached'] * 1000:.1f}ms per epoch: "
+                  f"{b['ratio']:.0f}x (first cached epoch, building the cache: {b['first_cached']:.1f}s)")
+            lines += [
+                "### Head-only training: cached vs uncached backbone features",
+                "",
+                f"efficientnet_lite0 (bundled ImageNet weights) at 224px, {b['images']} digits images (80/20), "
+                f"batch 32, device {b['device']}, 2 augmented cache passes. Epoch wall time between EpochEnd "
+                "events (training + validation + checkpoint).",
+                "",
+                "| | s / epoch |",
+                "| --- | --- |",
+                f"| uncached (every epoch runs the backbone) | {b['uncached']:.3f} |",
+                f"| cached, first epoch (builds the cache) | {b['first_cached']:.3f} |",
+                f"| cached, later epochs (median) | {b['cached']:.4f} |",
+                "",
+                f"**Later epochs {b['ratio']:.0f}x faster** wall time (target >= 50x); "
+                f"{b['compute_ratio']:.0f}x counting training + validation compute only. "
+                f"Validation accuracy after the runs: cached {b['val_acc_cached']:.3f} "
+                f"({args.cached_epochs} epochs), uncached {b['val_acc_uncached']:.3f} (2 epochs).",
+                "",
+            ]
+    text = "\n".join(lines)
+    if not args.no_write:
+        write_section(text)
+        print("written to docs/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
