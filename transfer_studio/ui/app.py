@@ -1,0 +1,72 @@
+"""Start the desktop app: ``transfer-studio`` (no arguments), ``transfer-studio FILE.tsproj``,
+``--project FILE``, ``--sample`` or ``--reset-settings``.
+
+Nothing heavy is imported here: torch and the pages' dependencies load after the window is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from transfer_studio.config import PROJECT_SUFFIX
+from transfer_studio.ui import theme
+from transfer_studio.ui.main_window import APP_NAME, MainWindow
+from transfer_studio.ui.settings import ORGANIZATION, Settings
+from transfer_studio.ui.state import AppState
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="transfer-studio", description=f"Open the {APP_NAME} desktop app.")
+    parser.add_argument("file", nargs="?", help=f"a project file (*{PROJECT_SUFFIX}) to open")
+    parser.add_argument("--project", metavar="FILE", help="open this project file")
+    parser.add_argument("--sample", action="store_true",
+                        help="open the sample project (handwritten digits + the bundled EfficientNet-Lite0)")
+    parser.add_argument("--reset-settings", action="store_true",
+                        help="forget window layout, recent projects and theme before starting")
+    parser.add_argument("--theme", choices=("system", "light", "dark"), help="colour theme for this session")
+    args = parser.parse_args(argv)
+    if args.file and args.project:
+        parser.error("give the project file either as an argument or with --project, not both")
+    if args.sample and (args.file or args.project):
+        parser.error("--sample opens the sample project: leave out the project file")
+    return args
+
+
+def create_window(argv: list[str] | None = None) -> tuple[QApplication, MainWindow, argparse.Namespace]:
+    """The application and its main window, shown, with the requested project opening next."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    app = QApplication.instance()
+    if app is None:
+        # Qt options come from the environment (QT_QPA_PLATFORM, QT_SCALE_FACTOR), not argv.
+        app = QApplication([sys.argv[0] if sys.argv else "transfer-studio"])
+    app.setApplicationName("transfer-studio")
+    app.setApplicationDisplayName(APP_NAME)
+    app.setOrganizationName(ORGANIZATION)
+    app.setDesktopFileName("transfer-studio")
+    app.setWindowIcon(theme.app_icon())
+    settings = Settings()
+    if args.reset_settings:
+        settings.reset()
+    theme.apply_theme(app, args.theme or settings.theme())  # type: ignore[arg-type]
+    window = MainWindow(AppState(), settings)
+    window.show()
+    project = args.project or args.file
+    if project:
+        path = str(Path(project).expanduser())
+        QTimer.singleShot(0, lambda: window.open_project(path, ask=False))
+    elif args.sample:
+        QTimer.singleShot(0, window.open_sample)
+    return app, window, args  # type: ignore[return-value]
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    app, window, _args = create_window(argv)
+    code = app.exec()
+    window.shutdown()
+    return int(code)
