@@ -208,7 +208,9 @@ def weights_choice(weights: str | os.PathLike[str] | None) -> str | Path:
     text = str(weights).strip()
     if text.upper() in ("DEFAULT", "PRETRAINED"):
         return "DEFAULT"
-    if text.lower() in ("none", "random", ""):
+    if not text:
+        return "DEFAULT"  # an empty field means the default choice: pretrained
+    if text.lower() in ("none", "random"):
         return "none"
     return Path(text).expanduser()
 

@@ -252,8 +252,14 @@ def _first(keys: list[str], n: int = 3) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+    """A short reason from a library error: torch's weights-only errors carry advice (re-run with
+    weights_only=False) that must not reach the user, so only the unpickler's own reason is kept."""
+    text = " ".join(str(exc).split())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    text = text.split(" Check the documentation", 1)[0]
+    text = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0].strip()
+    return (text or type(exc).__name__)[:160]
 
 
 # -- hub cache and downloads ---------------------------------------------------------------------------
