@@ -129,7 +129,7 @@ def test_imagenet_categories():
 
 
 def test_weights_choice():
-    assert catalog.weights_choice("default") == "DEFAULT"
+    assert catalog.weights_choice("default") == "DEFAULT" == catalog.weights_choice(" ")
     assert catalog.weights_choice("None") == "none" and catalog.weights_choice(None) == "none"
     assert catalog.weights_choice("~/w.pth") == Path("~/w.pth").expanduser()
 
