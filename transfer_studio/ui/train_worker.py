@@ -108,7 +108,8 @@ def explain_error(exc: BaseException, *, batch_size: int | None = None, device: 
             f"unchanged; rescan it on the Data page, {resume_hint}", detail)
     return TrainFailure(
         f"Training stopped with an unexpected error: {type(exc).__name__}: {text}",
-        f"Details are in the log. {resume_hint[0].upper()}{resume_hint[1:]}", detail)
+        "Details are in the log. Once the cause is fixed, press \u201cResume from checkpoint\u201d: "
+        "the last checkpoint is intact.", detail)
 
 
 def _torch_oom_type() -> type | None:

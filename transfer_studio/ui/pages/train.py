@@ -8,6 +8,7 @@ page is built or in background tasks, never when this module is imported.
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
 import math
 import time
@@ -20,7 +21,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -100,62 +99,6 @@ def _step_125(value: float, up: bool) -> float:
     return next(c for c in reversed(candidates) if c < value * (1 - 1e-9))
 
 
-class MessageBanner(QFrame):
-    """An in-page error: what happened (bold), what to do, an optional action and a close button."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("train_error_banner")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        # Semantic colour for the border only: the text keeps the palette's colours (light and dark).
-        self.setStyleSheet("#train_error_banner { border: 2px solid #d04040; border-radius: 4px; }")
-        self.title = QLabel()
-        self.title.setObjectName("train_error_message")
-        self.title.setWordWrap(True)
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        font = self.title.font()
-        font.setBold(True)
-        self.title.setFont(font)
-        self.hint = QLabel()
-        self.hint.setObjectName("train_error_suggestion")
-        self.hint.setWordWrap(True)
-        self.action = QPushButton()
-        self.action.setObjectName("train_error_action")
-        self.action.hide()
-        close = QToolButton()
-        close.setObjectName("train_error_close")
-        close.setText("\u2715")
-        close.setAutoRaise(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        text = QVBoxLayout()
-        text.setSpacing(2)
-        text.addWidget(self.title)
-        text.addWidget(self.hint)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(10, 6, 6, 6)
-        row.addLayout(text, 1)
-        row.addWidget(self.action, 0, Qt.AlignmentFlag.AlignVCenter)
-        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self._action_cb: Any = None
-        self.action.clicked.connect(self._on_action)
-        self.hide()
-
-    def show_message(self, message: str, suggestion: str = "", action: tuple[str, Any] | None = None
-                     ) -> None:
-        self.title.setText(message)
-        self.hint.setText(suggestion)
-        self.hint.setVisible(bool(suggestion))
-        self._action_cb = action[1] if action else None
-        self.action.setText(action[0] if action else "")
-        self.action.setVisible(action is not None)
-        self.show()
-
-    def _on_action(self) -> None:
-        if self._action_cb is not None:
-            self._action_cb()
-
-
 # -- the page --------------------------------------------------------------------------------------
 class TrainPage(QWidget):
     TITLE = "Train"
@@ -178,13 +121,16 @@ class TrainPage(QWidget):
         self._session_fraction0 = 0.0
         self._best_row = -1
         self._last_chunk: Any = None
+        self._failure: tuple[str, str, str] | None = None  # shown when the thread has ended
         self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
         self._devices: dict[str, Any] | None = None
         self._device_task: Any = None
 
         self._build_settings()
         self._build_controls()
-        self.banner = MessageBanner(self)
+        from transfer_studio.ui.widgets.banner import MessageBanner
+
+        self.banner = MessageBanner(self, object_name="train_banner")
         self.charts = TrainingCharts(self)
         self.charts.setMinimumHeight(190)
         self._build_table_and_log()
@@ -369,7 +315,7 @@ class TrainPage(QWidget):
         self.pause_button.clicked.connect(self.pause)
         self.resume_button.clicked.connect(self.resume)
         self.stop_button.clicked.connect(self.stop)
-        self.resume_run_button.clicked.connect(self.resume_run)
+        self.resume_run_button.clicked.connect(lambda: self.resume_run())
         self.resume_run_combo.currentIndexChanged.connect(lambda _i: self._update_buttons())
 
         row = QHBoxLayout()
@@ -489,7 +435,7 @@ class TrainPage(QWidget):
         self._refresh_resumable()
         if not self._controller.is_running():
             self._clear_run_display()
-            self.banner.hide()
+            self.banner.clear()
         self._update_buttons()
 
     def _on_project_changed(self, section: str) -> None:
@@ -534,7 +480,8 @@ class TrainPage(QWidget):
 
         problem = self._check_ready()
         if problem:
-            self.banner.show_message(*problem)
+            message, suggestion, (action_text, action) = problem
+            self._show_error(message, suggestion, action_text=action_text, action=action)
             return
         run_dir = new_run_dir(runs_root(self.state.path))
         project = self.state.project
@@ -545,17 +492,17 @@ class TrainPage(QWidget):
         self.log(f"New run in {run_dir}")
         self._launch(record, run_dir, resume=False)
 
-    def resume_run(self) -> None:
-        """Continue the run selected in the interrupted-runs list from its last checkpoint."""
+    def resume_run(self, run_dir: str | None = None) -> None:
+        """Continue a run (default: the one selected in the interrupted-runs list) from its checkpoint."""
         if self._controller.is_running():
             return
-        run_dir = self.resume_run_combo.currentData()
+        run_dir = run_dir or self.resume_run_combo.currentData()
         if not run_dir:
             return
         from transfer_studio.ui.train_worker import has_checkpoint
 
         if not has_checkpoint(run_dir):
-            self.banner.show_message(
+            self._show_error(
                 f"This run has no checkpoint to resume from: {run_dir}",
                 "A run can be resumed once it has completed at least one epoch. Start a new run instead.")
             self._refresh_resumable()
@@ -576,7 +523,7 @@ class TrainPage(QWidget):
     def _launch(self, record: RunRecord, run_dir: Path, resume: bool) -> None:
         self._record = record
         self._stopping = False
-        self.banner.hide()
+        self.banner.clear()
         self.state.mark_changed("runs")
         self._session_t0 = time.monotonic()
         self._session_fraction0 = 0.0  # set from FitStart (a resumed run starts part-way)
@@ -585,7 +532,7 @@ class TrainPage(QWidget):
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is missing: say so in the page
             record.status = "failed"
             self.state.mark_changed("runs")
-            self.banner.show_message(f"Training could not start: {exc}")
+            self._show_error(f"Training could not start: {exc}")
             self._set_idle()
             return
         self.status_label.setText("Starting\u2026 (building the network and loading the data)")
@@ -720,6 +667,9 @@ class TrainPage(QWidget):
                 rec.val_accuracy = result.val_accuracy
                 rec.val_loss = result.val_loss
                 rec.strategy = result.strategy or rec.strategy
+            if outcome.status == "failed" and not Path(rec.run_dir).exists() and rec in self.state.project.runs:
+                # It failed before writing anything (bad settings or data): nothing to remember.
+                self.state.project.runs.remove(rec)
             self.state.mark_changed("runs")
         if outcome.status == "finished":
             acc = f", best validation accuracy {_pct(result.val_accuracy)} (epoch {result.best_epoch})" \
@@ -749,13 +699,32 @@ class TrainPage(QWidget):
             self.log(f"Failed: {message}")
             if failure is not None and failure.detail:
                 self.log(failure.detail.rstrip())
-            self.banner.show_message(message, suggestion)
+            self._failure = (_sentence(message), _sentence(suggestion), failure.detail if failure else "")
 
     def _on_thread_finished(self) -> None:
+        from transfer_studio.ui.train_worker import has_checkpoint
+
+        run_dir = self._record.run_dir if self._record is not None else None
         self._stopping = False
         self._record = None
         self._refresh_resumable()
         self._set_idle()
+        if self._failure is not None:
+            message, suggestion, detail = self._failure
+            self._failure = None
+            resumable = bool(run_dir and has_checkpoint(run_dir))
+            self._show_error(message, suggestion, detail=detail,
+                             action_text="Resume from checkpoint" if resumable else None,
+                             action=(lambda d=run_dir: self.resume_run(d)) if resumable else None)
+
+    def _show_error(self, message: str, suggestion: str = "", *, detail: str = "",
+                    action_text: str | None = None, action: Any = None) -> None:
+        """The page's error banner: the problem in bold, then what to do about it."""
+        text = f"<b>{html.escape(message)}</b>"
+        if suggestion:
+            text += f"<br>{html.escape(suggestion)}"
+        self.banner.show_message(text, "error", details=html.escape(detail).replace("\n", "<br>") or None,
+                                 action_text=action_text, action=action)
 
     # -- display helpers -------------------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -1020,6 +989,12 @@ def _select(combo: QComboBox, key: Any) -> None:
         combo.addItem(str(key), key)
         idx = combo.count() - 1
     combo.setCurrentIndex(idx)
+
+
+def _sentence(text: str) -> str:
+    """The engine's one-line messages start lower-case (CLI style); the page shows sentences."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] if text else text
 
 
 def _fmt(value: Any, spec: str) -> str:

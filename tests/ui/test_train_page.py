@@ -1,0 +1,341 @@
+"""Train page: start, live charts and table, pause/resume, stop + resume from checkpoint, errors, close."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.images import make_class_folder
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
+
+from transfer_studio import config
+from transfer_studio.config import ModelSpec, Project, RunRecord
+from transfer_studio.ui import worker
+from transfer_studio.ui.pages.train import TrainPage, _step_125, frozen_summary
+from transfer_studio.ui.state import AppState
+
+SHOTS = Path(__file__).resolve().parents[2] / "shots"
+
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tiny models gain nothing from a second intra-op thread, and on a busy 2-core machine
+    OpenMP's spinning threads made each step 5-10x slower: train with one, then restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def tiny_project(root: Path, *, epochs: int = 3, batch_size: int = 4, strategy: str = "full",
+                 per_class: int = 10) -> Project:
+    data = root / "data"
+    if not data.exists():
+        make_class_folder(data, {"cat": per_class, "dog": per_class}, size=32)
+    p = Project(name="tiny", model=ModelSpec("mobilenet_v3_small", weights="none"))
+    p.data.root = str(data)
+    p.data.val_split = 0.25
+    p.augment.preset = "none"
+    t = p.train
+    t.strategy, t.epochs, t.batch_size, t.image_size = strategy, epochs, batch_size, 32
+    t.device, t.num_workers, t.cache_features, t.head_epochs = "cpu", 0, False, 1
+    return p
+
+
+def make_page(qtbot, tmp_path: Path, project: Project) -> TrainPage:
+    state = AppState(project)
+    state.path = tmp_path / "tiny.tsproj"  # saved project: runs go to tmp_path/runs
+    page = TrainPage(state)
+    qtbot.addWidget(page)
+    page.resize(1200, 760)
+    page.show()
+    return page
+
+
+@pytest.fixture
+def cleanup():
+    pages: list[TrainPage] = []
+    yield pages.append
+    for page in pages:
+        page.shutdown()
+        assert not page.busy()
+    worker.cancel_all()
+
+
+def buttons(page: TrainPage) -> dict[str, bool]:
+    return {name: getattr(page, f"{name}_button").isEnabled() for name in ("start", "pause", "resume", "stop")}
+
+
+IDLE = {"start": True, "pause": False, "resume": False, "stop": False}
+RUNNING = {"start": False, "pause": True, "resume": False, "stop": True}
+PAUSED = {"start": False, "pause": False, "resume": True, "stop": True}
+
+
+def test_a_run_fills_charts_table_and_run_record(qtbot, tmp_path, cleanup):
+    """Partial strategy, 3 epochs: head epoch, then unfreeze; everything the page shows follows."""
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=3, strategy="partial"))
+    cleanup(page)
+    c, state = page._controller, page.state
+    phases = []
+    state.trainingPhaseChanged.connect(phases.append)
+    changes = []
+    state.projectChanged.connect(changes.append)
+    epochs_seen = []
+    threads = set()
+
+    def after_epoch(ev):
+        epochs_seen.append(ev.epoch)
+        threads.add(threading.current_thread())
+        page.charts.flush()
+        assert page.charts.point_count("val_loss") == ev.epoch
+        assert page.charts.point_count("train_acc") == ev.epoch
+        assert page.table.rowCount() == ev.epoch
+
+    c.epochEnded.connect(after_epoch)  # connected after the page's own slot: sees its result
+    assert buttons(page) == IDLE
+    with qtbot.waitSignals([c.fitStarted, c.epochEnded, c.epochEnded, c.epochEnded, c.outcome, c.finished],
+                           order="strict", timeout=120000):
+        qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+        assert buttons(page) == RUNNING
+        assert not page.settings_box.isEnabled()
+    assert epochs_seen == [1, 2, 3]
+    assert threads == {threading.main_thread()}  # the worker's signals reach the page in the GUI thread
+    assert buttons(page) == IDLE and page.settings_box.isEnabled()
+
+    rec = state.project.runs[-1]
+    assert rec.status == "finished" and rec.epochs_completed == 3
+    assert Path(rec.run_dir).parent == (tmp_path / "runs").resolve()
+    assert (Path(rec.run_dir) / "checkpoint_last.pt").is_file()
+    assert rec.strategy == "partial" and rec.model == "mobilenet_v3_small"
+    assert state.project.ui["selected_run"] == rec.run_dir
+    assert "runs" in changes and state.modified
+
+    # the unfreeze step is marked on the charts and announced to the Model page
+    assert [p.phase for p in phases] == ["head", "unfrozen"]
+    assert page.charts.phases == [(1.0, "unfreeze")]
+    # the best epoch (lowest validation loss) is starred, and agrees with the run record
+    val_losses = [float(page.table.item(r, 3).text()) for r in range(3)]
+    assert page.best_epoch() == rec.best_epoch == 1 + val_losses.index(min(val_losses))
+    assert page.table.item(rec.best_epoch - 1, 0).text().startswith("\u2605")
+    assert page.run_progress.value() == 1000
+    assert "images/s" in page.speed_label.text() and page.speed_label.text()[0].isdigit()
+    page.charts.flush()
+    assert page.charts.point_count("smooth_loss") >= 3  # at least the end of every epoch
+    assert page.charts.point_count("lr") == page.charts.point_count("batch_loss")
+    assert "Epoch 3/3" in page.log_view.toPlainText()
+
+
+def test_pause_stops_progress_and_resume_continues(qtbot, tmp_path, cleanup):
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=30, batch_size=2))
+    cleanup(page)
+    c = page._controller
+    with qtbot.waitSignal(c.batches, timeout=90000):
+        page.start_button.click()
+    with qtbot.waitSignal(c.paused, timeout=30000):
+        page.pause_button.click()
+        assert not page.pause_button.isEnabled()  # a pause is pending: no double click
+    assert buttons(page) == PAUSED
+    assert "Paused" in page.status_label.text()
+    page.charts.flush()
+    points = page.charts.point_count("batch_loss")
+    progress = page.run_progress.value()
+    qtbot.wait(600)
+    page.charts.flush()
+    assert page.charts.point_count("batch_loss") == points and page.run_progress.value() == progress
+    with qtbot.waitSignal(c.resumed, timeout=10000):
+        page.resume_button.click()
+    assert buttons(page) == RUNNING
+    qtbot.waitUntil(lambda: page.charts.series("batch_loss").n > points, timeout=30000)
+    with qtbot.waitSignal(c.finished, timeout=30000):
+        page.stop_button.click()
+        assert not page.stop_button.isEnabled() and not page.pause_button.isEnabled()
+    assert buttons(page) == IDLE
+
+
+def test_stop_then_resume_from_checkpoint(qtbot, tmp_path, cleanup):
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=30, batch_size=2))
+    cleanup(page)
+    c, state = page._controller, page.state
+    with qtbot.waitSignal(c.epochEnded, timeout=90000):
+        page.start_button.click()
+    with qtbot.waitSignal(c.finished, timeout=30000):
+        page.stop_button.click()
+    rec = state.project.runs[-1]
+    assert rec.status == "stopped" and rec.epochs_completed >= 1
+    done = rec.epochs_completed
+    ckpt = torch.load(Path(rec.run_dir) / "checkpoint_last.pt", weights_only=True)
+    assert ckpt["epoch"] == done
+    assert buttons(page) == IDLE
+    # the stopped run is offered for resuming
+    assert page.resume_run_button.isVisible() and page.resume_run_button.isEnabled()
+    assert page.resume_run_combo.currentData() == rec.run_dir
+
+    # continue it to done + 1 epochs (the page's epoch count applies to the resumed run)
+    page.epochs_spin.setValue(done + 1)
+    starts = []
+    c.fitStarted.connect(starts.append)
+    with qtbot.waitSignal(c.finished, timeout=90000):
+        page.resume_run_button.click()
+        assert buttons(page) == RUNNING
+    assert starts[0].resumed and starts[0].start_epoch == done + 1
+    assert len(state.project.runs) == 1  # the same record, updated
+    assert rec.status == "finished" and rec.epochs_completed == done + 1
+    # the table shows the earlier epochs (from history.json) and the new one
+    assert [page.table.item(r, 0).text().lstrip("\u2605 ") for r in range(page.table.rowCount())] == \
+        [str(e) for e in range(1, done + 2)]
+    assert page.resume_run_combo.count() == 0 and not page.resume_run_button.isVisible()
+
+
+def test_interrupted_run_found_on_disk_can_be_resumed(qtbot, tmp_path, cleanup):
+    """The app was killed: the project file never saw the run, but its folder has a checkpoint."""
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=30, batch_size=2))
+    cleanup(page)
+    c = page._controller
+    with qtbot.waitSignal(c.epochEnded, timeout=90000):
+        page.start_button.click()
+    with qtbot.waitSignal(c.finished, timeout=30000):
+        page.stop_button.click()
+    run_dir = page.state.project.runs[-1].run_dir
+    # simulate a project saved before the run started (or an app killed mid-run)
+    project = tiny_project(tmp_path, epochs=2, batch_size=2)
+    page.state.new_project(project, tmp_path / "tiny.tsproj")
+    assert page.resume_run_combo.count() == 1
+    assert page.resume_run_combo.currentData() == str(Path(run_dir))
+    assert "found on disk" in page.resume_run_combo.currentText()
+    assert page.table.rowCount() == 0  # a replaced project clears the old run's display
+
+
+def test_engine_error_surfaces_in_the_page(qtbot, tmp_path, cleanup, monkeypatch):
+    """Disk full while writing epoch 2's checkpoint: banner with advice, idle buttons, epoch 1 intact."""
+    real_write = config.atomic_write_bytes
+    calls = {"n": 0}
+
+    def write(path, data):
+        if Path(path).name == "checkpoint_last.pt":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(config, "atomic_write_bytes", write)
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=3))
+    cleanup(page)
+    with qtbot.waitSignal(page._controller.finished, timeout=90000):
+        page.start_button.click()
+    assert page.banner.isVisible()
+    assert "disk is full" in page.banner.text()
+    assert "free some disk space" in page.banner.text().lower()
+    assert buttons(page) == IDLE
+    rec = page.state.project.runs[-1]
+    assert rec.status == "failed" and rec.epochs_completed == 1
+    assert torch.load(Path(rec.run_dir) / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
+    assert page.resume_run_combo.currentData() == rec.run_dir  # and it can be resumed
+    action = page.banner.findChild(QPushButton, "train_banner_action")
+    assert action.isVisible() and action.text() == "Resume from checkpoint"
+    SHOTS.mkdir(exist_ok=True)
+    page.grab().save(str(SHOTS / "train_error.png"))
+
+
+def test_missing_dataset_is_explained_before_anything_starts(qtbot, tmp_path, cleanup):
+    project = tiny_project(tmp_path)
+    project.data.root = str(tmp_path / "gone")
+    page = make_page(qtbot, tmp_path, project)
+    cleanup(page)
+    page.start_button.click()
+    assert not page.busy() and page.state.project.runs == []
+    assert "dataset folder is missing" in page.banner.text()
+    with qtbot.waitSignal(page.state.navigateRequested) as nav:
+        page.banner.findChild(QPushButton, "train_banner_action").click()
+    assert nav.args == ["data"]
+
+
+def test_settings_edit_the_project(qtbot, tmp_path, cleanup):
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path))
+    cleanup(page)
+    state = page.state
+    with qtbot.waitSignal(state.projectChanged) as changed:
+        page.epochs_spin.setValue(7)
+    assert changed.args == ["train"] and state.project.train.epochs == 7
+    page.batch_spin.setValue(16)
+    page.lr_spin.setValue(3e-4)
+    page.strategy_combo.setCurrentIndex(page.strategy_combo.findData("head"))
+    with qtbot.waitSignal(state.projectChanged) as changed:
+        page.augment_combo.setCurrentIndex(page.augment_combo.findData("strong"))
+    assert changed.args == ["augment"]
+    t = state.project.train
+    assert (t.batch_size, t.lr, t.strategy, state.project.augment.preset) == (16, 3e-4, "head", "strong")
+    assert "only the new head trains" in page.frozen_label.text()
+    # a change made elsewhere (e.g. the Strategy page) shows here
+    state.project.train.epochs = 12
+    state.mark_changed("train")
+    assert page.epochs_spin.value() == 12
+    # the learning-rate field steps along 1-2-5 and reads scientific notation
+    page.lr_spin.setValue(1e-3)
+    page.lr_spin.stepBy(1)
+    assert state.project.train.lr == pytest.approx(2e-3)
+    page.lr_spin.stepBy(-2)
+    assert state.project.train.lr == pytest.approx(5e-4)
+    assert page.lr_spin.valueFromText("1e-05") == pytest.approx(1e-5)
+    assert [_step_125(v, True) for v in (1e-4, 2e-4, 5e-4)] == pytest.approx([2e-4, 5e-4, 1e-3])
+
+
+def test_frozen_summary_names_strategy_and_model_page_edits():
+    p = Project()
+    p.train.strategy = "partial"
+    p.train.unfreeze_from = "layer3"
+    assert "blocks before layer3" in frozen_summary(p)
+    p.surgery.append(config.SurgeryOp("freeze", target="layer1"))
+    assert "Model page edits: freeze layer1" in frozen_summary(p)
+
+
+def test_closing_mid_run_stops_and_waits_cleanly(qtbot, tmp_path, qtlog):
+    """The window closes while training: shutdown stops the run and its thread ends; no warning."""
+    host = QWidget()
+    qtbot.addWidget(host)
+    state = AppState(tiny_project(tmp_path, epochs=30, batch_size=2))
+    state.path = tmp_path / "tiny.tsproj"
+    page = TrainPage(state, host)
+    QVBoxLayout(host).addWidget(page)
+    host.show()
+    with qtbot.waitSignal(page._controller.batches, timeout=90000):
+        page.start_button.click()
+    assert page.busy()
+    thread = page._controller._thread
+    page.shutdown()  # what the main window calls after the user confirms
+    assert not page.busy()
+    assert thread.isFinished()
+    assert state.project.runs[-1].status == "stopped"
+    host.close()
+    host.deleteLater()
+    qtbot.wait(50)
+    worker.cancel_all()
+    assert not [r for r in qtlog.records if "QThread" in r.message]
+
+
+def test_unsaved_project_runs_go_to_the_user_data_folder(qtbot, tmp_path, monkeypatch):
+    from transfer_studio.ui import train_worker
+
+    monkeypatch.setattr(train_worker.QStandardPaths, "writableLocation", lambda _loc: str(tmp_path / "appdata"))
+    assert train_worker.runs_root(None) == tmp_path / "appdata" / "runs"
+
+
+def test_record_of_a_project_run_list_is_offered_only_with_checkpoint(qtbot, tmp_path, cleanup):
+    project = tiny_project(tmp_path)
+    with_ckpt = tmp_path / "runs" / "a"
+    with_ckpt.mkdir(parents=True)
+    (with_ckpt / "checkpoint_last.pt").write_bytes(b"not read here")
+    no_ckpt = tmp_path / "runs" / "b"
+    no_ckpt.mkdir()
+    project.runs = [RunRecord(str(with_ckpt), status="running", epochs_completed=2),
+                    RunRecord(str(no_ckpt), status="stopped"),
+                    RunRecord(str(tmp_path / "runs" / "c"), status="finished")]
+    page = make_page(qtbot, tmp_path, project)
+    cleanup(page)
+    assert page.resume_run_combo.count() == 1
+    assert page.resume_run_combo.currentData() == str(with_ckpt)
+    assert "interrupted, 2 epoch(s)" in page.resume_run_combo.currentText()
