@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -136,7 +137,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, Project]:
         raise UserError(f"the run in {run_dir} has no {RUN_WEIGHTS} yet (no epoch finished): "
                         "resume or finish training first")
     # The snapshot's surgery already holds the head the trainer gave it (replace_head).
-    model = build_network(project, weights=False)
+    model = build_network(project, weights=False, num_classes=len(project.data.classes))
     _load_weights(model, weights, f"{run_dir / RUN_PROJECT}")
     return model.float().eval(), project
 
@@ -159,7 +160,7 @@ def _network_from_architecture(arch: dict[str, Any]) -> nn.Module:
                       surgery=[SurgeryOp(op=o["op"], target=o.get("target", ""), params=dict(o.get("params", {})))
                                for o in arch.get("surgery", [])])
     project.train.image_size = arch.get("image_size")
-    return build_network(project, weights=False)
+    return build_network(project, weights=False, num_classes=int(arch["num_classes"]))
 
 
 def read_bundle_meta(bundle_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -299,6 +300,7 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, program: Any | None) ->
                                              output_names=[OUTPUT_NAME], verbose=False,
                                              dynamic_shapes=({0: Dim("batch", min=1, max=65536)},))
         proto = onnx_program.model_proto
+        _name_batch_dim(proto)
         if proto.ByteSize() > _PROTOBUF_LIMIT:
             raise UserError("the model is larger than 2 GB, too large for a single-file ONNX export: "
                             "export safetensors and pt2 only (--format safetensors,pt2)")
@@ -308,10 +310,24 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, program: Any | None) ->
     except Exception as exc:  # noqa: BLE001 - any exporter failure: try the older exporter
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
     buf = io.BytesIO()
-    torch.onnx.export(model, (example,), buf, dynamo=False, input_names=[INPUT_NAME],
-                      output_names=[OUTPUT_NAME], opset_version=17,
-                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, chosen on purpose
+        torch.onnx.export(model, (example,), buf, dynamo=False, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], opset_version=17,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     return buf.getvalue(), "torchscript", reason
+
+
+def _name_batch_dim(proto: Any) -> None:
+    """Call the symbolic batch dimension "batch" (an exported program names it e.g. "s77")."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    symbol = dims[0].dim_param if dims else ""
+    if not symbol or symbol == "batch":
+        return
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param == symbol:
+                dim.dim_param = "batch"
 
 
 def _onnx_outputs(data: bytes, x: torch.Tensor) -> np.ndarray:
