@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from helpers.images import make_class_folder
 
 from transfer_studio.config import AugmentSpec, DataSpec, ModelSpec, Project, TrainSpec
@@ -10,6 +11,16 @@ from transfer_studio.config import AugmentSpec, DataSpec, ModelSpec, Project, Tr
 # A 1.4 M-parameter torchvision network with BatchNorm and a Linear head; random init at 32 px keeps
 # each epoch of 18 images well under a second on two cores.
 SMALL_MODEL = "shufflenet_v2_x0_5"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP threads
+    waiting on each other made a step 15x slower: one thread per test, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

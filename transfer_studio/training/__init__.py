@@ -4,28 +4,13 @@ The CLI and the desktop app's background worker call the same ``fit``; progress 
 events (``training.events``) delivered to callbacks, and stop/pause requests travel through a
 ``Control`` (threading.Event based, polled every batch).
 
-Names are imported lazily: ``training.control`` and ``training.events`` stay cheap to import (no
-torch) for a GUI that only needs to create a Control or recognise events.
+``fit`` is imported here eagerly on purpose: it shares its name with the ``training.fit`` module,
+and importing that module later would otherwise rebind ``training.fit`` to the module.
 """
 
-from __future__ import annotations
+from transfer_studio.training.callbacks import Dispatcher, ProgressPrinter
+from transfer_studio.training.control import Control
+from transfer_studio.training.events import RunResult
+from transfer_studio.training.fit import fit
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "fit": "transfer_studio.training.fit",
-    "Control": "transfer_studio.training.control",
-    "RunResult": "transfer_studio.training.events",
-    "Dispatcher": "transfer_studio.training.callbacks",
-    "ProgressPrinter": "transfer_studio.training.callbacks",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__ = ["Control", "Dispatcher", "ProgressPrinter", "RunResult", "fit"]

@@ -74,7 +74,7 @@ class ProgressPrinter:
             for note in event.notes:
                 self._print(f"note: {note}")
         elif isinstance(event, ev.PhaseChanged):
-            self._print(f"epoch {event.epoch}: {event.description} "
+            self._print(f"phase {event.phase} from epoch {event.epoch}: {event.description} "
                         f"({event.trainable_params:,} trainable parameters)")
         elif isinstance(event, ev.BatchEnd) and self.batches:
             now = time.monotonic()
