@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
 from transfer_studio import config
 from transfer_studio.config import ModelSpec, Project, RunRecord
 from transfer_studio.ui import worker
-from transfer_studio.ui.pages.train import TrainPage, _step_125, frozen_summary
+from transfer_studio.ui.pages.train import TrainPage, _gui_advice, _step_125, frozen_summary
 from transfer_studio.ui.state import AppState
 
 SHOTS = Path(__file__).resolve().parents[2] / "shots"
@@ -158,7 +158,7 @@ def test_pause_stops_progress_and_resume_continues(qtbot, tmp_path, cleanup):
 
 
 def test_stop_then_resume_from_checkpoint(qtbot, tmp_path, cleanup):
-    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=30, batch_size=2))
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=30, batch_size=2, strategy="partial"))
     cleanup(page)
     c, state = page._controller, page.state
     with qtbot.waitSignal(c.epochEnded, timeout=90000):
@@ -189,6 +189,8 @@ def test_stop_then_resume_from_checkpoint(qtbot, tmp_path, cleanup):
     assert [page.table.item(r, 0).text().lstrip("\u2605 ") for r in range(page.table.rowCount())] == \
         [str(e) for e in range(1, done + 2)]
     assert page.resume_run_combo.count() == 0 and not page.resume_run_button.isVisible()
+    # the unfreeze after the head epoch is marked once, whether it happened before or after the stop
+    assert page.charts.phases == [(1.0, "unfreeze")]
 
 
 def test_interrupted_run_found_on_disk_can_be_resumed(qtbot, tmp_path, cleanup):
@@ -230,6 +232,7 @@ def test_engine_error_surfaces_in_the_page(qtbot, tmp_path, cleanup, monkeypatch
     assert page.banner.isVisible()
     assert "disk is full" in page.banner.text()
     assert "free some disk space" in page.banner.text().lower()
+    assert "transfer-studio" not in page.banner.text()  # in the app, the advice names the button
     assert buttons(page) == IDLE
     rec = page.state.project.runs[-1]
     assert rec.status == "failed" and rec.epochs_completed == 1
@@ -282,6 +285,18 @@ def test_settings_edit_the_project(qtbot, tmp_path, cleanup):
     assert state.project.train.lr == pytest.approx(5e-4)
     assert page.lr_spin.valueFromText("1e-05") == pytest.approx(1e-5)
     assert [_step_125(v, True) for v in (1e-4, 2e-4, 5e-4)] == pytest.approx([2e-4, 5e-4, 1e-3])
+
+
+def test_engine_advice_points_to_the_page_not_the_cli():
+    advice = ("use a smaller batch size, e.g. 16; resume with: transfer-studio train --resume /r/a "
+              "--batch-size 16; or allow automatic retries with a halved batch (train.allow_oom_retry)")
+    assert _gui_advice(advice) == ("use a smaller batch size, e.g. 16; set the batch size to 16 and press "
+                                   "\u201cResume from checkpoint\u201d; or allow automatic retries with a "
+                                   "halved batch")
+    assert _gui_advice("free some disk space, then resume with: transfer-studio train --resume /r/a (the "
+                       "checkpoint of epoch 2 is intact)") == (
+        "free some disk space, then press \u201cResume from checkpoint\u201d (the checkpoint of epoch 2 "
+        "is intact)")
 
 
 def test_frozen_summary_names_strategy_and_model_page_edits():

@@ -11,6 +11,7 @@ import datetime as _dt
 import html
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ STRATEGIES = (
 AUGMENT_PRESETS = ("none", "light", "medium", "strong")
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple MPS"))
 TABLE_COLUMNS = ("Epoch", "Train loss", "Train acc", "Val loss", "Val acc", "LR", "Time")
-RESUMABLE = ("stopped", "failed", "running")  # "running" with no live worker = interrupted
+RESUMABLE = ("stopped", "failed", "running")
+_PHASE_LABELS = {"unfrozen": "unfreeze", "full": "full network"}  # "running" with no live worker = interrupted
 
 
 # -- small widgets ---------------------------------------------------------------------------------
@@ -115,6 +117,7 @@ class TrainPage(QWidget):
         self._loading = False  # True while widgets are filled from the project (no write-back)
         self._stopping = False
         self._fit_start: Any = None
+        self._phase: str | None = None  # the training phase last announced (head / unfrozen / full)
         self._epochs_total = 0
         self._start_epoch = 1
         self._session_t0 = 0.0
@@ -210,18 +213,12 @@ class TrainPage(QWidget):
         self.frozen_label.setObjectName("train_frozen_label")
         self.frozen_label.setWordWrap(True)
         self.frozen_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.strategy_link = QPushButton("Strategy\u2026")
-        self.strategy_link.setObjectName("train_strategy_link")
-        self.strategy_link.setFlat(True)
-        self.strategy_link.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.strategy_link.setToolTip("Open the Strategy page (frozen blocks, suggestion)")
-        self.strategy_link.clicked.connect(lambda: self.state.navigateRequested.emit("strategy"))
-        self.model_link = QPushButton("Model\u2026")
-        self.model_link.setObjectName("train_model_link")
-        self.model_link.setFlat(True)
-        self.model_link.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.model_link.setToolTip("Open the Model page (choose the network, freeze layers)")
-        self.model_link.clicked.connect(lambda: self.state.navigateRequested.emit("model"))
+        self.strategy_link = _link("train_strategy_link", "strategy", "Change\u2026",
+                                   "Open the Strategy page (what is frozen, the advisor's suggestion)")
+        self.strategy_link.linkActivated.connect(self.state.navigateRequested.emit)
+        self.model_link = _link("train_model_link", "model", "Change\u2026",
+                                "Open the Model page (choose the network, freeze layers)")
+        self.model_link.linkActivated.connect(self.state.navigateRequested.emit)
 
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setObjectName("train_epochs_spin")
@@ -593,11 +590,23 @@ class TrainPage(QWidget):
             + (" (cached backbone features)" if ev.cached_features else ""))
         if ev.resumed:
             self.log(f"Resumed at epoch {ev.start_epoch} of {ev.epochs}")
+            self._mark_earlier_unfreeze(Path(ev.run_dir), ev.start_epoch)
         for note in ev.notes:
             self.log(note)
         self._session_t0 = time.monotonic()
         self._session_fraction0 = (self._start_epoch - 1) / max(1, self._epochs_total)
         self._set_progress(self._start_epoch, 0, max(1, ev.steps_per_epoch))
+
+    def _mark_earlier_unfreeze(self, run_dir: Path, start_epoch: int) -> None:
+        """A resumed partial run that unfroze before it was stopped: put the marker back."""
+        snap = _read_json(run_dir / "project.json")
+        train = snap.get("train", {}) if isinstance(snap, dict) else {}
+        head_epochs = train.get("head_epochs")
+        # the body unfreezes at epoch head_epochs + 1 (training.finetune.plan)
+        if train.get("strategy") == "partial" and isinstance(head_epochs, int) and \
+                0 < head_epochs < start_epoch:
+            self.charts.mark_phase(head_epochs, _PHASE_LABELS["unfrozen"])
+            self._phase = "unfrozen"
 
     def _on_batches(self, chunk: Any) -> None:
         self._last_chunk = chunk
@@ -631,9 +640,10 @@ class TrainPage(QWidget):
                  + ("  \u2605 best" if ev.is_best else ""))
 
     def _on_phase_changed(self, ev: Any) -> None:
-        label = {"unfrozen": "unfreeze", "full": "full"}.get(ev.phase, ev.phase)
-        if ev.phase != "head" or ev.epoch > 1:  # the initial head-only phase needs no marker
-            self.charts.mark_phase(ev.epoch - 1, label)
+        # Mark transitions only: the phase a run starts in (or resumes in) is announced too.
+        if self._phase is not None and ev.phase != self._phase:
+            self.charts.mark_phase(ev.epoch - 1, _PHASE_LABELS.get(ev.phase, ev.phase))
+        self._phase = ev.phase
         self.log(f"Epoch {ev.epoch}: {ev.description} ({_count(ev.trainable_params)} of "
                  f"{_count(ev.total_params)} parameters trainable)")
         self.state.trainingPhaseChanged.emit(ev)
@@ -699,7 +709,8 @@ class TrainPage(QWidget):
             self.log(f"Failed: {message}")
             if failure is not None and failure.detail:
                 self.log(failure.detail.rstrip())
-            self._failure = (_sentence(message), _sentence(suggestion), failure.detail if failure else "")
+            self._failure = (_sentence(message), _sentence(_gui_advice(suggestion)),
+                             failure.detail if failure else "")
 
     def _on_thread_finished(self) -> None:
         from transfer_studio.ui.train_worker import has_checkpoint
@@ -736,6 +747,7 @@ class TrainPage(QWidget):
         self.table.setRowCount(0)
         self._best_row = -1
         self._fit_start = None
+        self._phase = None
         self._last_chunk = None
         self._epochs_total = self.state.project.train.epochs
         self._start_epoch = 1
@@ -844,6 +856,7 @@ class TrainPage(QWidget):
 
     def _set_idle(self) -> None:
         self.settings_box.setEnabled(True)
+        self.eta_label.setText("ETA \u2013")
         if self.status_label.text().startswith(("Starting", "Stopping", "Pausing", "Resuming")):
             self.status_label.setText("")
         self._update_buttons()
@@ -925,7 +938,8 @@ def frozen_summary(project: Any) -> str:
     text = {
         "auto": "chosen from the dataset size when training starts",
         "head": "the whole pretrained network; only the new head trains",
-        "full": "nothing: the whole network trains (from the pretrained weights)",
+        "full": "nothing: the whole network trains"
+                + (" (from the pretrained weights)" if project.model.weights != "none" else ""),
     }.get(t.strategy)
     if text is None:  # partial
         where = f"blocks before {t.unfreeze_from}" if t.unfreeze_from else "the early blocks"
@@ -963,6 +977,27 @@ def describe_devices(info: dict[str, Any]) -> str:
     if info.get("mps"):
         return "Apple GPU (MPS)"
     return f"CPU ({info.get('cpu', 1)} cores) \u2014 no GPU found"
+
+
+def _link(name: str, target: str, text: str, tip: str) -> QLabel:
+    """A hyperlink-style label; activating it emits the page key ``target``."""
+    label = QLabel(f'<a href="{target}">{text}</a>')
+    label.setObjectName(name)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                  | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
+    label.setToolTip(tip)
+    return label
+
+
+def _gui_advice(text: str) -> str:
+    """The engine's advice names CLI commands (``transfer-studio train --resume RUN``); in the app the
+    same step is a button on this page."""
+    text = re.sub(r"resume with: transfer-studio train --resume \S+ --batch-size (\d+)",
+                  "set the batch size to \\1 and press \u201cResume from checkpoint\u201d", text)
+    text = re.sub(r"resume with: transfer-studio train --resume \S+",
+                  "press \u201cResume from checkpoint\u201d", text)
+    return re.sub(r"\s*\(train\.allow_oom_retry\)", "", text)
 
 
 def _wait_task(handle: Any, msecs: int) -> None:
