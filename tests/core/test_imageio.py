@@ -160,3 +160,36 @@ def test_verify_decode_finds_corrupt_pixel_data(tmp_path: Path) -> None:
     assert _checks(tmp_path / "bad.png") is None  # the cheap check cannot see it
     with pytest.raises(ImageReadError, match="corrupt"):
         verify_decode(tmp_path / "bad.png")
+
+
+def test_fast_header_agrees_with_pil(tmp_path: Path) -> None:
+    from transfer_studio.core.imageio import _header_info, fast_header
+
+    rng = np.random.default_rng(2)
+    rgb = Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8))
+    rotated = rgb.copy()
+    exif = rotated.getexif()
+    exif[0x0112] = 8
+    exif[0x010F] = "Camera maker"  # another tag before/after the orientation
+    cases = {
+        "rgb.png": (rgb, {}), "gray.png": (rgb.convert("L"), {}), "pal.png": (rgb.convert("P"), {}),
+        "rgba.png": (rgb.convert("RGBA"), {}), "la.png": (rgb.convert("LA"), {}),
+        "g16.png": (Image.fromarray(np.zeros((7, 9), np.uint16)), {}), "bw.png": (rgb.convert("1"), {}),
+        "base.jpg": (rgb, {}), "prog.jpg": (rgb, {"progressive": True}), "gray.jpg": (rgb.convert("L"), {}),
+        "cmyk.jpg": (rgb.convert("CMYK"), {}), "rot.jpg": (rotated, {"exif": exif.tobytes()}),
+        "icc.jpg": (rgb, {"icc_profile": b"\0" * 5000}),
+    }
+    for name, (img, kwargs) in cases.items():
+        img.save(tmp_path / name, **kwargs)
+        data = (tmp_path / name).read_bytes()
+        fast = fast_header(data)
+        assert fast is not None, name
+        with Image.open(tmp_path / name) as im:
+            slow = _header_info(im, None)
+        assert (fast.format, fast.width, fast.height) == (slow.format, slow.width, slow.height), name
+        assert fast.mode == slow.mode or name in ("bw.png", "g16.png"), (name, fast.mode, slow.mode)
+    rot = fast_header((tmp_path / "rot.jpg").read_bytes())
+    assert (rot.width, rot.height) == (30, 50)  # stored 50x30; orientation 8 swaps
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.gif")
+    assert fast_header((tmp_path / "x.gif").read_bytes()) is None  # other formats: PIL decides
+    assert fast_header(b"\xff\xd8\xff\xe0\x00") is None  # cut short: PIL gives the precise error
