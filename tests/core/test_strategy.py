@@ -128,6 +128,9 @@ def test_a_different_domain_moves_the_cut_earlier(monkeypatch: pytest.MonkeyPatc
     assert other.probe["similar"] is False and "unlike the photos" in other.reason
     small = suggest(_report(50), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True, throughput_gflops=50)
     assert small.name == "partial" and small.data_choice == 1  # not tiny, different domain: adapt a block
+    assert small.trainable == ["layer4.0", "layer4.1", "fc"]  # only the last 20% of the body
+    tiny = suggest(_report(20), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True, throughput_gflops=50)
+    assert tiny.name == "head"  # too few images to adapt pretrained blocks, whatever the domain
 
 
 def test_similarity_probe_tells_photos_from_digits(tmp_path, digits_folder) -> None:

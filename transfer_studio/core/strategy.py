@@ -130,7 +130,9 @@ def suggest(report: ScanReport, model_name: str, *, device: str = "auto", time_b
     else:
         forward, source = forward_seconds(model_name, dev, net.macs)
 
-    plans = {a: _plan(a, net, info, per_class, n_train, different, dev) for a in (1, 2, 3)}
+    # Lifted from head by the domain alone: train the smallest share, not the shifted one.
+    shift = different and domain_note != "up"
+    plans = {a: _plan(a, net, info, per_class, n_train, shift, dev) for a in (1, 2, 3)}
     estimates = {a: _estimate_hours(plans[a], n_train, n_val, report, forward, dev) for a in (1, 2, 3)}
     chosen = approach
     while chosen > 1 and estimates[chosen] > budget:
