@@ -14,15 +14,9 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QListView
 
 from transfer_studio.config import Project, SurgeryOp
-from transfer_studio.ui import worker
 from transfer_studio.ui.pages import data as data_mod
 from transfer_studio.ui.pages.data import DataPage
 from transfer_studio.ui.state import AppState
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("TS_SETTINGS_FILE", str(tmp_path / "settings.ini"))
 
 
 @pytest.fixture
@@ -33,7 +27,6 @@ def page(qtbot):
     page.resize(1100, 720)
     yield page
     page.shutdown()
-    worker.cancel_all()
 
 
 def scan(qtbot, page: DataPage, folder: Path, timeout: int = 20000) -> None:
@@ -308,7 +301,7 @@ def test_gallery_shows_thumbnails_of_the_chosen_class(qtbot, page, tmp_path):
     assert all("/b/" in model.path(r) for r in range(3))
     qtbot.waitUntil(lambda: model.loader.pending() == 0 and model.loader.decoded >= 3, timeout=10000)
     pixmap = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
-    assert pixmap.width() == 40 or pixmap.height() == 40  # 40 px images fit 96 px without upscaling
+    assert (pixmap.width(), pixmap.height()) == (96, 96)  # scaled to fill the tile
     image = pixmap.toImage()
     centre = image.pixelColor(20, 20)
     assert centre.green() > centre.red()  # class 'b' is the green one in make_class_folder

@@ -33,7 +33,7 @@ _BROKEN = object()  # cache marker: the file could not be decoded (don't retry i
 
 
 def decode_thumbnail(path: str, size: int) -> QImage | None:
-    """Decode ``path`` as RGB and shrink it to fit ``size`` x ``size``; None for an unreadable file.
+    """Decode ``path`` as RGB and scale it to fit ``size`` x ``size``; None for an unreadable file.
 
     JPEGs are decoded at a reduced scale (PIL's draft mode: 8x faster on a camera photo); everything
     else goes through the core's ``load_rgb`` so CMYK, 16-bit and EXIF-rotated files look the same
@@ -53,8 +53,8 @@ def decode_thumbnail(path: str, size: int) -> QImage | None:
                 img = to_rgb(ImageOps.exif_transpose(im))
         except Exception:  # noqa: BLE001 - fall back to the general loader
             img = load_rgb(path)
-        img.thumbnail((size, size), Image.Resampling.BILINEAR)
-        img = img.convert("RGB")
+        # Fit the tile both ways: small images (e.g. 28 px digits) are enlarged so the grid reads evenly.
+        img = ImageOps.contain(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
         data = img.tobytes()
         qimg = QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888)
         return qimg.copy()  # own the pixels: ``data`` goes away with this frame

@@ -9,10 +9,11 @@ thumbnails load lazily on a thread pool (``ui.thumbnails``). What the user decid
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtCore import QCoreApplication, QEventLoop, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -20,7 +21,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -127,6 +128,26 @@ def under_represented(counts: list[int]) -> list[bool]:
     return [c < NEAR_EMPTY or c < top * UNDER_REPRESENTED for c in counts]
 
 
+def wait_for_tasks(handles: list[TaskHandle | None], timeout_ms: int = 30000) -> bool:
+    """Cancel these tasks and wait for their threads to end; True when all ended.
+
+    Events are processed meanwhile: a worker thread's end reaches the GUI thread through queued
+    signals, so a bare ``QThread.wait()`` here could block until the timeout.
+    """
+    live = [h for h in handles if h is not None]
+    for handle in live:
+        handle.cancel()
+    deadline = time.monotonic() + timeout_ms / 1000
+    while any(h.is_running() for h in live) and time.monotonic() < deadline:
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        time.sleep(0.002)
+    return not any(h.is_running() for h in live)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
 def _fmt_int(n: int) -> str:
     return f"{n:,}"
 
@@ -227,12 +248,17 @@ class DataPage(QWidget):
         self.summary_label = QLabel()
         self.summary_label.setObjectName("data_summary")
         self.summary_label.setWordWrap(True)
+        self.warnings_frame = QFrame()
+        self.warnings_frame.setProperty("banner", "warning")  # style.qss colours it (both themes)
+        wl = QVBoxLayout(self.warnings_frame)
+        wl.setContentsMargins(10, 6, 10, 6)
         self.warnings_label = QLabel()
         self.warnings_label.setObjectName("data_warnings")
+        wl.addWidget(self.warnings_label)
         self.warnings_label.setWordWrap(True)
         self.warnings_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         res.addWidget(self.summary_label)
-        res.addWidget(self.warnings_label)
+        res.addWidget(self.warnings_frame)
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("data_tabs")
@@ -246,11 +272,9 @@ class DataPage(QWidget):
 
     def _build_classes_tab(self) -> QWidget:
         tab = QWidget()
-        lay = QHBoxLayout(tab)
+        lay = QVBoxLayout(tab)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        left_lay = QVBoxLayout(left)
-        left_lay.setContentsMargins(0, 0, 0, 0)
+        splitter.setChildrenCollapsible(False)
         self.class_table = QTableWidget(0, 6)
         self.class_table.setObjectName("data_class_table")
         self.class_table.setHorizontalHeaderLabels(["Class", "Images", "Share", "Train", "Validation", "Test"])
@@ -265,9 +289,8 @@ class DataPage(QWidget):
             header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
         self.class_table.cellDoubleClicked.connect(self._show_class_images)
         self.class_table.setToolTip("Double-click a class to see its images")
-        left_lay.addWidget(self.class_table, 1)
-        left_lay.addWidget(self._build_split_box())
-        splitter.addWidget(left)
+        self.class_table.setMinimumWidth(320)
+        splitter.addWidget(self.class_table)
 
         right = QWidget()
         self.chart_layout = QVBoxLayout(right)
@@ -276,16 +299,19 @@ class DataPage(QWidget):
         self.chart_legend.setObjectName("data_chart_legend")
         self.chart_legend.setWordWrap(True)
         self.chart_layout.addWidget(self.chart_legend)
+        right.setMinimumWidth(300)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
-        lay.addWidget(splitter)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 5)
+        splitter.setSizes([400, 500])
+        lay.addWidget(splitter, 1)
+        lay.addWidget(self._build_split_box())
         return tab
 
     def _build_split_box(self) -> QGroupBox:
         box = QGroupBox("Split into training / validation / test")
         box.setObjectName("data_split_box")
-        form = QFormLayout(box)
+        row = QHBoxLayout(box)
         self.val_spin = QDoubleSpinBox()
         self.val_spin.setObjectName("data_val_split")
         self.val_spin.setRange(1, 90)
@@ -312,11 +338,13 @@ class DataPage(QWidget):
                                      "split is used as it is.")
         self.presplit_label.setWordWrap(True)
         self.presplit_label.hide()
-        form.addRow("Validation", self.val_spin)
-        form.addRow("Test", self.test_spin)
-        form.addRow("Seed", self.seed_spin)
-        form.addRow("Result", self.split_counts_label)
-        form.addRow(self.presplit_label)
+        for label, widget in (("Validation", self.val_spin), ("Test", self.test_spin), ("Seed", self.seed_spin)):
+            row.addWidget(QLabel(label))
+            row.addWidget(widget)
+            row.addSpacing(12)
+        row.addWidget(QLabel("→"))
+        row.addWidget(self.split_counts_label, 1)
+        row.addWidget(self.presplit_label, 1)
         return box
 
     def _build_gallery_tab(self) -> QWidget:
@@ -392,12 +420,7 @@ class DataPage(QWidget):
 
     def shutdown(self) -> None:
         self._split_timer.stop()
-        for task in (self._scan_task, self._split_task):
-            if task is not None:
-                task.cancel()
-        for task in (self._scan_task, self._split_task):
-            if task is not None:
-                task.wait(30000)
+        wait_for_tasks([self._scan_task, self._split_task])
         if self._thumbs is not None:
             self._thumbs.loader.shutdown()
 
@@ -502,11 +525,11 @@ class DataPage(QWidget):
             f"{size_text} · largest class / smallest class: {report.imbalance:.1f}×")
         warnings = list(report.warnings)
         if warnings:
-            self.warnings_label.setText("\n".join(f"⚠  {w}" for w in warnings))
-            self.warnings_label.show()
+            self.warnings_label.setText("\n".join(f"⚠  {_sentence(w)}" for w in warnings))
+            self.warnings_frame.show()
         else:
             self.warnings_label.clear()
-            self.warnings_label.hide()
+            self.warnings_frame.hide()
         self._fill_class_table(report, counts)
         self._fill_chart(report, counts)
         self._fill_problems(report)
