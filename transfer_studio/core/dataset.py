@@ -150,7 +150,7 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
     prefix = len(str(root_path).rstrip(os.sep)) + 1
     for split, name, directory in groups:
         _check_cancel(cancel)
-        for path, size in _walk_files(directory, warnings, root_path):
+        for path, size in _walk_files(directory, warnings, root_path, cancel):
             rel = path[prefix:].replace(os.sep, "/")
             entries.append(_Entry(path, rel, size, class_index[name], split))
     entries.sort(key=lambda e: e.rel)  # results never depend on the file system's order
@@ -318,13 +318,14 @@ def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str
     return "split", groups, order
 
 
-def _walk_files(directory: Path, warnings: list[str], root: Path) -> list[tuple[str, int]]:
+def _walk_files(directory: Path, warnings: list[str], root: Path, cancel: Cancel | None) -> list[tuple[str, int]]:
     """(path, size) of every visible file under a class folder, following nested folders."""
     out: list[tuple[str, int]] = []
     stack = [str(directory)]
     seen: set[tuple[int, int]] = set()
     while stack:
         current = stack.pop()
+        _check_cancel(cancel)
         try:
             st = os.stat(current)
             key = (st.st_dev, st.st_ino)
@@ -343,6 +344,8 @@ def _walk_files(directory: Path, warnings: list[str], root: Path) -> list[tuple[
                         stack.append(e.path)
                     elif stat.S_ISREG(st_e.st_mode):
                         out.append((e.path, st_e.st_size))
+                        if len(out) % 4096 == 0:
+                            _check_cancel(cancel)
         except FileNotFoundError:
             if not root.exists():
                 raise UserError(f"data folder {root} disappeared while scanning") from None
