@@ -56,6 +56,21 @@ class _Failed(Exception):
         self.message, self.suggestion = message, suggestion
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Head steps on cached features are tiny tensor ops: waking intra-op threads costs more than
+    the work (10x slower epochs on a busy 2-core machine). One thread while they run."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _cache_limit_bytes() -> int:
     """Half the free RAM (at most 16 GiB): a cache that would not fit trains uncached instead."""
     try:
@@ -98,6 +113,10 @@ class Trainer:
         self._initial_state: dict[str, torch.Tensor] | None = None  # variable weights before epoch 1
         self._modules = dict(self.model.named_modules())
         self.constant_keys = self._compute_constant_keys()
+        # The state dict's tensors share storage with the live parameters and buffers (training and
+        # load_state_dict update them in place), so the references are gathered once.
+        self._variable_refs = {k: v for k, v in self.model.state_dict().items() if k not in self.constant_keys}
+        self._project_json: str | None = None  # the snapshot as JSON, cached for every checkpoint
         self._best_dirty = False  # best.safetensors lags behind self.best
         self._best_state: dict[str, torch.Tensor] | None = None  # variable weights of the best epoch
         self._best_written = time.monotonic()
@@ -177,7 +196,11 @@ class Trainer:
         groups = []
         for i in range(idx + 1):
             groups += self._groups_for_phase(i)
-        return torch.optim.AdamW(groups, lr=self.t.lr, weight_decay=self.t.weight_decay)
+        try:
+            # The fused kernel updates all tensors at once: ~3x faster steps on CPU than the default.
+            return torch.optim.AdamW(groups, lr=self.t.lr, weight_decay=self.t.weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+            return torch.optim.AdamW(groups, lr=self.t.lr, weight_decay=self.t.weight_decay)
 
     def _enter_phase(self, idx: int, *, fresh: bool = False) -> None:
         plan = self.s.plan
@@ -234,9 +257,7 @@ class Trainer:
         return {k for k in self.model.state_dict() if not changes(k.rpartition(".")[0])}
 
     def _variable_state(self, copy: bool = False) -> dict[str, torch.Tensor]:
-        sd = self.model.state_dict()
-        out = {k: v for k, v in sd.items() if k not in self.constant_keys}
-        return ckpt.cpu_copy(out) if copy else out
+        return ckpt.cpu_copy(self._variable_refs) if copy else dict(self._variable_refs)
 
     def _state(self) -> dict[str, Any]:
         best_elsewhere = self._best_dirty and self.best["epoch"] != self.epoch
@@ -256,10 +277,15 @@ class Trainer:
             "best": self.best,
             "stopped_early": self.stopped_early,
             "duration_s": self.previous_duration + self._elapsed(),
-            "project": self.s.project.to_json(),
+            "project": self._snapshot_json(),
             "split": self.s.project.data.split,
             "classes": self.classes,
         }
+
+    def _snapshot_json(self) -> str:
+        if self._project_json is None:
+            self._project_json = self.s.project.to_json()
+        return self._project_json
 
     def _restore(self, state: dict[str, Any]) -> None:
         full: dict[str, torch.Tensor] = {}
@@ -487,6 +513,7 @@ class Trainer:
         self.emit(ev.Notice(text))
         self.batch_size = new
         self.s.project.train.batch_size = new
+        self._project_json = None
         try:
             self.s.project.save(self.s.run_dir / ckpt.PROJECT)  # a later resume keeps the smaller batch
         except OSError as exc:
@@ -713,8 +740,9 @@ class Trainer:
     def _train_cached(self, e: int) -> tuple[float, float]:
         self.cache_head.train()
         tdata.seed_everything(tdata.derive_seed(self.seed, e - 1, tdata.GLOBAL))
-        return self._step_batches(e, self._cached_batches(e), len(self.train_sampler), self.cache_head,
-                                  images=False)
+        with _one_cpu_thread(self.device):
+            return self._step_batches(e, self._cached_batches(e), len(self.train_sampler), self.cache_head,
+                                      images=False)
 
     def _validate_cached(self, e: int) -> tuple[float, float] | None:
         cache = self.cache
@@ -723,4 +751,5 @@ class Trainer:
         self.cache_head.eval()
         bs = self.batch_size
         batches = ((cache.val[i:i + bs], cache.val_labels[i:i + bs]) for i in range(0, len(cache.val), bs))
-        return self._eval_batches(e, batches, self.cache_head, images=False)
+        with _one_cpu_thread(self.device):
+            return self._eval_batches(e, batches, self.cache_head, images=False)
