@@ -345,12 +345,59 @@ def _shapes(values: Any) -> list[list[int]]:
 def dry_run(model: nn.Module, input_shape: Sequence[int]) -> Any:
     """Forward a meta tensor through the model in eval mode; ShapeError names the module that failed."""
     shape = tuple(int(s) for s in input_shape)
-    with eval_mode(model), meta_shadow(model), torch.no_grad():
+    with eval_mode(model), meta_shadow(model), _fast_leaves(model), torch.no_grad():
         x = torch.empty(shape, device="meta", dtype=_input_dtype(model))
         try:
             return model(x)
         except Exception as first:  # noqa: BLE001 - rerun with hooks to say where it broke
             raise _locate_failure(model, x, first) from first
+
+
+@contextlib.contextmanager
+def _fast_leaves(model: nn.Module) -> Iterator[None]:
+    """Leaf layers answer repeated meta calls from a memo and skip shape-preserving kernels.
+
+    The same shortcuts as the graph's interpreter (see ``_ShapeInterpreter``), for a plain forward:
+    each leaf's ``forward`` is wrapped for the duration (module hooks still run around it).
+    """
+    memo: dict[Any, Any] = {}
+    keys: dict[int, Any] = {}
+    patched: list[nn.Module] = []
+
+    def wrap(module: nn.Module) -> Any:
+        original = module.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if len(args) == 1 and not kwargs and _keeps_shape(module, args[0]):
+                x = args[0]
+                return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+            try:
+                key = (_module_key(module, keys), _arg_key((args, kwargs)))
+                hash(key)
+            except (_NotMemoizable, TypeError):
+                return original(*args, **kwargs)
+            if key in memo:
+                return _rebuild(memo[key])
+            out = original(*args, **kwargs)
+            frozen = _freeze(out)
+            if frozen is not None:
+                memo[key] = frozen
+            return out
+
+        return forward
+
+    seen: set[int] = set()
+    try:
+        for m in model.modules():
+            if m is model or id(m) in seen or "forward" in m.__dict__ or not is_leaf_module(m):
+                continue
+            seen.add(id(m))
+            m.forward = wrap(m)  # type: ignore[method-assign]
+            patched.append(m)
+        yield
+    finally:
+        for m in patched:
+            m.__dict__.pop("forward", None)
 
 
 def _locate_failure(model: nn.Module, x: torch.Tensor, exc: Exception) -> ShapeError:
@@ -378,7 +425,20 @@ def _locate_failure(model: nn.Module, x: torch.Tensor, exc: Exception) -> ShapeE
     if not stack:
         return ShapeError(str(exc), None, None, None)
     name, module, shapes = stack[-1]
-    return ShapeError(str(exc), name, type(module).__name__, shapes)
+    return ShapeError(str(exc), name, type(module).__name__ + _expects(module), shapes)
+
+
+def _expects(module: nn.Module) -> str:
+    """What a layer takes, for error messages ("Conv2d, expects 32 input channels")."""
+    if isinstance(module, _ConvNd):
+        return f", expects {module.in_channels} input channels"
+    if isinstance(module, nn.Linear):
+        return f", expects {module.in_features} input features"
+    if isinstance(module, _NormBase):
+        return f", expects {module.num_features} channels"
+    if isinstance(module, nn.LayerNorm):
+        return f", expects last dimensions {list(module.normalized_shape)}"
+    return ""
 
 
 def _one_line(text: str) -> str:
@@ -473,13 +533,20 @@ class _ShapeInterpreter(fx.Interpreter):
         self.values[n] = _describe_value(result)
         return result
 
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        module = self.fetch_attr(str(target))
+        if len(args) == 1 and not kwargs and _keeps_shape(module, args[0]):
+            x = args[0]
+            return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+        return super().call_module(target, args, kwargs)
+
     def _key(self, n: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             arg_key = _arg_key((args, kwargs))
         except _NotMemoizable:
             return None
         if n.op == "call_module":
-            target: Any = self._module_key(self.fetch_attr(str(n.target)))
+            target: Any = _module_key(self.fetch_attr(str(n.target)), self._module_keys)
         else:
             target = n.target
         key = (n.op, target, arg_key)
@@ -489,28 +556,51 @@ class _ShapeInterpreter(fx.Interpreter):
             return None
         return key
 
-    def _module_key(self, module: nn.Module) -> Any:
-        """A module's identity for shape purposes: class, tensor shapes, plain configuration values."""
-        cached = self._module_keys.get(id(module))
-        if cached is None:
-            if next(module.children(), None) is not None:
-                cached = ("unique", id(module))  # composite leaf (e.g. MultiheadAttention): not shared
-            else:
-                config = []
-                for k, v in sorted(module.__dict__.items()):
-                    if k.startswith("_"):
-                        continue
-                    if isinstance(v, _MEMO_SCALARS) or (isinstance(v, tuple) and all(
-                            isinstance(x, _MEMO_SCALARS) for x in v)):
-                        config.append((k, v))
-                    else:
-                        config.append((k, "?", id(v)))  # unknown state: only equal to itself
-                tensors = tuple((k, tuple(t.shape), t.dtype) for k, t in
-                                list(module._parameters.items()) + list(module._buffers.items())
-                                if t is not None)
-                cached = (type(module), tuple(config), tensors)
-            self._module_keys[id(module)] = cached
-        return cached
+
+def _module_key(module: nn.Module, cache: dict[int, Any]) -> Any:
+    """A leaf module's identity for shape purposes: class, tensor shapes, plain configuration values."""
+    cached = cache.get(id(module))
+    if cached is None:
+        composite = next(module.children(), None) is not None
+        if composite and not type(module).__module__.startswith("torch.nn."):
+            cached = ("unique", id(module))  # an opaque custom module: its forward may use anything
+        else:
+            config = []
+            for k, v in sorted(module.__dict__.items()):
+                if k.startswith("_") or k == "forward":  # forward: our own memo wrapper
+                    continue
+                if isinstance(v, _MEMO_SCALARS) or (isinstance(v, tuple) and all(
+                        isinstance(x, _MEMO_SCALARS) for x in v)):
+                    config.append((k, v))
+                else:
+                    config.append((k, "?", id(v)))  # unknown state: only equal to itself
+            tensors = tuple((k, tuple(t.shape), t.dtype) for k, t in
+                            list(module._parameters.items()) + list(module._buffers.items())
+                            if t is not None)
+            children = tuple((name, _module_key(c, cache)) for name, c in module.named_children())
+            cached = (type(module), tuple(config), tensors, children)
+        cache[id(module)] = cached
+    return cached
+
+
+# Layers whose output has the input's shape, so their (comparatively slow) meta kernels can be skipped.
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid,
+                nn.Sigmoid, nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                nn.AlphaDropout)
+
+
+def _keeps_shape(module: nn.Module, x: Any) -> bool:
+    if not isinstance(x, torch.Tensor) or x.device.type != "meta" or not x.is_floating_point():
+        return False
+    if type(module) in _ELEMENTWISE:
+        return True
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        try:
+            module._check_input_dim(x)
+        except ValueError:
+            return False  # let the real kernel raise its own message
+        return x.shape[1] == module.num_features and not module.training
+    return False
 
 
 class _NotMemoizable(Exception):
@@ -768,7 +858,8 @@ def _assemble(model: nn.Module, name: str, shape: list[int], method: str, raw: l
 
     # Synthetic stem: loose nodes at the level of the first parameterised layer, before the first block.
     first_param = next((i for i, n in enumerate(raw) if n.kind == "module" and counts.get(n.module or "", (0, 0))[0] > 0), None)
-    if first_param is not None and block_like:
+    first_module = raw[first_param].module or "" if first_param is not None else ""
+    if first_param is not None and any(first_module == u or first_module.startswith(u + ".") for u in stem_units):
         level = blocks_of[first_param]
         inside_level = nodes_below(level)
         if level == "" or kinds.get(level) != "stem":

@@ -297,8 +297,9 @@ def adapt_conv_weight(weight: torch.Tensor, in_channels: int, mode: str = "sum")
     One channel: the kernels summed over the input channels ("sum", the default; a grey image fed as
     one channel then produces exactly the activations the RGB network gives that image as three
     equal channels, so BatchNorm statistics still fit) or averaged ("mean", a third of that
-    response for RGB). More channels: the kernels repeated cyclically and scaled by C / in_channels,
-    which keeps the response to an image whose channels are all equal (timm's adapt_input_conv).
+    response for RGB). Other counts: the kernels repeated cyclically and scaled by C / in_channels
+    (timm's adapt_input_conv), which keeps the response to an image whose channels are all equal
+    exactly when in_channels is a multiple of C, and roughly otherwise.
     """
     c = weight.shape[1]
     if in_channels == c:

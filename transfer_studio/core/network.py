@@ -10,9 +10,11 @@ import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from transfer_studio.config import Project, SurgeryOp
 from transfer_studio.core import catalog, surgery
@@ -130,12 +132,33 @@ def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
     moved to meta as they are registered, so random initialisation never touches real memory.
     """
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInitOnMeta():
             return factory()
     except (NotImplementedError, RuntimeError):
         pass
-    with _register_on_meta():
+    with _register_on_meta(), _SkipInitOnMeta():
         return factory()
+
+
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skip in-place value updates of meta tensors (random init, fills): they have no values anyway.
+
+    Meta kernels are Python decompositions costing about a millisecond each, so initialising a
+    large network on meta would otherwise take as long as building its graph. Modes are per thread.
+    """
+
+    _VALUE_OPS = frozenset(getattr(torch.Tensor, name) for name in (
+        "normal_", "uniform_", "fill_", "zero_", "erfinv_", "mul_", "add_", "sub_", "div_", "clamp_",
+        "clamp_min_", "clamp_max_", "copy_", "exponential_", "bernoulli_", "random_", "log_normal_",
+        "geometric_", "cauchy_", "abs_", "neg_", "sqrt_", "exp_", "log_", "fmod_", "remainder_",
+    ))
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if func in self._VALUE_OPS and args and isinstance(args[0], torch.Tensor) \
+                and args[0].device.type == "meta":
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 _patch_lock = threading.Lock()

@@ -2,8 +2,10 @@
 
 Ops (see ``config.SurgeryOp``):
   freeze / unfreeze   target: a module or parameter name, a prefix ending in "*", or "" / "*" for all
-  freeze_before       target: a freeze unit (``ordered_blocks``); freezes every parameter outside that
-                      unit and the ones after it (the stem, earlier blocks, loose embeddings)
+  freeze_before       target: a freeze unit (``ordered_blocks``) or a stage (= its first unit); freezes
+                      every parameter outside that unit and the ones after it (the stem, earlier
+                      blocks, loose embeddings such as ViT's class token); trainable flags of the
+                      units from the target on are left as they are
   replace_head        params: num_classes (>= 2), dropout?, hidden?; finds the head itself
                       (fc, classifier[-1], heads.head, head, _fc, squeezenet's 1x1 conv) and also
                       resizes the auxiliary heads of GoogLeNet / Inception v3 when present
@@ -193,12 +195,15 @@ def _select_params(model: nn.Module, target: str, op: SurgeryOp) -> list[nn.Para
 def _freeze_before(model: nn.Module, op: SurgeryOp) -> None:
     _no_params(op, allowed=())
     units = ordered_blocks(model)
-    if op.target not in units:
-        raise SurgeryError(f"{_describe(op)}: '{op.target}' is not one of the model's blocks"
-                           + _suggest(op.target, units) + f" (blocks in order: {_short_list(units)})")
+    target = op.target.strip()
+    # A stage or other container stands for its first block ("layer3" = "layer3.0").
+    first = next((u for u in units if u == target or u.startswith(target + ".")), None) if target else None
+    if first is None:
+        raise SurgeryError(f"{_describe(op)}: '{target}' is not one of the model's blocks"
+                           + _suggest(target, units) + f" (blocks in order: {_short_list(units)})")
     keep: set[int] = set()
     modules = dict(model.named_modules())
-    for unit in units[units.index(op.target):]:
+    for unit in units[units.index(first):]:
         keep.update(id(p) for p in modules[unit].parameters())
     for p in model.parameters():
         if id(p) not in keep:
