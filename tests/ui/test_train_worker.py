@@ -151,6 +151,28 @@ def test_throttled_engine_events_become_interval_means(qtbot):
     np.testing.assert_allclose(loss, [3.0, 4.0 / 3.0, 1.0])
 
 
+def test_qt_binding_keeps_references_to_none_and_true():
+    """A training run emits signals and runs slots hundreds of thousands of times. PySide6 6.12.0 on
+    Python 3.11 drops a reference to True on every Signal.emit and to None on every slot call or
+    processEvents: after a few thousand the interpreter aborts ("bool_dealloc"/"none_dealloc") —
+    the live charts crashed the app within minutes. 6.11.3 does not; pin a good release."""
+    import sys
+
+    from PySide6.QtCore import QCoreApplication, QObject, Signal
+
+    class Emitter(QObject):
+        sig = Signal(object)
+
+    e = Emitter()
+    e.sig.connect(lambda _v: None)
+    none0, true0 = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(500):
+        e.sig.emit(1)
+        QCoreApplication.processEvents()
+    assert sys.getrefcount(True) > true0 - 50
+    assert sys.getrefcount(None) > none0 - 50
+
+
 # -- the real engine on a thread (the page's tests cover start, pause, stop and resume) --------------
 def test_shutdown_while_paused_ends_the_thread_with_the_gui_blocked(qtbot, tmp_path):
     """Closing the window: stop + wait from the GUI thread must not need the event loop."""
