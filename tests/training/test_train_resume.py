@@ -60,6 +60,47 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights(tiny_data, tmp_path,
     assert resumed.best_epoch == straight.best_epoch
 
 
+def test_cached_head_only_run_resumes_exactly(tiny_data, tmp_path):
+    """The resumed run rebuilds the same feature cache and restores the head from the checkpoint,
+    the frozen backbone from frozen.safetensors."""
+    def project():
+        return make_project(tiny_data, strategy="head", epochs=3, cache_passes=2)
+
+    straight = fit(project(), run_dir=tmp_path / "straight")
+    control = Control()
+    fit(project(), [_stop_after_epoch(control, 2)], control, run_dir=tmp_path / "split")
+    resumed = fit(None, run_dir=tmp_path / "split", resume=True)
+    assert straight.cached_features and resumed.cached_features and resumed.epochs_completed == 3
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "straight" / "best.safetensors"), load_file(tmp_path / "split" / "best.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+
+
+def test_best_weights_deferred_for_fast_epochs_are_written_at_the_end(tiny_data, tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    monkeypatch.setattr(tloop, "BEST_WRITE_BUDGET", 0.0)  # any write counts as too slow ...
+    monkeypatch.setattr(tloop, "BEST_MAX_DELAY", 1e9)  # ... and is never forced by age
+    writes = []
+    real = tloop.Trainer._write_best
+
+    def spy(self, epoch, variable=None):
+        writes.append(epoch)
+        real(self, epoch, variable)
+
+    monkeypatch.setattr(tloop.Trainer, "_write_best", spy)
+    control = Control()
+    result = fit(make_project(tiny_data, strategy="head", epochs=4, lr=0.05), [_stop_after_epoch(control, 3)],
+                 control, run_dir=tmp_path / "run")
+    assert result.status == "stopped" and result.best_epoch > 1
+    assert writes[0] == 1 and writes[-1] == result.best_epoch  # first at once, the last one at the end
+    assert len(writes) == 2
+    with safe_open(str(tmp_path / "run" / "best.safetensors"), "pt") as fh:
+        assert fh.metadata()["epoch"] == str(result.best_epoch)
+
+
 def test_stop_is_honoured_within_one_batch_and_leaves_a_usable_checkpoint(tiny_data, tmp_path):
     control = Control()
     rec = Recorder()

@@ -336,3 +336,14 @@ def test_pause_wait_does_not_spin(monkeypatch):
     t0 = time.perf_counter()
     c.wait_while_paused()
     assert 0.25 <= time.perf_counter() - t0 < 2.0
+
+
+def test_auxiliary_classifier_outputs_add_down_weighted_losses():
+    from transfer_studio.training.loop import AUX_LOSS_WEIGHT, _with_aux_loss
+
+    crit = nn.CrossEntropyLoss()
+    y = torch.tensor([0, 1])
+    main, aux = torch.randn(2, 3), torch.randn(2, 3)
+    logits, loss = _with_aux_loss((main, aux, None), y, crit)
+    assert logits is main
+    assert loss.item() == pytest.approx((crit(main, y) + AUX_LOSS_WEIGHT * crit(aux, y)).item())

@@ -56,6 +56,20 @@ class _Failed(Exception):
         self.message, self.suggestion = message, suggestion
 
 
+AUX_LOSS_WEIGHT = 0.4  # weight of auxiliary classifiers' losses (GoogLeNet / Inception v3 in train mode)
+
+
+def _with_aux_loss(out: Any, y: torch.Tensor, crit: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Networks with auxiliary heads return (logits, aux logits...) while training: the main loss
+    plus the auxiliary ones, down-weighted as in the papers that introduced them."""
+    logits, *aux = out
+    loss = crit(logits, y)
+    for a in aux:
+        if a is not None:
+            loss = loss + AUX_LOSS_WEIGHT * crit(a, y)
+    return logits, loss
+
+
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device):
     """Head steps on cached features are tiny tensor ops: waking intra-op threads costs more than
@@ -594,7 +608,10 @@ class Trainer:
             y = y.to(dev, non_blocking=True)
             with self._autocast():
                 out = forward(x)
-                loss = crit(out, y)
+                if isinstance(out, torch.Tensor):
+                    loss = crit(out, y)
+                else:
+                    out, loss = _with_aux_loss(out, y, crit)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
