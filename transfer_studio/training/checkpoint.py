@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +64,80 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    """The checkpoint file's content: a snapshot, safe to write later while training goes on."""
     buf = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buf)
-    config.atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    config.atomic_write_bytes(Path(path), checkpoint_bytes(state))
+
+
+def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    return safetensors_save(cpu_copy(tensors), metadata)
+
+
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode("utf-8")
+
+
+class WriteFailed(Exception):
+    """A background write failed; ``name`` is the file, ``error`` the OSError."""
+
+    def __init__(self, name: str, error: OSError):
+        super().__init__(f"{name}: {error}")
+        self.name, self.error = name, error
+
+
+class BackgroundWriter:
+    """Writes a list of files, in order, on one background thread, one batch of files at a time.
+
+    The content is serialised by the caller (a consistent snapshot); only the disk I/O (write and
+    fsync) overlaps the next epoch. ``wait`` joins the pending batch and raises ``WriteFailed`` if a
+    file of it could not be written (atomically: the previous version of that file is intact).
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: WriteFailed | None = None
+        self.seconds: dict[str, float] = {}  # how long the last write of each file took
+        self.sizes: dict[str, int] = {}
+
+    def submit(self, files: list[tuple[Path, bytes]]) -> None:
+        self.wait()
+
+        def run() -> None:
+            for path, data in files:
+                t0 = time.perf_counter()
+                try:
+                    config.atomic_write_bytes(path, data)
+                except OSError as exc:
+                    self._error = WriteFailed(path.name, exc)
+                    return
+                self.seconds[path.name] = time.perf_counter() - t0
+                self.sizes[path.name] = len(data)
+
+        # Not a daemon: interpreter exit waits for the file being written (the rename is atomic anyway).
+        self._thread = threading.Thread(target=run, name="checkpoint-writer")
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def pending(self) -> bool:
+        return self._thread is not None
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -111,7 +112,11 @@ class Trainer:
         self.classes = list(setup.split.classes)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": None, "val_loss": None, "val_accuracy": None, "bad_epochs": 0}
-        self.epoch = 0  # epochs completed (and checkpointed)
+        self.epoch = 0  # epochs trained (the model holds their weights)
+        self.durable_epoch = 0  # the last epoch whose checkpoint is confirmed on disk
+        self._writer = ckpt.BackgroundWriter()
+        self._pending_epoch: int | None = None  # epoch whose files the writer is writing
+        self._pending_best = False
         self.phase: int | None = None
         self.announced_phase: int | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -175,6 +180,8 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.precision.dtype)
 
     def _check_control(self, epoch: int, step: int) -> None:
+        if self._pending_epoch is not None and not self._writer.busy:
+            self._confirm_writes()  # emits CheckpointWritten as soon as the files are on disk
         c = self.control
         if c.stop_requested:
             raise _Stop
@@ -317,7 +324,7 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
-        self.epoch = int(state["epoch"])
+        self.epoch = self.durable_epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.best = dict(state["best"])
         self.stopped_early = bool(state.get("stopped_early", False))
@@ -344,18 +351,39 @@ class Trainer:
         self._best_written = time.monotonic()
         self._best_dirty, self._best_state = False, None
 
-    def _keep_best(self, epoch: int, seconds: float) -> None:
-        """Write the new best weights now, or keep them in memory if writing would slow training."""
+    def _best_file_now(self, epoch: int, seconds: float) -> bytes | None:
+        """The new best weights as file content to write now, or None when writing them would slow
+        training (they are then kept in memory and in the checkpoint, and written at the end)."""
         cost = self._model_bytes / self._write_rate if self._write_rate else 0.0
         if cost <= BEST_WRITE_BUDGET * seconds or time.monotonic() - self._best_written >= BEST_MAX_DELAY:
-            self._write_best(epoch)
-        else:
-            self._best_dirty = True
-            self._best_state = self._variable_state(copy=True)
+            self._best_dirty, self._best_state = False, None
+            self._best_written = time.monotonic()
+            return ckpt.weights_bytes(self.model.state_dict(), self._best_metadata(epoch))
+        self._best_dirty = True
+        self._best_state = self._variable_state(copy=True)
+        return None
+
+    def _confirm_writes(self) -> None:
+        """Wait for the previous epoch's files; a failed write ends the run (_Failed)."""
+        if not self._writer.pending:
+            return
+        epoch, self._pending_epoch = self._pending_epoch, None
+        try:
+            self._writer.wait()
+        except ckpt.WriteFailed as exc:
+            if exc.name in (ckpt.HISTORY, ckpt.RUN):  # the checkpoint before them did land
+                self.durable_epoch = epoch
+            raise self._disk_failure(exc.error, exc.name) from exc
+        if self._pending_best and self._writer.seconds.get(ckpt.BEST):
+            self._write_rate = self._writer.sizes[ckpt.BEST] / max(self._writer.seconds[ckpt.BEST], 1e-6)
+        self._pending_best = False
+        if epoch is not None:
+            self.durable_epoch = epoch
+            self.emit(ev.CheckpointWritten(str(self.s.run_dir / ckpt.CHECKPOINT), epoch))
 
     def _reset_to_initial(self) -> None:
         self.model.load_state_dict({**self.model.state_dict(), **self._initial_state})
-        self.epoch, self.history = 0, []
+        self.epoch, self.durable_epoch, self.history = 0, 0, []
         self._best_dirty, self._best_state = False, None
         self.best = {"epoch": None, "val_loss": None, "val_accuracy": None, "bad_epochs": 0}
         if self.scaler is not None:
@@ -369,7 +397,7 @@ class Trainer:
         b = self.best
         return ev.RunResult(
             run_dir=str(self.s.run_dir), model=self.s.project.model.name, strategy=self.s.plan.strategy,
-            status=status, epochs_completed=self.epoch, epochs_planned=self.t.epochs,
+            status=status, epochs_completed=self.durable_epoch, epochs_planned=self.t.epochs,
             best_epoch=b["epoch"], val_accuracy=b["val_accuracy"], val_loss=b["val_loss"],
             history=[dict(h) for h in self.history], device=describe(self.device),
             batch_size=self.batch_size, classes=list(self.classes),
@@ -382,9 +410,9 @@ class Trainer:
     def _disk_failure(self, exc: OSError, what: str) -> _Failed:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         has_ckpt = (self.s.run_dir / ckpt.CHECKPOINT).is_file()
-        if has_ckpt and self.epoch:
+        if has_ckpt and self.durable_epoch:
             hint = (f"free some disk space, then resume with: transfer-studio train --resume {self.s.run_dir} "
-                    f"(the checkpoint of epoch {self.epoch} is intact)")
+                    f"(the checkpoint of epoch {self.durable_epoch} is intact)")
         else:
             hint = "free some disk space, then start the run again"
         return _Failed(f"could not write {what} in {self.s.run_dir}: {reason}", hint)
@@ -393,15 +421,15 @@ class Trainer:
     def run(self) -> ev.RunResult:
         try:
             try:
-                self._start()
-                self._epochs()
-                self.status = "finished"
-            except _Stop:
-                self.status = "stopped"
-                self.notes.append(f"stopped by request after {self.epoch} completed epoch(s)")
+                try:
+                    self._start()
+                    self._epochs()
+                    self.status = "finished"
+                except _Stop:
+                    self.status = "stopped"
+                    self.notes.append(f"stopped by request after {self.epoch} completed epoch(s)")
             except _Failed as f:
-                self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
-                self.emit(ev.Error(f.message, f.suggestion))
+                self._fail(f)
         except Exception as exc:
             self.status, self.message = "failed", f"{type(exc).__name__}: {exc}"
             self.emit(ev.Error(self.message, ""))
@@ -409,16 +437,22 @@ class Trainer:
             raise
         return self._finish()
 
+    def _fail(self, f: _Failed) -> None:
+        if self.status != "failed":
+            self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
+            self.emit(ev.Error(f.message, f.suggestion))
+
     def _finish(self) -> ev.RunResult:
+        try:
+            self._confirm_writes()  # the last completed epoch's files must be on disk
+        except _Failed as f:
+            self._fail(f)
         if self._best_dirty:
             try:
                 self._write_best(self.best["epoch"], self._best_state)
             except OSError as exc:
                 log.warning("could not write the best weights in %s: %s", self.s.run_dir, exc)
-                if self.status != "failed":
-                    f = self._disk_failure(exc, ckpt.BEST)
-                    self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
-                    self.emit(ev.Error(f.message, f.suggestion))
+                self._fail(self._disk_failure(exc, ckpt.BEST))
         result = self._result(self.status)
         try:
             ckpt.write_json(self.s.run_dir / ckpt.HISTORY, result.history)
@@ -426,9 +460,7 @@ class Trainer:
         except OSError as exc:
             log.warning("could not write the run summary in %s: %s", self.s.run_dir, exc)
             if result.status != "failed":
-                f = self._disk_failure(exc, ckpt.RUN)
-                self.status, self.message, self.suggestion = "failed", f.message, f.suggestion
-                self.emit(ev.Error(f.message, f.suggestion))
+                self._fail(self._disk_failure(exc, ckpt.RUN))
                 result = self._result("failed")
         self.emit(ev.FitEnd(result))
         return result
@@ -509,6 +541,7 @@ class Trainer:
             e += 1
 
     def _recover_from_oom(self, detail: str) -> None:
+        self._confirm_writes()  # the checkpoint to restore must be complete
         bs = self.batch_size
         self.cache = None
         gc.collect()
@@ -518,7 +551,7 @@ class Trainer:
         if not self.t.allow_oom_retry or bs <= 1:
             raise _Failed(f"out of memory on {describe(self.device)} at batch size {bs} ({detail})",
                           f"use a smaller batch size, e.g. {max(1, bs // 2)}"
-                          + (f"; resume with: {resume_hint}" if self.epoch else "")
+                          + (f"; resume with: {resume_hint}" if self.durable_epoch else "")
                           + "; or allow automatic retries with a halved batch (train.allow_oom_retry)")
         new = bs // 2
         text = f"out of memory at batch size {bs}: retrying with batch size {new}"
@@ -533,7 +566,7 @@ class Trainer:
         except OSError as exc:
             raise self._disk_failure(exc, ckpt.PROJECT) from exc
         self._build_loaders()
-        if self.epoch > 0:
+        if self.durable_epoch > 0:
             self._restore(ckpt.load_checkpoint(self.s.run_dir / ckpt.CHECKPOINT))
         else:
             self._reset_to_initial()
@@ -558,33 +591,28 @@ class Trainer:
         self.history.append({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
                              "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
                              "seconds": round(seconds, 4)})
+        self.epoch = e
+        # Serialise now (a consistent snapshot); the disk writes overlap the next epoch.
+        self._confirm_writes()  # the previous epoch's (normally long done; measures the write speed)
         d = self.s.run_dir
-        what = ckpt.BEST
-        try:
-            if is_best:
-                self._keep_best(e, seconds)
-            what = ckpt.CHECKPOINT
-            self.epoch = e
-            ckpt.save_checkpoint(d / ckpt.CHECKPOINT, self._state())
-        except OSError as exc:
-            # This epoch is not durable: the result reports the last checkpointed one. Its metrics stay
-            # in the history (and best.safetensors may hold it): a resume repeats the epoch exactly.
-            self.epoch = e - 1
-            raise self._disk_failure(exc, what) from exc
+        files: list[tuple[Path, bytes]] = []
+        best_bytes = self._best_file_now(e, seconds) if is_best else None
+        if best_bytes is not None:
+            files.append((d / ckpt.BEST, best_bytes))
+        files.append((d / ckpt.CHECKPOINT, ckpt.checkpoint_bytes(self._state())))
         now = time.monotonic()
         if now - self._summary_at >= SUMMARY_INTERVAL or e == self.t.epochs:
-            try:
-                ckpt.write_json(d / ckpt.HISTORY, self.history)
-                ckpt.write_json(d / ckpt.RUN, self._result("running").to_dict())
-            except OSError as exc:
-                raise self._disk_failure(exc, ckpt.RUN) from exc
+            summary = self._result("running").to_dict()
+            summary["epochs_completed"] = e  # true once these files land, after the checkpoint
+            files += [(d / ckpt.HISTORY, ckpt.json_bytes(self.history)), (d / ckpt.RUN, ckpt.json_bytes(summary))]
             self._summary_at = now
+        self._writer.submit(files)
+        self._pending_epoch, self._pending_best = e, best_bytes is not None
         self.epoch_seconds.append(seconds)
         eta = sum(self.epoch_seconds) / len(self.epoch_seconds) * (self.t.epochs - e)
         self.emit(ev.EpochEnd(epoch=e, epochs=self.t.epochs, train_loss=train_loss, train_accuracy=train_acc,
                               val_loss=val_loss, val_accuracy=val_acc, lr=lr, seconds=seconds, eta_s=eta,
                               is_best=is_best))
-        self.emit(ev.CheckpointWritten(str(d / ckpt.CHECKPOINT), e))
 
     # -- one epoch -----------------------------------------------------------------------------
     def _step_batches(self, e: int, batches: Iterable, steps: int, forward: Callable[[torch.Tensor], torch.Tensor],
