@@ -91,7 +91,10 @@ def hand_loop(project) -> list[float]:
     val = dataset.ImageDataset(report.root, split["val"], dataset.labels_for(report, split["val"]), tf_val)
     train_loader = DataLoader(train, batch_size=p.train.batch_size, shuffle=True, drop_last=False, **kw)
     val_loader = DataLoader(val, batch_size=p.train.batch_size, **kw)
-    opt = torch.optim.AdamW(model.parameters(), lr=p.train.lr, weight_decay=p.train.weight_decay)
+    try:  # the same optimizer implementation fit uses, so the ratio measures the engine's overhead
+        opt = torch.optim.AdamW(model.parameters(), lr=p.train.lr, weight_decay=p.train.weight_decay, fused=True)
+    except (RuntimeError, ValueError):
+        opt = torch.optim.AdamW(model.parameters(), lr=p.train.lr, weight_decay=p.train.weight_decay)
     scaler = torch.amp.GradScaler(dev.type) if precision.use_scaler else None
 
     def autocast():
@@ -194,10 +197,14 @@ def main() -> int:
     ap.add_argument("--digits-per-class", type=int, default=40, help="digits per class for (b)")
     ap.add_argument("--cached-epochs", type=int, default=6, help="epochs of the cached run (b)")
     ap.add_argument("--skip", choices=("overhead", "cache"), help="leave one benchmark out")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     machine = (f"{platform.machine()}, {os.cpu_count()} CPU core(s), torch {torch.__version__}, "
                f"{torch.get_num_threads()} intra-op thread(s)")

@@ -187,3 +187,25 @@ def test_a_failing_callback_does_not_kill_training(tiny_data, tmp_path, caplog):
     assert result.status == "finished"
     assert any("progress bar exploded" in n for n in result.notes)
     assert "progress bar exploded" in caplog.text
+
+
+def test_auto_strategy_takes_the_advisors_suggestion(tiny_data, tmp_path, monkeypatch):
+    from transfer_studio.core import strategy
+
+    def fake_suggest(report, model_name, **kw):
+        assert report.classes == ["a", "b", "c"] and model_name == "shufflenet_v2_x0_5"
+        return strategy.Suggestion(
+            approach=2, name="partial", frozen=[], trainable=[], unfreeze_from="stage4", lr=2e-3,
+            body_lr_factor=0.5, epochs=2, batch_size=6, augment="none", estimated_hours=0.0,
+            time_budget_hours=1.0, stepped_down=False, reason="a test suggestion", model=model_name)
+
+    monkeypatch.setattr(strategy, "suggest", fake_suggest)
+    rec = Recorder()
+    result = fit(make_project(tiny_data, strategy="auto", epochs=5), [rec], run_dir=tmp_path / "run")
+    assert result.status == "finished" and result.strategy == "partial" and result.epochs_completed == 2
+    assert any("auto strategy: partial (a test suggestion)" in n for n in result.notes)
+    snap = Project.load(tmp_path / "run" / "project.json")
+    assert (snap.train.strategy, snap.train.batch_size, snap.train.unfreeze_from) == ("partial", 6, "stage4")
+    assert snap.augment.preset == "none"
+    unfrozen = rec.of(ev.PhaseChanged)[-1]
+    assert unfrozen.phase == "unfrozen" and unfrozen.unfrozen[0].startswith("stage4")
