@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import gc
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -68,6 +69,33 @@ class RunOutcome:
     failure: TrainFailure | None = None
     duration_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- start-up without GUI stalls ----------------------------------------------------------------
+def import_quietly(name: str) -> Any:
+    """Import a heavy module from a background thread without stalling the GUI thread.
+
+    Importing torch/torchvision allocates hundreds of thousands of objects, which triggers full
+    (generation 2) garbage collections; each walks the whole heap while holding the GIL, and the
+    Train page's stall probe saw them freeze the GUI for 0.7-1.2 s on this 2-core machine. So the
+    collector is paused during the import, and afterwards everything alive (module-level objects
+    that live as long as the process) is moved to the permanent generation with gc.freeze(), so
+    later collections only walk objects created since.
+    """
+    import importlib
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        module = importlib.import_module(name)
+    finally:
+        if enabled:
+            gc.enable()
+    gc.freeze()
+    return module
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -188,6 +216,7 @@ class TrainWorker(QObject):
         self._gpu_memory: tuple[int, int] | None = None
         self._device = ""
         self._error_event: Any = None
+        self._gc_paused = False
 
     # The engine calls this in the worker thread for every event.
     def on_event(self, event: Any) -> None:
@@ -197,6 +226,7 @@ class TrainWorker(QObject):
             return
         self._flush_batches()  # keep order: batches of an epoch arrive before its EpochEnd
         if kind == "FitStart":
+            self._resume_gc()
             self._device = str(getattr(event, "device", "") or "")
             self.fitStarted.emit(event)
         elif kind == "EpochEnd":
@@ -216,6 +246,17 @@ class TrainWorker(QObject):
             self.log.emit(str(event.message))
         elif kind != "FitEnd":
             self.log.emit(f"{kind}: {event}")
+
+    def _pause_gc(self) -> None:
+        self._gc_paused = gc.isenabled()
+        gc.disable()
+
+    def _resume_gc(self) -> None:
+        """Collector back on, with everything set up so far frozen (see ``import_quietly``)."""
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.freeze()
+            gc.enable()
 
     def _on_batch(self, event: Any) -> None:
         epoch, step = int(event.epoch), int(event.step)
@@ -256,6 +297,10 @@ class TrainWorker(QObject):
     def work(self) -> None:
         started = time.monotonic()
         outcome: RunOutcome
+        # Setup (imports of torchvision and the engine, building the network, scanning the data)
+        # allocates hundreds of thousands of objects: with the collector running, full collections
+        # walking the whole heap froze the GUI for up to a second. Collect again from FitStart on.
+        self._pause_gc()
         try:
             from transfer_studio.training.fit import fit
 
@@ -272,6 +317,7 @@ class TrainWorker(QObject):
                                     run_dir=str(self._run_dir))
             outcome = RunOutcome("failed", failure=failure)
         finally:
+            self._resume_gc()
             self._flush_pending_quietly()
         outcome.duration_s = time.monotonic() - started
         self.outcome.emit(outcome)

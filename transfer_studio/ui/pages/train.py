@@ -51,8 +51,12 @@ STRATEGIES = (
 AUGMENT_PRESETS = ("none", "light", "medium", "strong")
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple MPS"))
 TABLE_COLUMNS = ("Epoch", "Train loss", "Train acc", "Val loss", "Val acc", "LR", "Time")
-RESUMABLE = ("stopped", "failed", "running")
-_PHASE_LABELS = {"unfrozen": "unfreeze", "full": "full network"}  # "running" with no live worker = interrupted
+# What a run's setup imports (torchvision pulls in torch._dynamo, sympy, ...: about a thousand modules).
+WARM_UP_MODULES = ("transfer_studio.training.fit", "transfer_studio.training.loop",
+                   "transfer_studio.core.network", "transfer_studio.core.augment",
+                   "transfer_studio.core.strategy")
+RESUMABLE = ("stopped", "failed", "running")  # "running" with no live worker = interrupted
+_PHASE_LABELS = {"unfrozen": "unfreeze", "full": "full network"}
 
 
 # -- small widgets ---------------------------------------------------------------------------------
@@ -161,6 +165,7 @@ class TrainPage(QWidget):
         split.addWidget(lower)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setSizes([480, 320])  # charts 60 %, table and log 40 % (until the user drags it)
         split.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)
@@ -677,7 +682,8 @@ class TrainPage(QWidget):
                 rec.val_accuracy = result.val_accuracy
                 rec.val_loss = result.val_loss
                 rec.strategy = result.strategy or rec.strategy
-            if outcome.status == "failed" and not Path(rec.run_dir).exists() and rec in self.state.project.runs:
+            if outcome.status == "failed" and not Path(rec.run_dir).exists() \
+                    and rec in self.state.project.runs:
                 # It failed before writing anything (bad settings or data): nothing to remember.
                 self.state.project.runs.remove(rec)
             self.state.mark_changed("runs")
@@ -953,12 +959,21 @@ def frozen_summary(project: Any) -> str:
     return text
 
 
-def probe_devices() -> dict[str, Any]:
-    """Which devices torch can use here (runs in a background task: it imports torch)."""
+def probe_devices(warm_up: bool = True) -> dict[str, Any]:
+    """Which devices torch can use here (a background task: it imports torch).
+
+    With ``warm_up`` it also imports the training engine (torchvision and all), so that pressing
+    Start does not wait for it — and its one-off import cost (loading C extensions holds the GIL
+    for a few hundred ms) falls when the page opens rather than while a run starts.
+    """
     import os
 
-    import torch
+    from transfer_studio.ui.train_worker import import_quietly
 
+    torch = import_quietly("torch")
+    if warm_up:
+        for name in WARM_UP_MODULES:
+            import_quietly(name)
     info: dict[str, Any] = {"cpu": os.cpu_count() or 1, "cuda": [], "mps": False}
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
