@@ -134,6 +134,21 @@ def epoch_seconds(run_dir: Path) -> float:
     return statistics.median(secs)
 
 
+def binding_keeps_references(app) -> bool:
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        sig = Signal(object)
+
+    e = Emitter()
+    e.sig.connect(lambda _v: None)
+    none0, true0 = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(200):
+        e.sig.emit(1)
+        app.processEvents()
+    return sys.getrefcount(None) > none0 - 20 and sys.getrefcount(True) > true0 - 20
+
+
 def percentile(values, q: float) -> float:
     import numpy as np
 
@@ -160,15 +175,20 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the stall-probe run")
     ap.add_argument("--pairs", type=int, default=3, help="interleaved CLI/GUI throughput runs")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of each throughput run")
-    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--strategy", default="full", choices=("head", "partial", "full"))
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
 
+    import PySide6
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
+    if not binding_keeps_references(app):
+        raise SystemExit(f"PySide6 {PySide6.__version__} drops references to None/True on every signal and "
+                         "event (tests/ui/test_train_worker.py); a long run would abort. Use another release.")
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-gui-"))
     project = make_project(tmp / "sample", args.image_size, args.batch_size, args.strategy)
 
@@ -209,9 +229,11 @@ def main() -> int:
         "## GUI responsiveness while training (bench/bench_gui_stall.py)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU training; "
-        f"{time.strftime('%Y-%m-%d')}. Sample project (digits, {n_train} training images), bundled "
+        f"{time.strftime('%Y-%m-%d')}, PySide6 {PySide6.__version__}, load average {load_before[0]:.1f} before "
+        f"and {os.getloadavg()[0]:.1f} after (other jobs shared the 2 cores). Sample project (digits, {n_train} training images), bundled "
         f"EfficientNet-Lite0, strategy {args.strategy}, {args.image_size} px, batch {args.batch_size}, "
-        "augmentation light, offscreen Qt.",
+        "augmentation light, offscreen Qt. The page is opened and its engine warm-up has finished before "
+        "Start is pressed, as when a user opens the Train page.",
         "",
         f"Stall probe: a {PROBE_MS} ms QTimer on the GUI thread during {elapsed:.0f} s of training with the "
         f"Train page's live charts ({epochs_done} epochs, {redraws} chart redraws); a tick's stall is how "
