@@ -192,6 +192,7 @@ def test_untraceable_submodule_becomes_one_node() -> None:
     assert by_id["body"].type == "_ShapeBranch" and by_id["body"].output_shape == [1, 4, 14, 14]
     assert by_id["body"].params == 3 * 4 * 9 + 4  # the opaque node carries its sub-modules' parameters
     assert ("input", "body") in graph.edges and by_id["output"].output_shape == [1, 2]
+    assert "body" not in {b.id for b in graph.blocks} and by_id["body"].block is None
 
 
 def test_hooks_fallback_when_the_top_level_forward_cannot_be_traced() -> None:

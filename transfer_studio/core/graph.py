@@ -484,17 +484,18 @@ class _Tracer(fx.Tracer):
         return parameter_proxy_cache[name]
 
 
-def _trace(model: nn.Module) -> fx.Graph | None:
-    """fx graph of the model, making untraceable sub-modules opaque; None if the top level fails."""
+def _trace(model: nn.Module) -> tuple[fx.Graph | None, set[str]]:
+    """fx graph of the model and the sub-modules made opaque because their own forward cannot be
+    traced; (None, ...) when the top level fails."""
     opaque: set[str] = set()
     while True:
         tracer = _Tracer(opaque)
         try:
-            return tracer.trace(model)
+            return tracer.trace(model), opaque
         except Exception:  # noqa: BLE001 - any trace failure: make that module opaque and retry
             culprit = tracer.tracing[-1] if tracer.tracing else ""
             if not culprit or culprit in opaque:
-                return None
+                return None, opaque
             opaque.add(culprit)
 
 
@@ -678,20 +679,20 @@ def model_graph(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224),
     """
     shape = [int(s) for s in input_shape]
     with eval_mode(model):
-        graph = _trace(model)
+        graph, opaque = _trace(model)
         raw: list[_RawNode] | None = None
         method = "fx"
         if graph is not None:
             with contextlib.suppress(ShapeError):  # the hooks path below re-raises with a located error
                 raw = _fx_nodes(model, graph, shape)
         if raw is None:
-            method = "hooks"
+            method, opaque = "hooks", set()
             try:
                 raw = _hook_nodes(model, shape)
             except ShapeError as exc:
                 label = name or type(model).__name__
                 raise UserError(f"{label} does not accept input {shape}: {exc.describe()}") from None
-    return _assemble(model, name, shape, method, raw)
+    return _assemble(model, name, shape, method, raw, opaque)
 
 
 @dataclass
@@ -743,19 +744,19 @@ def _fx_nodes(model: nn.Module, graph: fx.Graph, shape: list[int]) -> list[_RawN
             node = _RawNode(n.name, _op_type(n), "op", node_shape, None, context, [])
         if n.op == "output":
             first = n.args[0] if n.args else None
-            node.shape = _output_shape(first, interp.values, ids)
+            node.shape = _output_shape(first, interp.values)
         node.inputs = [ids[i] for i in n.all_input_nodes if i in ids]
         ids[n] = node.id
         out.append(node)
     return out
 
 
-def _output_shape(arg: Any, values: dict[fx.Node, Any], ids: dict[fx.Node, str]) -> list[int] | None:
+def _output_shape(arg: Any, values: dict[fx.Node, Any]) -> list[int] | None:
     if isinstance(arg, fx.Node):
         return values.get(arg, (False, None))[1]
     if isinstance(arg, (list, tuple)):
         for a in arg:
-            s = _output_shape(a, values, ids)
+            s = _output_shape(a, values)
             if s is not None:
                 return s
     return None
@@ -763,13 +764,13 @@ def _output_shape(arg: Any, values: dict[fx.Node, Any], ids: dict[fx.Node, str])
 
 def _hook_nodes(model: nn.Module, shape: list[int]) -> list[_RawNode]:
     leaves: list[tuple[str, nn.Module]] = []
-    skip_under: list[str] = []
+    inside_leaf = "\0"  # named_modules is depth-first: a leaf's sub-modules follow it directly
     for name, m in model.named_modules():
-        if not name or any(name.startswith(p + ".") for p in skip_under):
+        if not name or name.startswith(inside_leaf):
             continue
         if is_leaf_module(m):
             leaves.append((name, m))
-            skip_under.append(name)
+            inside_leaf = name + "."
     order: list[tuple[str, list[int] | None]] = []
 
     def hook(name: str) -> Any:
@@ -799,13 +800,15 @@ def _parent(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else ""
 
 
-def _assemble(model: nn.Module, name: str, shape: list[int], method: str, raw: list[_RawNode]) -> ModelGraph:
+def _assemble(model: nn.Module, name: str, shape: list[int], method: str, raw: list[_RawNode],
+              opaque: set[str]) -> ModelGraph:
     counts = _subtree_counts(model)
     total, trainable = _count(model.parameters())
     units, stages, stage_members = _units_and_stages(model)
-    opaque = tuple(p + "." for p in _leaf_prefixes(model))
+    # Modules shown as one node (composite torch.nn layers, untraceable modules) are not blocks.
+    hidden = tuple(p + "." for p in _leaf_prefixes(model)) + tuple(p + "." for p in opaque)
     containers = [n for n, m in model.named_modules()
-                  if n and not is_leaf_module(m) and not n.startswith(opaque or ("\0",))]
+                  if n and n not in opaque and not is_leaf_module(m) and not n.startswith(hidden or ("\0",))]
     container_set = set(containers)
 
     def real_block(node: _RawNode) -> str:
@@ -870,9 +873,9 @@ def _assemble(model: nn.Module, name: str, shape: list[int], method: str, raw: l
                     node_block[i] = STEM_ID
                 synthetic.append(_synthetic(STEM_ID, "stem", "Stem", level or None, [raw[i] for i in members], counts))
     # Synthetic head: loose top-level nodes after the last node inside a top-level container.
-    if head is not None and _parent(head) == "" and head in {n.module for n in raw}:
-        inside_root = nodes_below("")
-        start = max(inside_root) + 1 if inside_root else 0
+    inside_root = nodes_below("")
+    if head is not None and _parent(head) == "" and head in {n.module for n in raw} and inside_root:
+        start = max(inside_root) + 1
         members = [i for i in range(start, len(raw)) if blocks_of[i] == "" and raw[i].kind in ("module", "op")]
         if members:
             for i in members:
@@ -890,12 +893,7 @@ def _assemble(model: nn.Module, name: str, shape: list[int], method: str, raw: l
 
     nodes: list[GraphNode] = []
     edges: list[tuple[str, str]] = []
-    seen_ids: set[str] = set()
     for n, blk in zip(raw, node_block, strict=True):
-        node_id = n.id
-        while node_id in seen_ids:  # defensive: ids must be unique
-            node_id += "'"
-        seen_ids.add(node_id)
         params = trainable_p = 0
         if n.first_call and n.module is not None:
             if n.kind == "module":
@@ -905,8 +903,8 @@ def _assemble(model: nn.Module, name: str, shape: list[int], method: str, raw: l
                 if isinstance(t, nn.Parameter):
                     params = t.numel()
                     trainable_p = params if t.requires_grad else 0
-        nodes.append(GraphNode(node_id, n.type, n.kind, n.shape, params, trainable_p, blk))
-        edges.extend((src, node_id) for src in n.inputs)
+        nodes.append(GraphNode(n.id, n.type, n.kind, n.shape, params, trainable_p, blk))
+        edges.extend((src, n.id) for src in n.inputs)
     return ModelGraph(name or type(model).__name__, shape, method, nodes, edges, blocks, total, trainable)
 
 
