@@ -412,7 +412,9 @@ def _plan(approach: int, net: _NetworkFacts, info: Any, per_class: float, n_trai
     if approach == 1:
         # Cached features make head epochs nearly free: aim for ~600 optimiser steps.
         epochs = min(60, max(20, math.ceil(600 / steps)))
-        return _Plan(1, body, [net.head], None, 0.0, 1e-3, 0.1, epochs, bs, "light")
+        # A linear head on frozen features takes a larger step than a network being fine-tuned:
+        # on digits + EfficientNet-Lite0 (600 AdamW steps) 1e-3 reached 0.79 validation accuracy, 1e-2 0.83.
+        return _Plan(1, body, [net.head], None, 0.0, 1e-2, 0.1, epochs, bs, "light")
     if approach == 3:
         epochs = 10 if n_train < 50_000 else 6
         return _Plan(3, [], list(net.blocks), None, 1.0, 1e-3, 0.1, epochs, bs, "medium")
