@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -14,9 +15,12 @@ from safetensors.torch import load_file, save_file
 from transfer_studio.cli import main
 from transfer_studio.config import Project, SurgeryOp
 from transfer_studio.core import export
+from transfer_studio.core.augment import build_transform
+from transfer_studio.core.imageio import load_rgb
 from transfer_studio.errors import UserError
 
 CLASSES = {"cat": 6, "dog": 6, "fox": 6}
+CLASSES_SORTED = sorted(CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +124,9 @@ def test_reexport_removes_stale_files_and_writes_atomically(run_dir, tmp_path):
     assert json.loads((out / "model.json").read_text())["files"] == {"safetensors": "model.safetensors"}
     with pytest.raises(UserError, match="unknown export format"):
         export.export_run(run_dir, out, "safetensors,tflite")
+    with pytest.raises(UserError, match="inside the run folder"):
+        export.export_run(run_dir, run_dir / "bundle")
+    assert not (run_dir / "bundle").exists()
 
 
 def test_load_bundle_rejects_broken_bundles(full_bundle, tmp_path):
@@ -169,5 +176,20 @@ def test_cli_export_refuses_to_overwrite_without_force(run_dir, tmp_path, capsys
     assert main(["export", str(run_dir), "--out", str(out), "--format", "safetensors", "--force"]) == 0
     text = capsys.readouterr().out
     assert "Exported resnet18 (3 classes)" in text and "top-1 agree 6/6" in text and "ok" in text
+    # predict takes the bundle like a catalog model: the bundle's classes and its network's scores.
+    project = Project.load(run_dir / "project.json")
+    image = Path(project.data.root) / project.data.split["val"][0]
+    assert main(["predict", str(out), str(image), "--top-k", "2", "--json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    model, meta = export.load_bundle(out)
+    x = build_transform(export.bundle_preprocess(meta), None, train=False)(load_rgb(image))
+    with torch.no_grad():
+        probs = torch.softmax(model(x[None]), 1)[0].numpy()
+    top = np.argsort(-probs)[:2]
+    assert [e["label"] for e in item["top_k"]] == [CLASSES_SORTED[i] for i in top]
+    # predict resizes with its own code path (core/predict.py), not augment.build_transform: the
+    # scores agree to resampling differences only.
+    assert [e["probability"] for e in item["top_k"]] == pytest.approx(probs[top].tolist(), abs=0.01)
+
     assert main(["export", str(run_dir), "--out", str(tmp_path / "x"), "--format", "tflite"]) == 2
     assert main(["export", str(out), "--out", str(tmp_path / "y")]) == 2  # a bundle is not a run
