@@ -32,10 +32,10 @@ MARK = "<!-- bench_gui -->"
 PROBE_MS = 10
 
 
-def make_project(dest: Path, image_size: int, batch_size: int, strategy: str):
+def make_project(dest: Path, image_size: int, batch_size: int, strategy: str, per_class: int):
     from transfer_studio.sample import make_sample_project
 
-    project = make_sample_project(dest, save=False)
+    project = make_sample_project(dest, per_class=per_class, save=False)
     t = project.train
     t.strategy, t.image_size, t.batch_size, t.device = strategy, image_size, batch_size, "cpu"
     project.augment.preset = "light"
@@ -175,7 +175,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the stall-probe run")
     ap.add_argument("--pairs", type=int, default=3, help="interleaved CLI/GUI throughput runs")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of each throughput run")
-    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=48)
+    ap.add_argument("--per-class", type=int, default=16, help="sample images per digit")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--strategy", default="full", choices=("head", "partial", "full"))
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -190,7 +191,7 @@ def main() -> int:
                          "event (tests/ui/test_train_worker.py); a long run would abort. Use another release.")
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-gui-"))
-    project = make_project(tmp / "sample", args.image_size, args.batch_size, args.strategy)
+    project = make_project(tmp / "sample", args.image_size, args.batch_size, args.strategy, args.per_class)
 
     # 1. stall probe during a long run with live charts
     project.train.epochs = 1000  # stopped after --seconds

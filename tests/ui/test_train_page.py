@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers.images import make_class_folder
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMessageBox, QPushButton
 
 from transfer_studio import config
 from transfer_studio.config import ModelSpec, Project, RunRecord
@@ -257,6 +257,23 @@ def test_missing_dataset_is_explained_before_anything_starts(qtbot, tmp_path, cl
     assert nav.args == ["data"]
 
 
+def test_a_gpu_that_is_not_there_is_explained(qtbot, tmp_path, cleanup):
+    project = tiny_project(tmp_path)
+    project.train.device = "cuda"
+    page = make_page(qtbot, tmp_path, project)
+    cleanup(page)
+    qtbot.waitUntil(lambda: page._devices is not None, timeout=60000)  # the real probe has answered
+    page._on_devices({"cpu": 2, "cuda": [], "mps": False})  # what it answers on a machine without a GPU
+    cuda_item = page.device_combo.model().item(page.device_combo.findData("cuda"))
+    assert not cuda_item.isEnabled()
+    assert "no GPU found" in page.device_label.text()
+    page.start_button.click()
+    assert not page.busy() and "No CUDA GPU" in page.banner.text()
+    with qtbot.waitSignal(page.state.projectChanged):
+        page.banner.findChild(QPushButton, "train_banner_action").click()  # "Use Auto"
+    assert page.state.project.train.device == "auto"
+
+
 def test_settings_edit_the_project(qtbot, tmp_path, cleanup):
     page = make_page(qtbot, tmp_path, tiny_project(tmp_path))
     cleanup(page)
@@ -308,33 +325,47 @@ def test_frozen_summary_names_strategy_and_model_page_edits():
     assert "Model page edits: freeze layer1" in frozen_summary(p)
 
 
-def test_closing_mid_run_stops_and_waits_cleanly(qtbot, tmp_path, qtlog):
-    """The window closes while training: shutdown stops the run and its thread ends; no warning."""
-    host = QWidget()
-    qtbot.addWidget(host)
+def test_closing_the_window_mid_run_asks_then_stops_cleanly(qtbot, tmp_path, monkeypatch, qtlog):
+    """The main window asks before closing a busy page; on Yes the run stops and its thread ends."""
+    from transfer_studio.ui.main_window import MainWindow
+    from transfer_studio.ui.settings import Settings
+
     state = AppState(tiny_project(tmp_path, epochs=30, batch_size=2))
     state.path = tmp_path / "tiny.tsproj"
-    page = TrainPage(state, host)
-    QVBoxLayout(host).addWidget(page)
-    host.show()
+    window = MainWindow(state, Settings())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("train")
+    page = window.page("train")
+    assert isinstance(page, TrainPage)
     with qtbot.waitSignal(page._controller.batches, timeout=90000):
         page.start_button.click()
-    assert page.busy()
     thread = page._controller._thread
-    page.shutdown()  # what the main window calls after the user confirms
-    assert not page.busy()
-    assert thread.isFinished()
+    asked = []
+    B = QMessageBox.StandardButton
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or B.No)
+    window.close()
+    assert asked and "Train" in asked[0]
+    assert window.isVisible() and page.busy()  # "No": the run goes on
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: B.Yes)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: B.Discard)
+    window.close()
+    assert not window.isVisible()
+    assert not page.busy() and thread.isFinished()
     assert state.project.runs[-1].status == "stopped"
-    host.close()
-    host.deleteLater()
+    assert (Path(state.project.runs[-1].run_dir) / "run.json").is_file()
+    # the project remembers the run (and a later close has nothing left to ask about)
+    state.save(state.path)
+    assert Project.load(state.path).runs[-1].status == "stopped"
     qtbot.wait(50)
-    worker.cancel_all()
     assert not [r for r in qtlog.records if "QThread" in r.message]
 
 
 def test_unsaved_project_runs_go_to_the_user_data_folder(qtbot, tmp_path, monkeypatch):
     from transfer_studio.ui import train_worker
 
+    assert train_worker.runs_root(None) == Path(os.environ["TS_DATA_DIR"]) / "runs"  # tests/ui/conftest.py
+    monkeypatch.delenv("TS_DATA_DIR")
     monkeypatch.setattr(train_worker.QStandardPaths, "writableLocation", lambda _loc: str(tmp_path / "appdata"))
     assert train_worker.runs_root(None) == tmp_path / "appdata" / "runs"
 

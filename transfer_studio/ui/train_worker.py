@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import gc
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -167,6 +168,9 @@ def runs_root(project_path: str | Path | None) -> Path:
     """Where new runs go: ``<project dir>/runs`` for a saved project, else the user's data dir."""
     if project_path:
         return Path(project_path).resolve().parent / "runs"
+    override = os.environ.get("TS_DATA_DIR")  # the app's data folder, as ui.main_window.data_dir()
+    if override:
+        return Path(override) / "runs"
     base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
     return Path(base or Path.home() / ".transfer-studio") / "runs"
 

@@ -127,7 +127,6 @@ class TrainPage(QWidget):
         self._session_t0 = 0.0
         self._session_fraction0 = 0.0
         self._best_row = -1
-        self._last_chunk: Any = None
         self._failure: tuple[str, str, str] | None = None  # shown when the thread has ended
         self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
         self._devices: dict[str, Any] | None = None
@@ -614,7 +613,6 @@ class TrainPage(QWidget):
             self._phase = "unfrozen"
 
     def _on_batches(self, chunk: Any) -> None:
-        self._last_chunk = chunk
         self.charts.add_batches(chunk.x, chunk.loss, chunk.lr)
         self._set_progress(chunk.epoch, chunk.batch, chunk.num_batches)
         if chunk.images_per_s:
@@ -754,7 +752,6 @@ class TrainPage(QWidget):
         self._best_row = -1
         self._fit_start = None
         self._phase = None
-        self._last_chunk = None
         self._epochs_total = self.state.project.train.epochs
         self._start_epoch = 1
         for bar, text in ((self.epoch_progress, "Epoch \u2013"), (self.run_progress, "Run \u2013")):
@@ -925,6 +922,7 @@ class TrainPage(QWidget):
         self.resume_run_combo.blockSignals(False)
 
     def _check_ready(self) -> tuple[str, str, tuple[str, Any]] | None:
+        """A problem that would make the run fail at once: (message, suggestion, (action, callback))."""
         root = self.state.project.data.root
         go_data = ("Open the Data page", lambda: self.state.navigateRequested.emit("data"))
         if not root:
@@ -934,6 +932,12 @@ class TrainPage(QWidget):
             return (f"The dataset folder is missing: {root}",
                     "Reconnect the drive that holds it or choose the folder again on the Data page.",
                     go_data)
+        device = self.state.project.train.device
+        if self._devices is not None and device in ("cuda", "mps") and not self._devices.get(device):
+            name = {"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}[device]
+            return (f"No {name} was found on this computer.",
+                    "Choose Auto or CPU as the device (Auto uses a GPU whenever there is one).",
+                    ("Use Auto", lambda: self.device_combo.setCurrentIndex(self.device_combo.findData("auto"))))
         return None
 
 
