@@ -151,7 +151,6 @@ def test_similarity_probe_shows_its_verdict(qtbot, tmp_path):
     tiny = dataset.scan(make_class_folder(tmp_path / "tiny", {"a": 3, "b": 3}, size=16))
     page = make_page(qtbot, Project(model=ModelSpec("efficientnet_lite0")), tiny)  # bundled weights
     try:
-        wait_suggestion(qtbot, page)
         assert not page.facts["probe"].isVisibleTo(page)
         wait_suggestion(qtbot, page, probe=True)
         probe = page.suggestion.probe

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QImage, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -45,7 +45,7 @@ PRESET_TEXT = {
     "strong": "strong — + automatic augmentation and erasing",
 }
 DEBOUNCE_MS = 150
-DISPLAY_SIZE = 112  # preview tiles, pixels
+DISPLAY_SIZE = 160  # rendered preview size, pixels (tiles are scaled to fit the width)
 MAX_IMAGES = 4  # rows of the preview grid
 UI_IMAGES_KEY = "augment_images"  # project.ui: images the user chose for the preview
 
@@ -89,6 +89,13 @@ def render_previews(project: Any, paths: list[str], n: int, seed: int, display: 
         if progress is not None:
             progress(k + 1, len(paths))
     return rows
+
+
+def _discard(widget: QWidget) -> None:
+    """Remove a widget at once (hidden, detached) and delete it when control returns to the loop."""
+    widget.hide()
+    widget.setParent(None)
+    widget.deleteLater()
 
 
 class _FieldControl:
@@ -144,7 +151,12 @@ class _FieldControl:
 
 
 class PreviewGrid(QWidget):
-    """Rows of images: the validation view, then the augmented training versions."""
+    """Rows of images: the validation view, then the augmented training versions.
+
+    Tiles shrink or grow with the available width (``fit``) so a row never needs scrolling sideways.
+    """
+
+    MIN_TILE, MAX_TILE = 64, DISPLAY_SIZE
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -153,13 +165,17 @@ class PreviewGrid(QWidget):
         self.grid.setSpacing(6)
         self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.rows: list[PreviewRow] = []
+        self._tiles: list[tuple[QLabel, QPixmap]] = []
+        self._width = 800
+        self.tile = DISPLAY_SIZE
 
     def set_rows(self, rows: list[PreviewRow]) -> None:
         self.rows = rows
+        self._tiles = []
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item.widget() is not None:
-                item.widget().deleteLater()
+                _discard(item.widget())
         if not rows:
             return
         head = QLabel("Validation sees")
@@ -178,17 +194,27 @@ class PreviewGrid(QWidget):
             self.grid.addWidget(self._tile(row.original, row.path, original=True), r, 0)
             for c, image in enumerate(row.samples, start=1):
                 self.grid.addWidget(self._tile(image, row.path), r, c)
+        self.fit(self._width)
 
-    @staticmethod
-    def _tile(image: QImage | None, path: str, original: bool = False) -> QLabel:
+    def fit(self, width: int) -> None:
+        """Size the tiles so that the validation image and every version fit in ``width`` pixels."""
+        self._width = max(1, width)
+        columns = 1 + max((len(r.samples) for r in self.rows), default=0)
+        spacing = self.grid.horizontalSpacing() * columns + 24
+        self.tile = int(min(self.MAX_TILE, max(self.MIN_TILE, (self._width - spacing) // columns - 4)))
+        for label, pixmap in self._tiles:
+            label.setFixedSize(self.tile + 4, self.tile + 4)
+            if not pixmap.isNull():
+                label.setPixmap(pixmap.scaled(self.tile, self.tile, Qt.AspectRatioMode.KeepAspectRatio,
+                                              Qt.TransformationMode.SmoothTransformation))
+
+    def _tile(self, image: QImage | None, path: str, original: bool = False) -> QLabel:
         label = QLabel()
-        label.setFixedSize(DISPLAY_SIZE + 4, DISPLAY_SIZE + 4)
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        if image is not None:
-            label.setPixmap(QPixmap.fromImage(image))
         label.setToolTip(path + ("\n(as validation sees it)" if original else ""))
         if original:
             label.setStyleSheet("QLabel { border: 2px solid palette(highlight); }")
+        self._tiles.append((label, QPixmap.fromImage(image) if image is not None else QPixmap()))
         return label
 
     def images(self) -> list[QImage]:
@@ -316,6 +342,8 @@ class AugmentPage(QWidget):
         self.preview_scroll.setWidgetResizable(True)
         self.preview_scroll.setWidget(self.grid)
         self.preview_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.preview_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.preview_scroll.viewport().installEventFilter(self)
         rl.addWidget(self.preview_scroll, 1)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 0)
@@ -330,7 +358,7 @@ class AugmentPage(QWidget):
         while self.controls_layout.count():
             item = self.controls_layout.takeAt(0)
             if item.widget() is not None:
-                item.widget().deleteLater()
+                _discard(item.widget())
         self._groups.clear()
         self._fields.clear()
         described = augment.preset_params(preset)
@@ -520,6 +548,11 @@ class AugmentPage(QWidget):
             return  # rendered when the page is shown
         self._timer.start(0 if immediate else DEBOUNCE_MS)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.preview_scroll.viewport() and event.type() == QEvent.Type.Resize:
+            self.grid.fit(self.preview_scroll.viewport().width())
+        return super().eventFilter(watched, event)
+
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._stale:
@@ -564,6 +597,7 @@ class AugmentPage(QWidget):
         if token != self._token:
             return
         self.rows = rows
+        self.grid.fit(self.preview_scroll.viewport().width())
         self.grid.set_rows(rows)
         if self.banner.level() == "error":
             self.banner.clear()

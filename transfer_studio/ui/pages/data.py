@@ -739,6 +739,7 @@ class DataPage(QWidget):
         project = self.state.project
         data = project.data
         changed = False
+        had_split = data.split is not None
         keep_saved = (restoring and data.split is not None and os.path.normpath(data.root)
                       == os.path.normpath(report.root) and data.classes == list(report.classes)
                       and set().union(*map(set, data.split.values())) <= set(report.files))
@@ -754,7 +755,7 @@ class DataPage(QWidget):
                 if getattr(data, key) != value:
                     setattr(data, key, value)
                     changed = True
-            if restoring and changed:
+            if restoring and changed and had_split:
                 self.banner.show_message("The dataset folder changed since the project was saved, so it "
                                          "was split again.", "info")
         if changed:

@@ -317,9 +317,7 @@ class StrategyPage(QWidget):
     def _build_card(self) -> QFrame:
         card = QFrame()
         card.setObjectName("strategy_card")
-        card.setFrameShape(QFrame.Shape.StyledPanel)
-        card.setStyleSheet("QFrame#strategy_card { border: 1px solid palette(mid); border-radius: 8px; "
-                           "background: palette(base); }")
+        card.setProperty("card", True)  # style.qss: base background, rounded border
         lay = QVBoxLayout(card)
         lay.setContentsMargins(16, 12, 16, 12)
         self.card_title = QLabel("Asking the advisor…")
@@ -390,10 +388,13 @@ class StrategyPage(QWidget):
         lay.addLayout(grid)
 
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         self.unfreeze_combo = QComboBox()
         self.unfreeze_combo.setObjectName("strategy_unfreeze_from")
         self.unfreeze_combo.setToolTip("Approach ②: this block and every later one learn; earlier ones stay frozen")
         self.unfreeze_combo.currentIndexChanged.connect(self._on_unfreeze_changed)
+        self.unfreeze_combo.setMinimumContentsLength(18)
+        self.unfreeze_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         form.addRow("Learn from block", self.unfreeze_combo)
         self.lr_spin = LogSpinBox(1e-6, 1.0)
         self.lr_spin.setObjectName("strategy_lr")
@@ -566,6 +567,8 @@ class StrategyPage(QWidget):
             self.reason_label.setText("")
             for value in self.facts.values():
                 value.setText("")
+            self._probe_name.hide()
+            self.facts["probe"].hide()
             self.apply_button.setEnabled(False)
             return
         _, title, _ = APPROACHES[s.approach]
@@ -803,5 +806,6 @@ class StrategyPage(QWidget):
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
-        if self._stale and self.state.scan is not None and not self.busy():
+        asking = self._suggest_task is not None and self._suggest_task.is_running()
+        if self._stale and self.state.scan is not None and not asking:
             self._suggest_timer.start(0)
