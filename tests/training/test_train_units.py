@@ -347,3 +347,19 @@ def test_auxiliary_classifier_outputs_add_down_weighted_losses():
     logits, loss = _with_aux_loss((main, aux, None), y, crit)
     assert logits is main
     assert loss.item() == pytest.approx((crit(main, y) + AUX_LOSS_WEIGHT * crit(aux, y)).item())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", "fast", "learning rate"), ("epochs", 2.5, "epochs"), ("scheduler", "step", "scheduler"),
+    ("balance", "oversample", "balance"), ("label_smoothing", 1.0, "label smoothing"),
+    ("cache_passes", -1, "cache_passes"), ("batch_size", True, "batch size"),
+])
+def test_bad_training_settings_are_named_in_one_message(field, value, message):
+    from transfer_studio.config import Project
+    from transfer_studio.training.engine import validate_train_spec
+
+    project = Project()
+    validate_train_spec(project)  # the defaults are valid
+    setattr(project.train, field, value)
+    with pytest.raises(UserError, match=message):
+        validate_train_spec(project)

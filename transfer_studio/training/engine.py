@@ -52,26 +52,47 @@ class RunSetup:
 
 
 def validate_train_spec(project: Project) -> None:
+    """One clear message for the first bad training setting (hand-edited project files included)."""
     t = project.train
+
+    def number(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    def whole(x: object) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
     checks = [
-        (t.strategy in ("auto", *finetune.STRATEGIES), f"train.strategy must be auto, head, partial or full (got {t.strategy!r})"),
-        (isinstance(t.epochs, int) and t.epochs >= 1, f"epochs must be a whole number >= 1 (got {t.epochs!r})"),
-        (isinstance(t.batch_size, int) and t.batch_size >= 1, f"batch size must be a whole number >= 1 (got {t.batch_size!r})"),
-        (t.lr > 0, f"learning rate must be > 0 (got {t.lr!r})"),
-        (t.body_lr_factor >= 0, f"train.body_lr_factor must be >= 0 (got {t.body_lr_factor!r})"),
-        (t.head_epochs >= 0, f"train.head_epochs must be >= 0 (got {t.head_epochs!r})"),
-        (t.weight_decay >= 0, f"train.weight_decay must be >= 0 (got {t.weight_decay!r})"),
-        (t.scheduler in SCHEDULERS, f"train.scheduler must be one of {', '.join(SCHEDULERS)} (got {t.scheduler!r})"),
-        (t.warmup_epochs >= 0, f"train.warmup_epochs must be >= 0 (got {t.warmup_epochs!r})"),
-        (0 <= t.label_smoothing < 1, f"label smoothing must be in [0, 1) (got {t.label_smoothing!r})"),
-        (t.balance in BALANCE, f"train.balance must be one of {', '.join(BALANCE)} (got {t.balance!r})"),
-        (t.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0 (0 = off)"),
-        (t.cache_passes >= 0, f"train.cache_passes must be >= 0 (got {t.cache_passes!r})"),
-        (t.image_size is None or t.image_size >= 8, f"image size must be at least 8 pixels (got {t.image_size!r})"),
-        (t.num_workers is None or t.num_workers >= 0, "train.num_workers must be >= 0"),
+        (lambda: t.strategy in ("auto", *finetune.STRATEGIES),
+         f"train.strategy must be auto, head, partial or full (got {t.strategy!r})"),
+        (lambda: whole(t.epochs) and t.epochs >= 1, f"epochs must be a whole number >= 1 (got {t.epochs!r})"),
+        (lambda: whole(t.batch_size) and t.batch_size >= 1,
+         f"batch size must be a whole number >= 1 (got {t.batch_size!r})"),
+        (lambda: number(t.lr) and t.lr > 0, f"learning rate must be > 0 (got {t.lr!r})"),
+        (lambda: number(t.body_lr_factor) and t.body_lr_factor >= 0,
+         f"train.body_lr_factor must be >= 0 (got {t.body_lr_factor!r})"),
+        (lambda: whole(t.head_epochs) and t.head_epochs >= 0,
+         f"train.head_epochs must be a whole number >= 0 (got {t.head_epochs!r})"),
+        (lambda: number(t.weight_decay) and t.weight_decay >= 0,
+         f"train.weight_decay must be >= 0 (got {t.weight_decay!r})"),
+        (lambda: t.scheduler in SCHEDULERS,
+         f"train.scheduler must be one of {', '.join(SCHEDULERS)} (got {t.scheduler!r})"),
+        (lambda: number(t.warmup_epochs) and t.warmup_epochs >= 0,
+         f"train.warmup_epochs must be >= 0 (got {t.warmup_epochs!r})"),
+        (lambda: number(t.label_smoothing) and 0 <= t.label_smoothing < 1,
+         f"label smoothing must be in [0, 1) (got {t.label_smoothing!r})"),
+        (lambda: t.balance in BALANCE, f"train.balance must be one of {', '.join(BALANCE)} (got {t.balance!r})"),
+        (lambda: whole(t.early_stopping_patience) and t.early_stopping_patience >= 0,
+         "train.early_stopping_patience must be a whole number >= 0 (0 = off)"),
+        (lambda: whole(t.cache_passes) and t.cache_passes >= 0,
+         f"train.cache_passes must be a whole number >= 0 (got {t.cache_passes!r})"),
+        (lambda: t.image_size is None or (whole(t.image_size) and t.image_size >= 8),
+         f"image size must be at least 8 pixels (got {t.image_size!r})"),
+        (lambda: t.num_workers is None or (whole(t.num_workers) and t.num_workers >= 0),
+         f"train.num_workers must be a whole number >= 0 (got {t.num_workers!r})"),
+        (lambda: whole(t.seed), f"train.seed must be a whole number (got {t.seed!r})"),
     ]
     for ok, message in checks:
-        if not ok:
+        if not ok():
             raise UserError(message)
 
 
