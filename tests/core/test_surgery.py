@@ -281,11 +281,12 @@ def test_ops_round_trip_through_the_project_file(tmp_path) -> None:
 
 def test_real_weights_stay_and_step_numbering() -> None:
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10)
+    model = torchvision.models.resnet18(num_classes=10).eval()
     kept = model.layer1[0].conv1.weight.detach().clone()
     apply_ops(model, [op("replace_head", num_classes=4), op("insert_after", "avgpool", layer={"type": "Dropout"})],
               SHAPE)
     assert torch.equal(model.layer1[0].conv1.weight, kept) and model.fc.weight.device.type == "cpu"
+    assert not any(m.training for m in model.modules())  # new layers follow the model's eval mode
     assert model.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 4)
     with pytest.raises(SurgeryError, match=r"^surgery step 2 of 2: remove 'layer2.0' does not fit"):
         apply_ops(model, [op("freeze", "*"), op("remove", "layer2.0")], SHAPE)

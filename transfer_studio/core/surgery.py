@@ -449,6 +449,7 @@ def _swap_validated(model: nn.Module, changes: list[tuple[str, nn.Module]], op: 
         parent_name, _, key = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         new = new.to(device=device, dtype=dtype) if dtype.is_floating_point else new.to(device=device)
+        new.train(parent.training)  # a new layer follows the model's train/eval mode
         undo.append((parent, key, parent._modules[key]))
         parent._modules[key] = new
     try:
