@@ -1,0 +1,215 @@
+"""Runs page: the run table, overlaid curves from history.json, open a run's evaluation, delete runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.images import make_class_folder
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from transfer_studio.config import ModelSpec, Project, RunRecord
+from transfer_studio.ui import worker
+from transfer_studio.ui.pages.runs import RunsPage, format_created, format_duration, run_label
+
+SHOTS = Path(__file__).resolve().parents[2] / "shots"
+B = QMessageBox.StandardButton
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real 3-epoch run (random-init resnet18, head strategy) of 2 classes x 6 images."""
+    from transfer_studio.training import fit
+
+    base = tmp_path_factory.mktemp("runs")
+    data = make_class_folder(base / "data", {"cat": 6, "dog": 6}, size=32)
+    project = Project(name="runs", model=ModelSpec("resnet18", weights="none"))
+    project.data.root, project.data.val_split = str(data), 0.5
+    project.augment.preset = "none"
+    t = project.train
+    t.strategy, t.epochs, t.batch_size, t.image_size, t.device, t.num_workers = "head", 3, 6, 32, "cpu", 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = fit(project, run_dir=base / "run_a")
+    finally:
+        torch.set_num_threads(threads)
+    assert result.status == "finished" and len(result.history) == 3
+    return result
+
+
+def make_runs(tmp_path: Path, trained) -> tuple[Project, list[RunRecord]]:
+    """Run A (the real one, copied), run B (a copy whose history differs) and C (its folder is gone)."""
+    a = tmp_path / "run_a"
+    shutil.copytree(trained.run_dir, a)
+    b = tmp_path / "run_b"
+    shutil.copytree(trained.run_dir, b)
+    hist = json.loads((b / "history.json").read_text())
+    for h in hist:
+        h["val_accuracy"] = 1.0 - h["val_accuracy"] / 2
+        h["val_loss"] = h["val_loss"] * 2
+    (b / "history.json").write_text(json.dumps(hist[:2]))
+    recs = [
+        RunRecord(run_dir=str(a), created="2024-05-01T10:00:00", model="resnet18", strategy="head",
+                  epochs_completed=3, best_epoch=trained.best_epoch, val_accuracy=trained.val_accuracy,
+                  duration_s=75.0, status="finished"),
+        RunRecord(run_dir=str(b), created="2024-05-02T09:30:00+00:00", model="resnet18", strategy="full",
+                  epochs_completed=2, best_epoch=2, val_accuracy=0.75, duration_s=3725.0, status="stopped"),
+        RunRecord(run_dir=str(tmp_path / "run_c"), created="2024-05-03T08:00:00", model="mobilenet_v3_small",
+                  strategy="partial", epochs_completed=0, status="failed"),
+    ]
+    project = Project(name="runs", model=ModelSpec("resnet18", weights="none"), runs=list(recs))
+    return project, recs
+
+
+def make_page(qtbot, project: Project) -> RunsPage:
+    from transfer_studio.ui.state import AppState
+
+    page = RunsPage(AppState(project))
+    qtbot.addWidget(page)
+    page.resize(1100, 720)
+    page.show()
+    return page
+
+
+def row_texts(page: RunsPage) -> list[list[str]]:
+    t = page.table
+    return [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+
+
+def test_the_table_lists_runs_newest_first(qtbot, trained, tmp_path):
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    rows = row_texts(page)
+    assert len(rows) == 3 and page.empty.isHidden()
+    assert rows[0][:4] == ["2024-05-03 08:00", "mobilenet_v3_small", "partial", "0"]
+    assert rows[0][6] == "failed · folder missing"
+    assert rows[1][1:] == ["resnet18", "full", "2 (best 2)", "75.0%", "1 h 02 min", "stopped"]
+    assert rows[1][0] == format_created("2024-05-02T09:30:00+00:00")  # UTC shown in local time
+    assert rows[2][0] == "2024-05-01 10:00"
+    assert rows[2][4] == f"{trained.val_accuracy:.1%}" and rows[2][5] == "1 min 15 s"
+    assert format_duration(42) == "42 s" and format_duration(None) == "–"
+    assert "val. 75.0%" in run_label(recs[1]) and "stopped" in run_label(recs[1])
+    # sorting by accuracy puts the best run first
+    page.table.sortItems(4, Qt.SortOrder.DescendingOrder)
+    assert page.table.item(0, 4).text() == max((rows[1][4], rows[2][4]), key=lambda s: float(s[:-1]))
+    # a new run recorded by the Train page appears
+    project.runs.append(RunRecord(run_dir=str(tmp_path / "run_d"), created="2024-06-01T00:00:00",
+                                  model="resnet18", strategy="head", status="running"))
+    page.state.mark_changed("runs")
+    assert page.table.rowCount() == 4
+    # an empty project shows the empty state
+    page.state.new_project(Project())
+    assert page.table.rowCount() == 0 and not page.empty.isHidden()
+
+
+def test_selecting_two_runs_overlays_their_curves(qtbot, trained, tmp_path):
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    assert page.curves() == {}
+    page.select_runs([recs[0].run_dir])
+    one = page.curves("val_accuracy")
+    assert list(one) == [recs[0].run_dir]
+    assert one[recs[0].run_dir] == ([1.0, 2.0, 3.0], pytest.approx([h["val_accuracy"] * 100 for h in trained.history]))
+    assert not page.evaluate_button.isHidden() and page.evaluate_button.isEnabled()
+
+    # Ctrl+click the second run: both are drawn, each from its own history.json
+    row_b = next(r for r in range(page.table.rowCount()) if page.table.item(r, 0).data(RunsPage.RunRole) == recs[1].run_dir)
+    rect = page.table.visualItemRect(page.table.item(row_b, 1))
+    qtbot.mouseClick(page.table.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
+                     rect.center())
+    assert set(page.selected_runs()) == {recs[0].run_dir, recs[1].run_dir}
+    acc = page.curves("val_accuracy")
+    hist_b = json.loads((Path(recs[1].run_dir) / "history.json").read_text())
+    assert acc[recs[1].run_dir] == ([1.0, 2.0], pytest.approx([h["val_accuracy"] * 100 for h in hist_b]))
+    assert acc[recs[0].run_dir][0] == [1.0, 2.0, 3.0]
+    loss = page.curves("val_loss")
+    assert loss[recs[1].run_dir][1] == pytest.approx([h["val_loss"] for h in hist_b])
+    assert set(page.curves("train_loss")) == set(acc)
+    assert "2 runs overlaid" in page.selection_label.text()
+    assert not page.evaluate_button.isEnabled()  # evaluation is for one run
+    assert page.legend.text().count("■") == 2
+    # the run whose folder is gone is listed in the legend without curves
+    page.select_runs([r.run_dir for r in recs])
+    assert "no history" in page.legend.text() and len(page.curves("val_accuracy")) == 2
+
+    page.select_runs([recs[0].run_dir, recs[1].run_dir])
+    SHOTS.mkdir(exist_ok=True)
+    assert page.grab().save(str(SHOTS / "runs_test.png"))
+
+
+def test_delete_asks_first_and_removes_the_folder_only_when_agreed(qtbot, trained, tmp_path, monkeypatch):
+    project, recs = make_runs(tmp_path, trained)
+    project.ui["evaluate_run"] = recs[1].run_dir
+    page = make_page(qtbot, project)
+    answers: list = []
+    asked: list[str] = []
+
+    def question(parent, title, text, *a, **k):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+
+    page.select_runs([recs[1].run_dir])
+    answers[:] = [B.No]
+    assert page.delete_selected() == 0
+    assert len(project.runs) == 3 and len(asked) == 1
+
+    # remove the record, keep the files
+    answers[:] = [B.Yes, B.No]
+    qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    assert recs[1] not in project.runs and Path(recs[1].run_dir).is_dir()
+    assert "evaluate_run" not in project.ui  # no page points at a deleted run
+    assert page.table.rowCount() == 2 and page.state.modified
+    assert "from disk" in asked[-1] and "run_b" in asked[-1]
+
+    # remove record and files
+    page.select_runs([recs[0].run_dir])
+    answers[:] = [B.Yes, B.Yes]
+    assert page.delete_selected() == 1
+    assert not Path(recs[0].run_dir).exists() and recs[0] not in project.runs
+
+    # a run whose folder is gone: only the record question
+    page.select_runs([recs[2].run_dir])
+    asked.clear()
+    answers[:] = [B.Yes]
+    assert page.delete_selected() == 1 and len(asked) == 1 and project.runs == []
+
+    # a run still training is never deleted
+    project.runs.append(RunRecord(run_dir=str(tmp_path / "live"), status="running"))
+    page.state.mark_changed("runs")
+    page.select_runs([str(tmp_path / "live")])
+    asked.clear()
+    assert page.delete_selected() == 0 and not asked and len(project.runs) == 1
+    assert "still training" in page.banner.text()
+
+
+def test_open_evaluation_shows_the_run_on_the_evaluate_page(qtbot, trained, tmp_path, main_window, monkeypatch):
+    # qtbot closes the window before the fixture's teardown: never block on the unsaved-changes prompt
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: B.Discard)
+    project, recs = make_runs(tmp_path, trained)
+    state = main_window.state
+    state.new_project(project)
+    main_window.show_page("runs")
+    page = main_window.page("runs")
+    page.select_runs([recs[0].run_dir])
+    navigated = []
+    state.navigateRequested.connect(navigated.append)
+    qtbot.mouseClick(page.evaluate_button, Qt.MouseButton.LeftButton)
+    assert navigated == ["evaluate"] and main_window.current_page_key() == "evaluate"
+    assert state.project.ui["evaluate_run"] == recs[0].run_dir
+    evaluate = main_window.page("evaluate")
+    assert evaluate.source_combo.current_path() == recs[0].run_dir
+    # shown with an unevaluated finished run: it evaluates by itself
+    qtbot.waitUntil(lambda: evaluate.report is not None, timeout=90000)
+    assert evaluate.report.source == recs[0].run_dir
+    # a missing folder cannot be opened
+    page.select_runs([recs[2].run_dir])
+    assert not page.open_evaluation(recs[2].run_dir)
+    assert "no longer exists" in page.banner.text()
+    worker.cancel_all()

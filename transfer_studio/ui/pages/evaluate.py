@@ -1,0 +1,676 @@
+"""Evaluate page: how well a trained model does on images it did not train on.
+
+The user picks a run of the project (default: the latest), or any run / exported bundle folder, and
+the images: the run's own test split when it has one, else its validation split (flagged as
+optimistic: that split also chose the best epoch), or another folder of labelled images.
+``core.metrics.evaluate`` runs on a worker thread (progress, cancel); the page then shows overall
+accuracy (top-5 with >= 5 classes), a per-class precision / recall / F1 / support table, an
+interactive confusion matrix (hover: counts; click: that cell's images as thumbnails, decoded on a
+thread pool) and the most confidently wrong images with their true and predicted labels.
+
+Page state in the project: ``ui["evaluate_run"]`` (the source folder) and ``ui["evaluate_data"]``
+(another folder, or "" for the run's own split). Reports are kept per source, data folder and
+weights-file time, so switching back and forth does not evaluate again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPushButton,
+    QRadioButton,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from transfer_studio.errors import UserError
+from transfer_studio.ui import theme
+from transfer_studio.ui.pages.runs import RunCombo, default_run, find_record, norm_path, wait_for_tasks
+from transfer_studio.ui.state import AppState
+from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.worker import TaskHandle, run_task
+
+WORST = 24  # most confidently wrong images shown
+THUMB = 84
+SPLIT_TEXT = {"test": "the run's test split", "val": "the run's validation split",
+              "train": "the training images", "all": "every image in the folder"}
+
+
+# -- background work ---------------------------------------------------------------------------------
+def run_evaluation(source: str, data_dir: str | None, progress: Any = None, cancel: Any = None) -> Any:
+    """``core.metrics.evaluate`` with the GUI's wording for a run whose images are gone."""
+    from transfer_studio.core import export, metrics
+
+    src = Path(source)
+    if not data_dir:
+        kind = export.source_kind(src)
+        if kind == "run":
+            root = export.load_run_project(src).data.root
+            if not root or not Path(root).is_dir():
+                raise UserError(f"The images this run was trained on are no longer at {root or '(unknown)'}. "
+                                "Choose “Another folder” of labelled images below to evaluate on, or "
+                                "move the dataset back.")
+        else:
+            run_dir = (export.read_bundle_meta(src).get("source") or {}).get("run_dir")
+            if not run_dir or not (Path(run_dir) / export.RUN_PROJECT).is_file():
+                raise UserError("This bundle's training run is not available to pick its test images: "
+                                "choose “Another folder” of labelled images below to evaluate on.")
+    return metrics.evaluate(src, data_dir or None, progress=progress, cancel=cancel, worst=WORST)
+
+
+def weights_stamp(source: str) -> float:
+    """Modification time of the weights a source holds (a resumed run changes them)."""
+    for name in ("best.safetensors", "model.safetensors"):
+        try:
+            return (Path(source) / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+# -- small widgets ---------------------------------------------------------------------------------
+class _NumItem(QTableWidgetItem):
+    """A table cell shown as formatted text, sorted by (and exposing) its exact value."""
+
+    def __init__(self, text: str, value: float):
+        super().__init__(text)
+        self.setData(Qt.ItemDataRole.UserRole, value)
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
+        if a is None or b is None:
+            return super().__lt__(other)
+        return float(a) < float(b)
+
+
+def _caption_model_class() -> type:
+    """A ThumbnailModel whose items carry a caption under the picture (built lazily: Qt-only import)."""
+    from transfer_studio.ui.thumbnails import ThumbnailModel
+
+    class CaptionModel(ThumbnailModel):
+        def __init__(self, loader: Any = None, parent: Any = None):
+            super().__init__(loader, parent)
+            self._captions: list[str] = []
+
+        def set_captioned(self, paths: Sequence[str], captions: Sequence[str], tooltips: Sequence[str]) -> None:
+            self._captions = list(captions)
+            self.set_items(paths, tooltips)
+
+        def caption(self, row: int) -> str:
+            return self._captions[row]
+
+        def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+            if index.isValid() and 0 <= index.row() < len(self._captions):
+                if role == Qt.ItemDataRole.DisplayRole:
+                    return self._captions[index.row()]
+                if role == Qt.ItemDataRole.SizeHintRole:
+                    return QSize(self.loader.size + 28, self.loader.size + 40)
+                if role == Qt.ItemDataRole.TextAlignmentRole:
+                    return int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+            return super().data(index, role)
+
+    return CaptionModel
+
+
+def _gallery(model: Any, name: str) -> QListView:
+    from transfer_studio.ui.thumbnails import make_gallery_view
+
+    view = make_gallery_view(model)
+    view.setObjectName(name)
+    view.setGridSize(QSize(THUMB + 34, THUMB + 44))
+    view.setWordWrap(True)
+    view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    return view
+
+
+def _stat(title: str, name: str) -> tuple[QFrame, QLabel]:
+    card = QFrame()
+    card.setProperty("card", True)
+    lay = QVBoxLayout(card)
+    lay.setContentsMargins(12, 8, 12, 8)
+    lay.setSpacing(0)
+    value = QLabel("–")
+    value.setObjectName(name)
+    value.setProperty("role", "heading")
+    caption = QLabel(title)
+    caption.setProperty("role", "muted")
+    lay.addWidget(value)
+    lay.addWidget(caption)
+    return card, value
+
+
+# -- the page --------------------------------------------------------------------------------------
+class EvaluatePage(QWidget):
+    TITLE = "Evaluate"
+
+    def __init__(self, state: AppState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("page_evaluate")
+        self.state = state
+        self.report: Any = None  # the core.metrics.EvalReport shown
+        self._reports: dict[tuple[str, str, float], Any] = {}
+        self._extra_sources: list[str] = []
+        self._task: TaskHandle | None = None
+        self._task_key: tuple[str, str, float] | None = None
+        self._loading = False
+        self._seen_selected_run = (state.project.ui or {}).get("selected_run")
+        self._cell_model: Any = None
+        self._wrong_model: Any = None
+        self._build()
+        state.projectReplaced.connect(self._load_from_project)
+        state.projectChanged.connect(self._on_project_changed)
+        self._load_from_project()
+
+    # -- construction ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        title = QLabel("Evaluate")
+        title.setProperty("role", "heading")
+        hint = QLabel("How well does the trained model do on images it did not learn from? Hover the "
+                      "confusion matrix for counts; click a cell to see its images.")
+        hint.setProperty("role", "muted")
+        hint.setWordWrap(True)
+
+        self.source_combo = RunCombo(object_name="evaluate_source")
+        self.source_combo.setAccessibleName("Model to evaluate")
+        self.source_combo.currentIndexChanged.connect(self._on_source_changed)
+        self.browse_button = QPushButton("Other run or bundle…")
+        self.browse_button.setObjectName("evaluate_browse")
+        self.browse_button.setToolTip("Evaluate a training-run folder or an exported bundle folder")
+        self.browse_button.clicked.connect(self._browse_source)
+
+        self.own_split_radio = QRadioButton("The run's own test images (else its validation images)")
+        self.own_split_radio.setObjectName("evaluate_own_split")
+        self.folder_radio = QRadioButton("Another folder:")
+        self.folder_radio.setObjectName("evaluate_other_folder")
+        group = QButtonGroup(self)
+        group.addButton(self.own_split_radio)
+        group.addButton(self.folder_radio)
+        self.own_split_radio.setChecked(True)
+        self.own_split_radio.toggled.connect(self._on_data_choice)
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setObjectName("evaluate_folder")
+        self.folder_edit.setPlaceholderText("Folder with one sub-folder per class…")
+        self.folder_edit.editingFinished.connect(self._on_data_choice)
+        self.folder_button = QPushButton("Choose…")
+        self.folder_button.setObjectName("evaluate_choose_folder")
+        self.folder_button.clicked.connect(self._choose_folder)
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setObjectName("evaluate_start")
+        self.evaluate_button.setProperty("primary", True)
+        self.evaluate_button.setIcon(theme.icon("evaluate"))
+        self.evaluate_button.clicked.connect(lambda: self.evaluate())
+
+        form = QGridLayout()
+        form.setHorizontalSpacing(8)
+        form.addWidget(QLabel("Model:"), 0, 0)
+        form.addWidget(self.source_combo, 0, 1, 1, 3)
+        form.addWidget(self.browse_button, 0, 4)
+        form.addWidget(QLabel("Images:"), 1, 0)
+        form.addWidget(self.own_split_radio, 1, 1, 1, 4)
+        form.addWidget(self.folder_radio, 2, 1)
+        form.addWidget(self.folder_edit, 2, 2, 1, 2)
+        form.addWidget(self.folder_button, 2, 4)
+        form.addWidget(self.evaluate_button, 0, 5, 3, 1, Qt.AlignmentFlag.AlignVCenter)
+        form.setColumnStretch(2, 1)
+
+        self.busy_indicator = BusyIndicator(object_name="evaluate_busy")
+        self.banner = MessageBanner(object_name="evaluate_banner")
+
+        # Summary.
+        acc_card, self.accuracy_label = _stat("accuracy (top-1)", "evaluate_accuracy")
+        self.top5_card, self.top5_label = _stat("top-5 accuracy", "evaluate_top5")
+        img_card, self.images_label = _stat("images evaluated", "evaluate_images")
+        f1_card, self.macro_f1_label = _stat("mean F1 over classes", "evaluate_macro_f1")
+        self.split_label = QLabel()
+        self.split_label.setObjectName("evaluate_split")
+        self.split_label.setWordWrap(True)
+        self.note_label = QLabel()
+        self.note_label.setObjectName("evaluate_note")
+        self.note_label.setWordWrap(True)
+        summary = QHBoxLayout()
+        for card in (acc_card, self.top5_card, f1_card, img_card):
+            summary.addWidget(card)
+        texts = QVBoxLayout()
+        texts.addWidget(self.split_label)
+        texts.addWidget(self.note_label)
+        texts.addStretch(1)
+        summary.addLayout(texts, 1)
+
+        # Confusion matrix + the images of the clicked cell.
+        from transfer_studio.ui.heatmap import ConfusionMatrixView
+        from transfer_studio.ui.thumbnails import ThumbnailLoader
+
+        self.matrix = ConfusionMatrixView(object_name="evaluate_matrix")
+        self.matrix.cellClicked.connect(self.show_cell)
+        self.cell_label = QLabel("Click a cell of the matrix to see its images.")
+        self.cell_label.setObjectName("evaluate_cell_label")
+        self.cell_label.setWordWrap(True)
+        model_cls = _caption_model_class()
+        self._cell_model = model_cls(ThumbnailLoader(THUMB, threads=2, parent=self), self)
+        self.cell_gallery = _gallery(self._cell_model, "evaluate_cell_gallery")
+        self.cell_gallery.setMinimumHeight(THUMB + 56)
+        left = QWidget()
+        llay = QVBoxLayout(left)
+        llay.setContentsMargins(0, 0, 0, 0)
+        mtitle = QLabel("Confusion matrix")
+        mtitle.setProperty("role", "subheading")
+        llay.addWidget(mtitle)
+        lsplit = QSplitter(Qt.Orientation.Vertical)
+        lsplit.addWidget(self.matrix)
+        cell_box = QWidget()
+        cbl = QVBoxLayout(cell_box)
+        cbl.setContentsMargins(0, 0, 0, 0)
+        cbl.addWidget(self.cell_label)
+        cbl.addWidget(self.cell_gallery, 1)
+        lsplit.addWidget(cell_box)
+        lsplit.setStretchFactor(0, 3)
+        lsplit.setStretchFactor(1, 2)
+        lsplit.setChildrenCollapsible(False)
+        llay.addWidget(lsplit, 1)
+
+        # Per-class table and the most confidently wrong images.
+        self.class_table = QTableWidget(0, 5)
+        self.class_table.setObjectName("evaluate_class_table")
+        self.class_table.setAccessibleName("Per-class metrics")
+        self.class_table.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "F1", "Support"])
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.class_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.class_table.setAlternatingRowColors(True)
+        header = self.class_table.horizontalHeader()
+        header.setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # class order until the user sorts
+        self.class_table.setSortingEnabled(True)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, 5):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.class_table.setToolTip("Precision: of the images predicted as this class, the share that are.\n"
+                                    "Recall: of the images of this class, the share found.\n"
+                                    "F1: their harmonic mean. Support: images of this class.")
+        self._wrong_model = model_cls(ThumbnailLoader(THUMB, threads=2, parent=self), self)
+        self.wrong_gallery = _gallery(self._wrong_model, "evaluate_wrong_gallery")
+        wrong_box = QWidget()
+        wl = QVBoxLayout(wrong_box)
+        wl.setContentsMargins(4, 4, 4, 4)
+        self.wrong_label = QLabel()
+        self.wrong_label.setObjectName("evaluate_wrong_label")
+        self.wrong_label.setWordWrap(True)
+        wl.addWidget(self.wrong_label)
+        wl.addWidget(self.wrong_gallery, 1)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("evaluate_tabs")
+        self.tabs.addTab(self.class_table, "Per class")
+        self.tabs.addTab(wrong_box, "Most confidently wrong")
+
+        results_split = QSplitter(Qt.Orientation.Horizontal)
+        results_split.setObjectName("evaluate_splitter")
+        results_split.addWidget(left)
+        results_split.addWidget(self.tabs)
+        results_split.setStretchFactor(0, 3)
+        results_split.setStretchFactor(1, 2)
+        results_split.setChildrenCollapsible(False)
+        results = QWidget()
+        rl = QVBoxLayout(results)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addLayout(summary)
+        rl.addWidget(results_split, 1)
+
+        self.placeholder = EmptyState("evaluate", "", "", object_name="evaluate_empty")
+        self.placeholder.add_action("Go to Train", lambda: self.state.navigateRequested.emit("train"),
+                                    object_name="evaluate_go_train")
+        self.results_stack = QStackedWidget()
+        self.results_stack.addWidget(self.placeholder)
+        self.results_stack.addWidget(results)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(16, 12, 16, 12)
+        lay.setSpacing(8)
+        lay.addWidget(title)
+        lay.addWidget(hint)
+        lay.addLayout(form)
+        lay.addWidget(self.busy_indicator)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.results_stack, 1)
+
+    # -- project state ---------------------------------------------------------------------------
+    def _load_from_project(self) -> None:
+        self._loading = True
+        try:
+            ui = self.state.project.ui or {}
+            self._seen_selected_run = ui.get("selected_run")
+            self._refill_sources(default_run(self.state.project, "evaluate_run"))
+            data = ui.get("evaluate_data") or ""
+            self.folder_edit.setText(str(data))
+            (self.folder_radio if data else self.own_split_radio).setChecked(True)
+        finally:
+            self._loading = False
+        self._show_cached_or_placeholder()
+
+    def _refill_sources(self, current: str | None) -> None:
+        self.source_combo.fill(self.state.project, current, self._extra_sources)
+        self._update_enabled()
+
+    def _on_project_changed(self, section: str) -> None:
+        ui = self.state.project.ui or {}
+        if section == "runs":
+            current = self.source_combo.current_path()
+            known = {norm_path(r.run_dir) for r in self.state.project.runs}
+            known |= {norm_path(p) for p in self._extra_sources}
+            if not current or norm_path(current) not in known:  # e.g. deleted on the Runs page
+                current = default_run(self.state.project, "evaluate_run")
+            self._loading = True
+            try:
+                self._refill_sources(current)
+            finally:
+                self._loading = False
+            self._show_cached_or_placeholder()
+        elif section == "ui":
+            wanted = ui.get("evaluate_run")
+            selected = ui.get("selected_run")
+            if selected != self._seen_selected_run:  # a run just finished on the Train page: follow it
+                self._seen_selected_run = selected
+                if selected:
+                    wanted = selected
+            current = self.source_combo.current_path()
+            if wanted and (current is None or norm_path(wanted) != norm_path(current)):
+                self._loading = True
+                try:
+                    self._refill_sources(wanted)
+                finally:
+                    self._loading = False
+                self._remember_source()
+                self._show_cached_or_placeholder()
+                if self.isVisible():
+                    self._maybe_auto_evaluate()
+
+    def _remember_source(self) -> None:
+        path = self.source_combo.current_path()
+        ui = self.state.project.ui
+        if path and ui.get("evaluate_run") != path:
+            ui["evaluate_run"] = path
+            self.state.mark_changed("ui")
+
+    def _on_source_changed(self, _index: int) -> None:
+        if self._loading:
+            return
+        self._remember_source()
+        self._show_cached_or_placeholder()
+        if self.isVisible():
+            self._maybe_auto_evaluate()
+
+    def _on_data_choice(self, *_: Any) -> None:
+        if self._loading:
+            return
+        folder = self.folder_edit.text().strip() if self.folder_radio.isChecked() else ""
+        ui = self.state.project.ui
+        if (ui.get("evaluate_data") or "") != folder:
+            if folder:
+                ui["evaluate_data"] = folder
+            else:
+                ui.pop("evaluate_data", None)
+            self.state.mark_changed("ui")
+        self._update_enabled()
+        self._show_cached_or_placeholder()
+
+    def _browse_source(self) -> None:
+        start = self.source_combo.current_path() or str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Choose a training run or an exported bundle folder",
+                                                str(Path(start).parent))
+        if path:
+            self.set_source(path)
+
+    def set_source(self, path: str) -> None:
+        """Evaluate another run or bundle folder (added to the list)."""
+        if norm_path(path) not in {norm_path(p) for p in self._extra_sources}:
+            self._extra_sources.append(path)
+        self._refill_sources(path)
+        self._on_source_changed(self.source_combo.currentIndex())
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of labelled images (one sub-folder per class)",
+                                                  self.folder_edit.text() or str(Path.home()))
+        if folder:
+            self.set_data_folder(folder)
+
+    def set_data_folder(self, folder: str | None) -> None:
+        """Evaluate on ``folder`` (None: the run's own split)."""
+        self._loading = True
+        try:
+            self.folder_edit.setText(folder or "")
+            (self.folder_radio if folder else self.own_split_radio).setChecked(True)
+        finally:
+            self._loading = False
+        self._on_data_choice()
+
+    def data_folder(self) -> str | None:
+        if self.folder_radio.isChecked():
+            return self.folder_edit.text().strip() or None
+        return None
+
+    def _update_enabled(self) -> None:
+        has_source = self.source_combo.count() > 0
+        folder_ok = not self.folder_radio.isChecked() or bool(self.folder_edit.text().strip())
+        running = self.busy_now()
+        self.evaluate_button.setEnabled(has_source and folder_ok and not running)
+        self.source_combo.setEnabled(not running)
+        self.browse_button.setEnabled(not running)
+        self.folder_edit.setEnabled(self.folder_radio.isChecked())
+        self.folder_button.setEnabled(True)
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _key(self) -> tuple[str, str, float] | None:
+        source = self.source_combo.current_path()
+        if not source:
+            return None
+        folder = self.data_folder()
+        if self.folder_radio.isChecked() and not folder:
+            return None
+        return norm_path(source), norm_path(folder) if folder else "", weights_stamp(source)
+
+    def busy_now(self) -> bool:
+        return self._task is not None and self._task.is_running()
+
+    def busy(self) -> bool:
+        return self.busy_now()
+
+    def evaluate(self) -> TaskHandle | None:
+        """Start evaluating the chosen source on the chosen images (cancels one in progress)."""
+        key = self._key()
+        source = self.source_combo.current_path()
+        if key is None or source is None:
+            self.banner.show_message("Choose a model to evaluate (a run of this project, or a run or bundle "
+                                     "folder) and, for “Another folder”, the folder of images.", "warning")
+            return None
+        if self.busy_now():
+            self._task.cancel()  # type: ignore[union-attr]
+        self.banner.clear()
+        folder = self.data_folder()
+        self._task_key = key
+        handle = run_task(run_evaluation, source, folder, name="evaluate",
+                          on_result=lambda rep, k=key: self._on_result(k, rep),
+                          on_error=self._on_error, on_cancelled=self._on_cancelled,
+                          on_finished=self._on_finished)
+        self._task = handle
+        what = "its own test/validation images" if folder is None else folder
+        self.busy_indicator.start(f"Evaluating {Path(source).name} on {what}…", handle=handle)
+        self._update_enabled()
+        return handle
+
+    def _maybe_auto_evaluate(self) -> None:
+        """Evaluate without a click when the page shows a finished run not yet evaluated."""
+        key = self._key()
+        if key is None or key in self._reports or self.busy_now():
+            return
+        source = self.source_combo.current_path() or ""
+        rec = find_record(self.state.project, source)
+        if rec is not None and rec.status == "running":
+            return  # its weights are still changing
+        if not (Path(source) / "best.safetensors").is_file() and not (Path(source) / "model.json").is_file():
+            return
+        self.evaluate()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._maybe_auto_evaluate()
+
+    def _on_result(self, key: tuple[str, str, float], report: Any) -> None:
+        self._reports[key] = report
+        if key == self._key():
+            self.show_report(report)
+
+    def _on_error(self, message: str, details: str) -> None:
+        self.banner.show_message(message, "error", details=details or None,
+                                 action_text=None if self.folder_radio.isChecked() else "Choose a folder…",
+                                 action=None if self.folder_radio.isChecked() else self._choose_folder)
+
+    def _on_cancelled(self) -> None:
+        self.state.status("Evaluation cancelled", 3000)
+
+    def _on_finished(self) -> None:
+        self.busy_indicator.stop()
+        self._task = None
+        self._update_enabled()
+
+    def _show_cached_or_placeholder(self) -> None:
+        key = self._key()
+        report = self._reports.get(key) if key is not None else None
+        if report is not None:
+            self.show_report(report)
+            return
+        self.report = None
+        if self.source_combo.count() == 0:
+            self.placeholder.set_content("No trained model yet", "Train a model on the Train page, or choose "
+                                         "a run or exported bundle folder above.", "evaluate")
+        else:
+            self.placeholder.set_content("Not evaluated yet", "Press Evaluate to measure this model on "
+                                         "images it did not train on.", "evaluate")
+        self.results_stack.setCurrentIndex(0)
+
+    # -- showing a report ------------------------------------------------------------------------
+    def show_report(self, report: Any) -> None:
+        self.report = report
+        self.results_stack.setCurrentIndex(1)
+        self.accuracy_label.setText(f"{report.accuracy:.1%}")
+        self.top5_card.setVisible(report.top5 is not None)
+        self.top5_label.setText("–" if report.top5 is None else f"{report.top5:.1%}")
+        self.images_label.setText(f"{report.num_images:,}")
+        f1s = [m.f1 for m in report.per_class.values() if m.support > 0]
+        self.macro_f1_label.setText(f"{sum(f1s) / len(f1s):.3f}" if f1s else "–")
+        where = SPLIT_TEXT.get(report.split, report.split)
+        if report.split == "all":
+            where = f"every image in {report.data_root}"
+        elif report.split in ("test", "val") and report.source_kind == "bundle":
+            where = where.replace("the run's", "its training run's")
+        skipped = f" {len(report.skipped)} unreadable or missing images were skipped." if report.skipped else ""
+        self.split_label.setText(f"Evaluated on {where} ({report.num_images:,} images, {len(report.classes)} "
+                                 f"classes).{skipped}")
+        self.split_label.setToolTip(report.data_root)
+        if report.optimistic:
+            colour = theme.semantic_colors(theme.is_dark(self.palette())).warning.name()
+            self.note_label.setText(
+                f"<span style='color:{colour}'>⚠ Validation figures are optimistic:</span> the validation "
+                "split also chose the best epoch. A test split (Data page) or a separate folder gives an "
+                "unbiased estimate.")
+        else:
+            self.note_label.setText(_sentence(report.note) if report.note else "")
+        self.note_label.setVisible(bool(self.note_label.text()))
+        self.matrix.set_matrix(report.confusion_matrix, report.classes)
+        self._fill_class_table(report)
+        self._fill_wrong(report)
+        self._cell_model.set_captioned([], [], [])
+        self.cell_label.setText("Click a cell of the matrix to see its images.")
+
+    def _fill_class_table(self, report: Any) -> None:
+        t = self.class_table
+        t.setSortingEnabled(False)
+        t.setRowCount(len(report.classes))
+        for row, name in enumerate(report.classes):
+            m = report.per_class[name]
+            t.setItem(row, 0, QTableWidgetItem(name))
+            t.setItem(row, 1, _NumItem(f"{m.precision:.3f}", m.precision))
+            t.setItem(row, 2, _NumItem(f"{m.recall:.3f}", m.recall))
+            t.setItem(row, 3, _NumItem(f"{m.f1:.3f}", m.f1))
+            t.setItem(row, 4, _NumItem(f"{m.support:,}", m.support))
+        t.setSortingEnabled(True)
+
+    def _fill_wrong(self, report: Any) -> None:
+        worst = list(report.worst)
+        captions = [f"{w.label} → {w.predicted}\n{w.probability:.0%} sure" for w in worst]
+        tips = [f"{w.path}\ntrue: {w.label}\npredicted: {w.predicted} ({w.probability:.1%})" for w in worst]
+        self._wrong_model.set_captioned([w.path for w in worst], captions, tips)
+        wrong_total = int((report.predictions != report.labels).sum()) if len(report.labels) else 0
+        if not worst:
+            self.wrong_label.setText("No mistakes on these images.")
+        else:
+            self.wrong_label.setText(f"The {len(worst)} mistakes the model was most sure about (of "
+                                     f"{wrong_total}); caption: true class → predicted class.")
+
+    def cell_paths(self, true: int, predicted: int) -> list[str]:
+        """The images of the shown report with this true class and this predicted class."""
+        if self.report is None:
+            return []
+        preds = self.report.predictions
+        labels = self.report.labels
+        return [p for p, t, q in zip(self.report.paths, labels, preds, strict=True)
+                if int(t) == true and int(q) == predicted]
+
+    def show_cell(self, true: int, predicted: int) -> None:
+        """List the images of one confusion-matrix cell (thumbnails decode off the GUI thread)."""
+        report = self.report
+        if report is None:
+            return
+        if self.matrix.selected_cell() != (true, predicted):
+            self.matrix.select_cell(true, predicted, emit=False)
+        index = {p: k for k, p in enumerate(report.paths)}
+        paths = self.cell_paths(true, predicted)
+        probs = report.probabilities
+        captions = [f"{Path(p).name}\n{probs[index[p], predicted]:.0%}" for p in paths]
+        tips = [f"{p}\ntrue: {report.classes[true]}\npredicted: {report.classes[predicted]} "
+                f"({probs[index[p], predicted]:.1%})" for p in paths]
+        self._cell_model.set_captioned(paths, captions, tips)
+        t, q = report.classes[true], report.classes[predicted]
+        n = len(paths)
+        noun = "image" if n == 1 else "images"
+        if true == predicted:
+            self.cell_label.setText(f"<b>{t}</b> recognised correctly: {n} {noun}.")
+        else:
+            self.cell_label.setText(f"<b>{t}</b> mistaken for <b>{q}</b>: {n} {noun}.")
+
+    def gallery_paths(self, which: str = "cell") -> list[str]:
+        model = self._cell_model if which == "cell" else self._wrong_model
+        return [model.path(r) for r in range(model.rowCount())]
+
+    # -- page protocol ---------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        wait_for_tasks([self._task])
+        for model in (self._cell_model, self._wrong_model):
+            if model is not None:
+                model.loader.shutdown()
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+__all__ = ["EvaluatePage", "run_evaluation"]
