@@ -28,8 +28,14 @@ def page(qtbot, report):
     page = AugmentPage(state)
     qtbot.addWidget(page)
     page.resize(1100, 700)
+    wait_info(qtbot, page)
     yield page
     page.shutdown()
+
+
+def wait_info(qtbot, page: AugmentPage) -> None:
+    """The transforms' description and the check of the saved values come from a background task."""
+    qtbot.waitUntil(lambda: page._schemas is not None and not page._info_task.is_running(), timeout=30000)
 
 
 def wait_preview(qtbot, page: AugmentPage) -> list[bytes]:
@@ -107,6 +113,8 @@ def test_chosen_images_and_settings_survive_save_and_open(qtbot, page, report, t
     state.new_project()
     assert page.preset_combo.currentData() == "light"
     state.open_project(path)
+    wait_info(qtbot, page)
+    assert page.banner.text() == ""
     assert page.preset_combo.currentData() == "strong"
     assert not page._groups["random_erasing"].isChecked()
     assert page.preview_paths() == [image]
@@ -121,7 +129,9 @@ def test_changes_from_elsewhere_reload_the_controls_and_bad_values_warn(qtbot, p
 
     state.project.augment.params = {"hflip": {"p": 7}}
     state.mark_changed("augment")
+    wait_info(qtbot, page)
     assert page.banner.level() == "warning" and "between 0.0 and 1.0" in page.banner.text()
+    assert page._fields["hflip"]["p"].value() == 1.0  # the control shows the value clamped
     page.show()
     qtbot.waitUntil(lambda: page.banner.level() == "error", timeout=20000)
     assert "Could not render the preview" in page.banner.text()  # the page keeps working
@@ -135,6 +145,7 @@ def test_without_images_the_page_says_where_to_get_them(qtbot):
     qtbot.addWidget(page)
     page.show()
     qtbot.waitUntil(lambda: not page._stale, timeout=5000)
+    wait_info(qtbot, page)
     assert page.empty.isVisibleTo(page) and not page.preview_scroll.isVisibleTo(page)
     with qtbot.waitSignal(state.navigateRequested, timeout=1000) as blocker:
         qtbot.mouseClick(page.findChild(type(page.reset_button), "augment_go_data"), Qt.MouseButton.LeftButton)

@@ -76,7 +76,9 @@ def test_scan_shows_counts_skipped_duplicates_and_fills_project(qtbot, page, mes
     assert sorted(group.child(i).text(0) for i in range(group.childCount())) == [
         "dog/copy_of_1.png", "dog/dog_0001.png"]
     assert page.tabs.tabText(2) == "Problems (4)"
-    # The tiny class is highlighted in the chart and named in the warnings, in plain words.
+    # The tiny class is highlighted in the chart (drawn once pyqtgraph, imported in the background,
+    # is ready) and named in the warnings, in plain words.
+    qtbot.waitUntil(lambda: page._chart is not None, timeout=20000)
     assert page._chart.highlighted == [False, False, True]
     assert page._chart.values == [12.0, 21.0, 3.0]
     assert "'fox' has only 3 image(s)" in page.warnings_label.text()
@@ -353,3 +355,83 @@ def test_twenty_thousand_images_load_only_what_is_visible(qtbot, tmp_path):
     assert max(gaps) < 250, gaps
     model.loader.shutdown()
     assert isinstance(view, QListView)
+
+
+_GUI_THREAD_SCRIPT = r"""
+import importlib.abc, json, sys, threading, time
+from pathlib import Path
+
+main_thread_imports = []
+
+
+class Spy(importlib.abc.MetaPathFinder):
+    # Records first imports of torch / the core made by the GUI thread (sys.modules hits don't come here).
+    def find_spec(self, name, path, target=None):
+        if threading.current_thread() is threading.main_thread() and (
+                name == "torch" or name.startswith("transfer_studio.core")):
+            main_thread_imports.append(name)
+        return None
+
+
+sys.meta_path.insert(0, Spy())
+sys.path.insert(0, sys.argv[2])
+from PySide6.QtCore import QCoreApplication, QEventLoop
+from PySide6.QtWidgets import QApplication
+
+app = QApplication([])
+from helpers.images import make_class_folder
+from transfer_studio.config import ModelSpec, Project
+from transfer_studio.ui import worker
+from transfer_studio.ui.pages.augment import AugmentPage
+from transfer_studio.ui.pages.data import DataPage
+from transfer_studio.ui.pages.strategy import StrategyPage
+from transfer_studio.ui.state import AppState
+
+project = Project(model=ModelSpec("resnet18", weights="none"))
+project.train.image_size = 64
+project.ui["strategy_suggestion"] = dict(
+    model="resnet18", approach=1, name="head", frozen=["conv1", "layer1"], trainable=["fc"], unfreeze_from=None,
+    lr=1e-3, body_lr_factor=0.1, epochs=3, batch_size=8, augment="light", estimated_hours=0.01,
+    time_budget_hours=2.0, stepped_down=False, reason="saved")
+state = AppState(project)
+pages = [DataPage(state), StrategyPage(state), AugmentPage(state)]
+for page in pages:
+    page.show()
+pages[0].choose_folder(make_class_folder(Path(sys.argv[1]), {"a": 6, "b": 6}, size=16))
+deadline = time.monotonic() + 240
+quiet_since = None
+while time.monotonic() < deadline:
+    QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    time.sleep(0.01)
+    busy = worker.running_tasks() or any(p._timer.isActive() for p in pages[2:]) or pages[1]._suggest_timer.isActive()
+    if busy:
+        quiet_since = None
+    elif quiet_since is None:
+        quiet_since = time.monotonic()
+    elif time.monotonic() - quiet_since > 1.0:
+        break
+print(json.dumps({"main_thread_imports": main_thread_imports, "torch": "torch" in sys.modules,
+                  "scanned": state.scan is not None, "suggestion": getattr(pages[1].suggestion, "reason", None),
+                  "preview": len(pages[2].grid.images()), "banners": [p.banner.text() for p in pages]}))
+for page in pages:
+    page.shutdown()
+"""
+
+
+def test_pages_never_import_the_core_on_the_gui_thread(tmp_path):
+    """Data -> Strategy -> Augment in a fresh process: torch and the core load only on worker threads
+    (a first import on the GUI thread would freeze the window, and could race a worker's import)."""
+    import json
+    import subprocess
+    import sys
+
+    tests_dir = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TS_SETTINGS_FILE": str(tmp_path / "s.ini")}
+    proc = subprocess.run([sys.executable, "-c", _GUI_THREAD_SCRIPT, str(tmp_path / "ds"), str(tests_dir)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["torch"] and result["scanned"], result
+    assert result["main_thread_imports"] == [], result
+    assert result["suggestion"] and result["suggestion"] != "saved"  # the advisor answered for this data
+    assert result["preview"] == 2 * 6 and result["banners"] == ["", "", ""], result

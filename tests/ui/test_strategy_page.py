@@ -185,6 +185,7 @@ def test_the_applied_suggestion_survives_save_and_open(qtbot, page, report, tmp_
     state.open_project(path)
     state.set_scan(report)  # the Data page re-reads the folder
     assert page.content.isVisibleTo(page)
+    qtbot.waitUntil(lambda: page.suggestion is not None and not page.busy(), timeout=30000)
     assert page.suggestion.reason == applied.reason and page.suggestion.frozen == applied.frozen
     assert page.budget_spin.value() == 1.5
     assert page.approach_buttons[1].isChecked()

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.errors import Cancelled, UserError
-from transfer_studio.ui.pages.data import wait_for_tasks
+from transfer_studio.ui.pages.data import import_core, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.worker import TaskHandle, run_task
@@ -68,9 +68,8 @@ def _to_qimage(array: Any, size: int) -> QImage:
 def render_previews(project: Any, paths: list[str], n: int, seed: int, display: int = DISPLAY_SIZE,
                     progress: Any = None, cancel: Any = None) -> list[PreviewRow]:
     """For each image: the validation view and ``n`` augmented training versions (worker thread)."""
-    from transfer_studio.core import augment, network
-    from transfer_studio.core.imageio import load_rgb
-
+    augment, network = import_core("augment"), import_core("network")
+    load_rgb = import_core("imageio").load_rgb
     preprocess = network.project_preprocess(project)
     augment.resolve_params(project.augment)  # a bad saved value: one clear UserError before any work
     evaluation = augment.build_transform(preprocess, None, train=False)
@@ -96,6 +95,29 @@ def _discard(widget: QWidget) -> None:
     widget.hide()
     widget.setParent(None)
     widget.deleteLater()
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def augment_info(spec: Any) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Every preset's editable transforms (``preset_params``) and why ``spec`` is invalid, if it is.
+
+    Runs on a worker thread: ``core.augment`` imports torch and torchvision.
+    """
+    augment = import_core("augment")
+    schemas = {preset: augment.preset_params(preset) for preset in augment.PRESETS}
+    try:
+        augment.resolve_params(spec)
+        problem = None
+    except UserError as exc:
+        problem = str(exc)
+    return schemas, problem
 
 
 class _FieldControl:
@@ -138,7 +160,8 @@ class _FieldControl:
         if self.kind == "choice":
             self.widget.setCurrentIndex(max(0, self.widget.findData(value)))
         else:
-            self.widget.setValue(round((float(value) - self.spec["min"]) / self.step))
+            value = min(max(float(value), self.spec["min"]), self.spec["max"])
+            self.widget.setValue(round((value - self.spec["min"]) / self.step))
             self.value_label.setText(self.text(value))
 
     def text(self, value: Any = None) -> str:
@@ -234,6 +257,9 @@ class AugmentPage(QWidget):
         self._groups: dict[str, QGroupBox] = {}
         self._fields: dict[str, dict[str, _FieldControl]] = {}
         self._defaults: dict[str, dict[str, Any]] = {}  # the preset's values
+        self._schemas: dict[str, dict[str, Any]] | None = None  # from augment_info, per preset
+        self._info_task: TaskHandle | None = None
+        self._info_token = 0
         self._loading = False
         self._writing = False
         self._stale = True
@@ -353,15 +379,13 @@ class AugmentPage(QWidget):
 
     def _build_controls(self, preset: str) -> None:
         """(Re)create one group per transform from the core's description of ``preset``."""
-        from transfer_studio.core import augment
-
         while self.controls_layout.count():
             item = self.controls_layout.takeAt(0)
             if item.widget() is not None:
                 _discard(item.widget())
         self._groups.clear()
         self._fields.clear()
-        described = augment.preset_params(preset)
+        described = self._schemas[preset] if self._schemas else {}
         self._defaults = {name: {k: f["value"] for k, f in spec["fields"].items()}
                           for name, spec in described.items()}
         for name, spec in described.items():
@@ -402,6 +426,8 @@ class AugmentPage(QWidget):
             spec.params = {}
             self._write("augment")
             self._schedule_preview(immediate=True)
+        if self.banner.level() == "warning":
+            self.banner.clear()
         self._show_values()
 
     def set_images(self, paths: list[str] | None) -> None:
@@ -438,33 +464,70 @@ class AugmentPage(QWidget):
 
     def shutdown(self) -> None:
         self._timer.stop()
-        wait_for_tasks([self._task])
+        wait_for_tasks([self._task, self._info_task])
 
     # -- the project ---------------------------------------------------------------------------
     def _load_from_project(self) -> None:
+        """Show the project's choices; the transforms' description and a check of the saved values
+        come from a background task (the core imports torch)."""
         spec = self.state.project.augment
         preset = spec.preset if spec.preset in PRESET_TEXT else "light"
         self._loading = True
         try:
             self.preset_combo.setCurrentIndex(self.preset_combo.findData(preset))
-            self._build_controls(preset)
         finally:
             self._loading = False
         self.banner.clear()
-        self._show_values()
+        if self._info_task is not None:
+            self._info_task.cancel()
+        self._info_token += 1
+        token = self._info_token
+        self.preset_combo.setEnabled(self._schemas is not None)
+        self._info_task = run_task(
+            augment_info, copy.deepcopy(spec), name="augment-info", pass_control=False,
+            on_result=lambda r: self._on_info(token, r),
+            on_error=lambda m, tb: self._on_info_error(token, m))
+        if self._schemas is not None:
+            self._rebuild(preset)
         self._schedule_preview()
 
-    def _show_values(self) -> None:
-        """Controls show the preset's values with the project's overrides applied."""
-        from transfer_studio.core import augment
+    def _on_info(self, token: int, result: tuple[dict[str, Any], str | None]) -> None:
+        if token != self._info_token:
+            return
+        first = self._schemas is None
+        self._schemas, problem = result
+        self.preset_combo.setEnabled(True)
+        if first:
+            self._rebuild(self.preset_combo.currentData())
+        if problem:
+            spec = self.state.project.augment
+            self.banner.show_message(f"The project's augmentation settings are invalid ({problem}); the "
+                                     f"controls show the '{spec.preset}' preset's values where they do not "
+                                     "fit. Change them or press \"Reset to preset\".", "warning")
 
-        spec = self.state.project.augment
+    def _on_info_error(self, token: int, message: str) -> None:
+        if token == self._info_token:
+            self.banner.show_message(f"Could not load the augmentation settings: {message}", "error")
+
+    def _rebuild(self, preset: str) -> None:
+        self._loading = True
         try:
-            values = augment.resolve_params(spec)
-        except UserError as exc:
-            self.banner.show_message(f"The project's augmentation settings are invalid ({exc}); showing the "
-                                     f"'{spec.preset}' preset's values instead.", "warning")
-            values = copy.deepcopy(self._defaults)
+            self._build_controls(preset)
+        finally:
+            self._loading = False
+        self._show_values()
+
+    def _show_values(self) -> None:
+        """Controls show the preset's values with the project's overrides applied (values that do not
+        fit a control are left at the preset's; the background check names them)."""
+        spec = self.state.project.augment
+        values = copy.deepcopy(self._defaults)
+        overrides = spec.params if isinstance(spec.params, dict) else {}
+        for name, fields in overrides.items():
+            if name in values and isinstance(fields, dict):
+                for key, value in fields.items():
+                    if key in values[name] and _same_kind(value, values[name][key]):
+                        values[name][key] = value
         self._loading = True
         try:
             for name, group in self._groups.items():
@@ -473,7 +536,7 @@ class AugmentPage(QWidget):
                     control.set_value(values[name][key])
         finally:
             self._loading = False
-        n = sum(len(v) for v in spec.params.values()) if isinstance(spec.params, dict) else 0
+        n = sum(len(v) for v in overrides.values() if isinstance(v, dict))
         self.override_label.setText(f"{n} setting{'s' if n != 1 else ''} changed from the preset" if n else "")
         self.reset_button.setEnabled(n > 0)
 
@@ -484,12 +547,8 @@ class AugmentPage(QWidget):
         spec = self.state.project.augment
         spec.preset = preset
         spec.params = {}  # a new preset starts from its own values
-        self._loading = True
-        try:
-            self._build_controls(preset)
-        finally:
-            self._loading = False
-        self._show_values()
+        self._rebuild(preset)
+        self.banner.clear()
         self._write("augment")
         self._schedule_preview()
 

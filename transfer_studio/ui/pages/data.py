@@ -8,9 +8,13 @@ thumbnails load lazily on a thread pool (``ui.thumbnails``). What the user decid
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+import threading
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, Qt, QTimer, QUrl
@@ -80,8 +84,7 @@ def scan_folder(root: str, verify: bool, val: float, test: float, seed: int,
     OS errors while scanning (a folder deleted meanwhile, permission denied) become one-line
     UserErrors that say what to do.
     """
-    from transfer_studio.core import dataset
-
+    dataset = import_core("dataset")
     try:
         report = dataset.scan(root, verify=verify, progress=progress, cancel=cancel)
     except (UserError, Cancelled):
@@ -102,10 +105,25 @@ def scan_folder(root: str, verify: bool, val: float, test: float, seed: int,
     return report, split, per_class
 
 
+# Background tasks import torch (through the core) and pyqtgraph one thread at a time: two threads
+# importing torch for the first time at once can fail ("partially initialized module 'torch.utils'").
+_IMPORT_LOCK = threading.RLock()
+
+
+def import_core(name: str) -> ModuleType:
+    """``transfer_studio.core.<name>``, imported under the shared lock (call from worker threads)."""
+    with _IMPORT_LOCK:
+        return importlib.import_module(f"transfer_studio.core.{name}")
+
+
+def _preload_charts() -> None:
+    with _IMPORT_LOCK:  # pyqtgraph; no widget is created here
+        importlib.import_module("transfer_studio.ui.charts")
+
+
 def split_dataset(report: Any, val: float, test: float, seed: int) -> tuple[dict[str, list[str]], dict]:
     """``make_split`` plus the number of images of each class in each part."""
-    from transfer_studio.core import dataset
-
+    dataset = import_core("dataset")
     split = dataset.make_split(report, val=val, test=test, seed=seed)
     return split, split_class_counts(report, split)
 
@@ -170,6 +188,13 @@ class DataPage(QWidget):
         self._restoring = False  # the scan re-reads the opened project's folder: keep its saved split
         self._loading = False  # filling widgets from the project: don't write back
         self._chart: Any = None  # charts.BarChart, created with the first results (pyqtgraph is heavy)
+        # pyqtgraph takes a second or more to import: do it in the background now, so the first
+        # results never stall the GUI thread; the chart is created once that import has finished.
+        self._charts_ready = "transfer_studio.ui.charts" in sys.modules
+        self._chart_pending: tuple[Any, list[int]] | None = None
+        if not self._charts_ready:
+            self._preload = run_task(_preload_charts, name="preload-charts", pass_control=False,
+                                     on_finished=self._on_charts_ready)
         self._thumbs: Any = None  # thumbnails.ThumbnailModel, created when the gallery is first needed
         self.setAcceptDrops(True)
         self._build()
@@ -420,7 +445,7 @@ class DataPage(QWidget):
 
     def shutdown(self) -> None:
         self._split_timer.stop()
-        wait_for_tasks([self._scan_task, self._split_task])
+        wait_for_tasks([self._scan_task, self._split_task, getattr(self, "_preload", None)])
         if self._thumbs is not None:
             self._thumbs.loader.shutdown()
 
@@ -568,7 +593,18 @@ class DataPage(QWidget):
                 table.setItem(row, col, _NumItem("", 0))
         table.setSortingEnabled(True)
 
+    def _on_charts_ready(self) -> None:
+        self._charts_ready = True
+        if self._chart_pending is not None:
+            report, counts = self._chart_pending
+            self._chart_pending = None
+            self._fill_chart(report, counts)
+
     def _fill_chart(self, report: Any, counts: list[int]) -> None:
+        if not self._charts_ready:
+            self._chart_pending = (report, counts)
+            self.chart_legend.setText("Drawing the chart…")
+            return
         if self._chart is None:
             from transfer_studio.ui.charts import BarChart
 

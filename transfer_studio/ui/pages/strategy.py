@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.config import Project, SurgeryOp
-from transfer_studio.ui.pages.data import wait_for_tasks
+from transfer_studio.ui.pages.data import import_core, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count
 from transfer_studio.ui.worker import TaskHandle, run_task
@@ -60,20 +60,19 @@ _CIRCLED = {1: "①", 2: "②", 3: "③"}
 
 # -- background jobs ---------------------------------------------------------------------------------
 def run_suggest(report: Any, model_name: str, device: str, budget: float, probe: bool) -> Any:
-    from transfer_studio.core import strategy
-
+    strategy = import_core("strategy")
     return strategy.suggest(report, model_name, device=device, time_budget_hours=budget, probe=probe)
 
 
 def count_parameters(projects: list[Project]) -> list[tuple[int, int]]:
     """(trainable, total) parameters of each project's network, built on the meta device."""
-    from transfer_studio.core import network, surgery
-
+    network, surgery = import_core("network"), import_core("surgery")
     return [surgery.param_counts(network.build_network_meta(project)) for project in projects]
 
 
 def suggestion_from_dict(data: dict[str, Any]) -> Any:
-    from transfer_studio.core.strategy import Suggestion
+    """The core's Suggestion from its saved form (project.ui); unknown keys are ignored."""
+    Suggestion = import_core("strategy").Suggestion  # noqa: N806 - a class
 
     names = {f.name for f in dataclasses.fields(Suggestion)}
     return Suggestion(**{k: v for k, v in data.items() if k in names})
@@ -216,6 +215,8 @@ class StrategyPage(QWidget):
         self._count_task: TaskHandle | None = None
         self._suggest_token = 0
         self._count_token = 0
+        self._restore_task: TaskHandle | None = None
+        self._restore_token = 0
         self._stale = True  # the suggestion no longer matches the data / model / device / budget
         self._loading = False
         self._writing = False
@@ -469,12 +470,13 @@ class StrategyPage(QWidget):
         self._apply(s, f"Choose strategy: {s.name}", remember=False)
 
     def busy(self) -> bool:
-        return any(t is not None and t.is_running() for t in (self._suggest_task, self._count_task))
+        return any(t is not None and t.is_running()
+                   for t in (self._suggest_task, self._count_task, self._restore_task))
 
     def shutdown(self) -> None:
         self._suggest_timer.stop()
         self._count_timer.stop()
-        wait_for_tasks([self._suggest_task, self._count_task], 60000)
+        wait_for_tasks([self._suggest_task, self._count_task, self._restore_task], 60000)
 
     # -- applying ------------------------------------------------------------------------------
     def _apply(self, suggestion: Any, text: str, *, remember: bool) -> None:
@@ -739,14 +741,24 @@ class StrategyPage(QWidget):
         self.suggestion = None
         self._previous_trainable = None
         saved = project.ui.get(SUGGESTION_KEY)
+        self._restore_token += 1
         if isinstance(saved, dict) and saved.get("model") == project.model.name:
-            try:
-                self.suggestion = suggestion_from_dict(saved)
-            except (TypeError, ValueError, ImportError):
-                self.suggestion = None
+            # Rebuilt as the core's Suggestion in the background: core.strategy imports torch.
+            token = self._restore_token
+            self._restore_task = run_task(
+                suggestion_from_dict, dict(saved), name="restore-suggestion", pass_control=False,
+                on_result=lambda s: self._on_restored(token, s))
         self.banner.clear()
         self._stale = True
         self._on_scan_changed(self.state.scan)
+
+    def _on_restored(self, token: int, suggestion: Any) -> None:
+        if token != self._restore_token or self.suggestion is not None:
+            return  # another project was opened meanwhile, or the advisor answered first
+        self.suggestion = suggestion
+        if self.state.scan is not None:
+            self._show_card()
+            self._show_choice()
 
     def _on_scan_changed(self, report: Any) -> None:
         if report is None:
