@@ -73,6 +73,7 @@ def make_page(qtbot, project: Project) -> RunsPage:
     qtbot.addWidget(page)
     page.resize(1100, 720)
     page.show()
+    qtbot.waitUntil(page.charts_ready, timeout=60000)  # pyqtgraph loads on a worker thread the first time
     return page
 
 

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
+from transfer_studio.ui.pages.data import import_core
 from transfer_studio.ui.pages.runs import RunCombo, default_run, find_record, norm_path, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
@@ -57,8 +58,8 @@ SPLIT_TEXT = {"test": "the run's test split", "val": "the run's validation split
 
 # -- background work ---------------------------------------------------------------------------------
 def run_evaluation(source: str, data_dir: str | None, progress: Any = None, cancel: Any = None) -> Any:
-    """``core.metrics.evaluate`` with the GUI's wording for a run whose images are gone."""
-    from transfer_studio.core import export, metrics
+    """``core.metrics.evaluate`` with the GUI's wording for a run whose images are gone (worker thread)."""
+    export, metrics = import_core("export"), import_core("metrics")
 
     src = Path(source)
     if not data_dir:

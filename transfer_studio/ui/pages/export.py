@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
+from transfer_studio.ui.pages.data import import_core
 from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_bytes
@@ -54,14 +55,19 @@ FORMAT_LABELS = {
     "pt2": ("PyTorch program (model.pt2, torch.export)", "For PyTorch without the model's Python code"),
 }
 DEFAULT_FORMATS = ("safetensors", "onnx")
+# The files of a bundle (core.export.MODEL_JSON and FILES; repeated here because importing the core on
+# the GUI thread would load torch).
+BUNDLE_FILES = ("model.json", "model.safetensors", "model.onnx", "model.pt2")
 _open_url = QDesktopServices.openUrl  # indirection: tests replace it instead of opening a file manager
 
 
 # -- background work ---------------------------------------------------------------------------------
 def run_export(run_dir: str, out_dir: str, formats: list[str], progress: Any = None,
                cancel: Any = None) -> tuple[Any, str]:
-    """(ExportResult, "" or the verification failure) — a failed verification still shows its numbers."""
-    from transfer_studio.core import export
+    """(ExportResult, "" or the verification failure) — a failed verification still shows its numbers.
+
+    Runs on a worker thread (the core imports torch)."""
+    export = import_core("export")
 
     try:
         return export.export_run(run_dir, out_dir, formats, progress=progress, cancel=cancel), ""
@@ -426,8 +432,6 @@ class ExportPage(QWidget):
 
     def export(self) -> TaskHandle | None:
         """Export the chosen run; asks before replacing an existing bundle. None when nothing started."""
-        from transfer_studio.core import export as core_export
-
         run = self.source_combo.current_path()
         if not run or self.busy():
             return None
@@ -440,7 +444,7 @@ class ExportPage(QWidget):
         except UserError as exc:
             self.banner.show_message(str(exc), "error")
             return None
-        if core_export.bundle_exists(out):
+        if any((out / name).exists() for name in BUNDLE_FILES):
             B = QMessageBox.StandardButton
             answer = QMessageBox.question(
                 self, "Replace the export?",

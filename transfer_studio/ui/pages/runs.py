@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from PySide6.QtWidgets import (
 from transfer_studio.config import Project, RunRecord
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
+from transfer_studio.ui.worker import run_task
 
 # Distinct, mid-saturation colours for overlaid runs: readable on light and dark backgrounds.
 RUN_COLOURS = ("#1f77dc", "#e8780f", "#2ca05a", "#d6456b", "#9467bd", "#8c6d31", "#17a3b8", "#7f7f7f")
@@ -230,8 +232,6 @@ class RunsPage(QWidget):
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
-        import pyqtgraph as pg  # heavy: only once the page is built
-
         title = QLabel("Runs")
         title.setProperty("role", "heading")
         hint = QLabel("Every training run of this project. Select two or more to compare their curves; "
@@ -272,32 +272,18 @@ class RunsPage(QWidget):
         buttons.addWidget(self.evaluate_button)
         buttons.addWidget(self.delete_button)
 
-        pg.setConfigOptions(antialias=True)
-        self.acc_plot = pg.PlotWidget()
-        self.acc_plot.setObjectName("runs_accuracy_plot")
-        self.loss_plot = pg.PlotWidget()
-        self.loss_plot.setObjectName("runs_loss_plot")
-        for widget, title_text, y in ((self.acc_plot, "Validation accuracy", "accuracy (%)"),
-                                      (self.loss_plot, "Loss (solid: validation, dashed: training)", "loss")):
-            plot = widget.getPlotItem()
-            plot.setTitle(title_text)
-            plot.setLabel("bottom", "epoch")
-            plot.setLabel("left", y)
-            plot.showGrid(x=True, y=True, alpha=0.15)
-            plot.setMenuEnabled(False)
-            widget.setMinimumSize(240, 180)
+        # The charts need pyqtgraph, imported on a worker thread the first time (see _build_charts).
+        self.charts = QWidget()
+        self.charts.setObjectName("runs_charts")
+        self._charts_layout = QVBoxLayout(self.charts)
+        self._charts_layout.setContentsMargins(0, 0, 0, 0)
         self.legend = QLabel()
         self.legend.setObjectName("runs_legend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
-        charts = QWidget()
-        clay = QVBoxLayout(charts)
-        clay.setContentsMargins(0, 0, 0, 0)
-        clay.addWidget(self.legend)
-        row = QHBoxLayout()
-        row.addWidget(self.acc_plot)
-        row.addWidget(self.loss_plot)
-        clay.addLayout(row, 1)
+        self._charts_layout.addWidget(self.legend)
+        self.acc_plot: Any = None
+        self.loss_plot: Any = None
 
         table_box = QWidget()
         tlay = QVBoxLayout(table_box)
@@ -307,7 +293,7 @@ class RunsPage(QWidget):
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.setObjectName("runs_splitter")
         self.splitter.addWidget(table_box)
-        self.splitter.addWidget(charts)
+        self.splitter.addWidget(self.charts)
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setChildrenCollapsible(False)
@@ -325,9 +311,47 @@ class RunsPage(QWidget):
         lay.addWidget(self.banner)
         lay.addWidget(self.empty, 1)
         lay.addWidget(self.splitter, 1)
+        self._preload: Any = None
+        if "pyqtgraph" in sys.modules:
+            self._build_charts()
+        else:
+            from transfer_studio.ui.pages.data import _preload_charts  # pyqtgraph, under the import lock
+
+            self._preload = run_task(_preload_charts, name="preload-charts", pass_control=False,
+                                     on_finished=self._build_charts)
+
+    def _build_charts(self) -> None:
+        import pyqtgraph as pg  # loaded already (here or by the preload task): no import on this thread
+
+        if self.acc_plot is not None:
+            return
+        pg.setConfigOptions(antialias=True)
+        self.acc_plot = pg.PlotWidget()
+        self.acc_plot.setObjectName("runs_accuracy_plot")
+        self.loss_plot = pg.PlotWidget()
+        self.loss_plot.setObjectName("runs_loss_plot")
+        for widget, title_text, y in ((self.acc_plot, "Validation accuracy", "accuracy (%)"),
+                                      (self.loss_plot, "Loss (solid: validation, dashed: training)", "loss")):
+            plot = widget.getPlotItem()
+            plot.setTitle(title_text)
+            plot.setLabel("bottom", "epoch")
+            plot.setLabel("left", y)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot.setMenuEnabled(False)
+            widget.setMinimumSize(240, 180)
+        row = QHBoxLayout()
+        row.addWidget(self.acc_plot)
+        row.addWidget(self.loss_plot)
+        self._charts_layout.addLayout(row, 1)
         self._apply_palette()
+        self._plot(self.selected_runs())
+
+    def charts_ready(self) -> bool:
+        return self.acc_plot is not None
 
     def _apply_palette(self) -> None:
+        if self.acc_plot is None:
+            return
         import pyqtgraph as pg
 
         pal = self.palette()
@@ -343,7 +367,7 @@ class RunsPage(QWidget):
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
         from PySide6.QtCore import QEvent
 
-        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "acc_plot"):
+        if event.type() == QEvent.Type.PaletteChange and getattr(self, "acc_plot", None) is not None:
             self._apply_palette()
         super().changeEvent(event)
 
@@ -438,6 +462,8 @@ class RunsPage(QWidget):
         return cached[1]
 
     def _plot(self, runs: list[str]) -> None:
+        if self.acc_plot is None:
+            return  # drawn once the charts exist
         import pyqtgraph as pg
 
         for widget in (self.acc_plot, self.loss_plot):
@@ -484,6 +510,9 @@ class RunsPage(QWidget):
                 x, y = item.getData()
                 out[run_dir] = ([float(v) for v in x], [float(v) for v in y])
         return out
+
+    def shutdown(self) -> None:
+        wait_for_tasks([self._preload])
 
     # -- actions ---------------------------------------------------------------------------------
     def open_evaluation(self, run_dir: str | None = None) -> bool:

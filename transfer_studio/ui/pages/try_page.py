@@ -40,11 +40,16 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
+from transfer_studio.ui.pages.data import import_core
 from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.worker import TaskHandle, run_task
 
+# What the Try page accepts (core.imageio.IMAGE_EXTENSIONS; repeated here: importing the core on the
+# GUI thread would load torch).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif",
+                              ".tiff", ".ppm", ".pgm", ".pbm"})
 MAX_TOP_K = 10
 MAX_IMAGES = 500  # per drop: a folder of 20,000 photos is not what this page is for
 SAVED_IMAGES = 100  # image paths remembered in the project
@@ -86,41 +91,49 @@ class ModelCache:
 
 
 def describe_source(source: str) -> ModelInfo:
-    """Kind, cache key and base model of a run or bundle folder (reads its small JSON files only)."""
-    from transfer_studio.core import export
+    """Kind, cache key and base model of a run or bundle folder.
+
+    Reads only the folder's small JSON files, without the core (torch): it runs on the GUI thread.
+    """
+    import json
+
+    from transfer_studio.config import Project
 
     path = Path(source)
-    kind = export.source_kind(path)
-    weights = path / ("best.safetensors" if kind == "run" else "model.safetensors")
+    if not path.is_dir():
+        raise UserError(f"{path} is not a folder: choose a training run folder or an exported bundle folder")
+    if (path / "model.json").is_file():
+        kind, weights = "bundle", path / "model.safetensors"
+        try:
+            meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
+            base, base_weights = str(meta["architecture"]["model"]), "DEFAULT"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path / 'model.json'} is damaged ({exc}); export the run again") from exc
+    elif (path / "project.json").is_file():
+        kind, weights = "run", path / "best.safetensors"
+        project = Project.load(path / "project.json")
+        base, base_weights = project.model.name, project.model.weights
+    else:
+        raise UserError(f"{path} is neither a training run (no project.json) nor an exported bundle "
+                        "(no model.json)")
     try:
         stamp = weights.stat().st_mtime
     except OSError:
         stamp = 0.0
-    if kind == "run":
-        project = export.load_run_project(path)
-        base, base_weights = project.model.name, project.model.weights
-    else:
-        meta = export.read_bundle_meta(path)
-        base, base_weights = meta["architecture"]["model"], "DEFAULT"
     return ModelInfo(str(path), kind, (kind, norm_path(path), stamp), base, base_weights or "DEFAULT")
 
 
 def load_trained(info: ModelInfo) -> Any:
-    from transfer_studio.core import export
-    from transfer_studio.core.predict import Predictor
-
+    """The trained model as a Predictor (worker thread: the core imports torch)."""
+    Predictor = import_core("predict").Predictor
     if info.kind == "bundle":
         return Predictor.from_bundle(info.source)
-    from transfer_studio.core.network import project_preprocess
-
-    model, project = export.load_run(info.source)
-    return Predictor(model, project_preprocess(project), project.data.classes)
+    model, project = import_core("export").load_run(info.source)
+    return Predictor(model, import_core("network").project_preprocess(project), project.data.classes)
 
 
 def load_pretrained(info: ModelInfo) -> Any:
-    from transfer_studio.core.predict import Predictor
-
-    return Predictor.from_catalog(info.base_model, info.base_weights)
+    return import_core("predict").Predictor.from_catalog(info.base_model, info.base_weights)
 
 
 @dataclass
@@ -147,7 +160,7 @@ def predict_task(cache: ModelCache, info: ModelInfo, paths: list[str], want_trai
                  want_pretrained: bool, progress: Any = None, cancel: Any = None) -> Predictions:
     """Both models' top classes for ``paths`` (each model only if asked); a model that cannot load
     is reported in the result, not raised, so the other column still fills."""
-    from transfer_studio.core.imageio import load_rgb
+    load_rgb = import_core("imageio").load_rgb
 
     out = Predictions(trained_key=info.key, pretrained_key=("catalog", info.base_model, info.base_weights))
     models: list[tuple[str, Any]] = []
@@ -202,8 +215,7 @@ class HeatMap:
 
 def heatmap_task(cache: ModelCache, info: ModelInfo, path: str, progress: Any = None,
                  cancel: Any = None) -> HeatMap:
-    from transfer_studio.core import gradcam
-    from transfer_studio.core.imageio import load_rgb
+    gradcam, load_rgb = import_core("gradcam"), import_core("imageio").load_rgb
 
     with cache.lock:
         predictor = cache.get(info.key, lambda: load_trained(info))
@@ -216,7 +228,6 @@ def heatmap_task(cache: ModelCache, info: ModelInfo, path: str, progress: Any = 
 
 def expand_paths(items: Iterable[str], limit: int = MAX_IMAGES) -> tuple[list[str], int]:
     """Image files from files and folders (folders recursively, sorted); (paths, number left out)."""
-    from transfer_studio.core.imageio import IMAGE_EXTENSIONS
 
     out: list[str] = []
     skipped = 0
