@@ -123,6 +123,10 @@ def test_evaluate_other_folder_checks_class_names(six_class_run, tmp_path):
     assert report.split == "all" and report.num_images == 7 and not report.optimistic
     assert "4 of the model's 6 classes" in report.note
     assert [report.per_class[c].support for c in ("bee", "fox", "ant")] == [3, 4, 0]
+    # The run's own data folder as DATA_DIR: training images included, and said so.
+    own = evaluate(six_class_run, Project.load(six_class_run / "project.json").data.root)
+    assert own.split == "all" and own.optimistic and "trained on" in own.note
+    assert own.num_images == sum(SIX.values())
     wrong = make_class_folder(tmp_path / "wrong", {"bee": 2, "zebra": 2})
     with pytest.raises(UserError, match="does not know: zebra"):
         evaluate(six_class_run, wrong)

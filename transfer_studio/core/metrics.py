@@ -28,6 +28,8 @@ Cancel = Callable[[], bool]
 DEFAULT_WORST = 10
 OPTIMISTIC_NOTE = ("the validation split also chose the best epoch, so these figures are optimistic; "
                    "a test split (or a separate folder) gives an unbiased estimate")
+TRAINED_ON_NOTE = ("this is the folder the model was trained on, so these images include its training "
+                  "images and the figures are optimistic")
 
 
 @dataclass
@@ -342,6 +344,7 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
         raise UserError(f"unknown split {split!r}: choose val or test")
     src = Path(source)
     kind = export.source_kind(src)
+    meta: dict[str, Any] = {}
     if kind == "bundle":
         model, meta = export.load_bundle(src)
         classes = list(meta["classes"])
@@ -365,6 +368,11 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
         selection = _run_selection(project, split)
     else:
         selection = _folder_selection(data_dir, classes, split)
+        trained_on = project.data.root if project is not None else (meta.get("source") or {}).get("data_root")
+        if (trained_on and selection.split in ("all", "train")
+                and Path(trained_on).resolve() == Path(selection.root).resolve()):
+            selection.optimistic = True
+            selection.note = "; ".join(filter(None, [TRAINED_ON_NOTE, selection.note]))
     if not selection.relpaths:
         raise UserError(f"no readable images to evaluate in the {selection.split} split of {selection.root}")
 
