@@ -183,6 +183,9 @@ def test_evaluate_bundle_uses_its_source_run(six_class_run, tmp_path):
 def test_evaluate_cancel_and_bad_sources(six_class_run, tmp_path):
     with pytest.raises(Cancelled):
         evaluate(six_class_run, cancel=lambda: True, batch_size=2)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="not available"):
+            evaluate(six_class_run, device="cuda")
     with pytest.raises(UserError, match="neither a training run"):
         evaluate(tmp_path)
     with pytest.raises(UserError, match="not found"):

@@ -277,7 +277,12 @@ def _collate(items: list[tuple[torch.Tensor | None, int, str]]) -> tuple[torch.T
 def pick_device(name: str = "auto") -> torch.device:
     """auto = CUDA, then Apple MPS, then CPU (inference only; the trainer has its own choice)."""
     if name != "auto":
-        return torch.device(name)
+        dev = torch.device(name)
+        mps = getattr(torch.backends, "mps", None)
+        if (dev.type == "cuda" and not torch.cuda.is_available()) or (
+                dev.type == "mps" and not (mps is not None and mps.is_available())):
+            raise UserError(f"device '{name}' was requested but is not available here: use cpu (or auto)")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
