@@ -69,12 +69,23 @@ class StallProbe:
 
 
 def wait_until(app, predicate, timeout: float) -> bool:
+    """Run the Qt event loop (as the app does) until predicate() holds or timeout seconds pass."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        app.processEvents()
-        if predicate():
-            return True
-        time.sleep(0.001)
+
+    def check() -> None:
+        if predicate() or time.monotonic() >= end:
+            loop.quit()
+
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(check)
+    timer.start()
+    if not predicate():
+        loop.exec()
+    timer.stop()
     return predicate()
 
 
@@ -96,6 +107,7 @@ def gui_run(app, project, path: Path, *, seconds: float | None, probe: StallProb
     c.phaseChanged.connect(lambda e: events.append((time.perf_counter(), f"phase {e.phase}")))
     if probe:
         probe.start()
+    cpu0 = time.thread_time()  # CPU time of the GUI thread itself
     t0 = time.perf_counter()
     events.append((t0, "start clicked"))
     page.start_button.click()
@@ -106,6 +118,7 @@ def gui_run(app, project, path: Path, *, seconds: float | None, probe: StallProb
     wait_until(app, lambda: not page.busy(), 3600)
     if probe:
         probe.stop()
+    gui_cpu = (time.thread_time() - cpu0, time.perf_counter() - t0)
     redraws = page.charts.redraws
     run_dir = Path(state.project.runs[-1].run_dir)
     status = state.project.runs[-1].status
@@ -113,7 +126,7 @@ def gui_run(app, project, path: Path, *, seconds: float | None, probe: StallProb
     page.close()
     page.deleteLater()
     app.processEvents()
-    return run_dir, events, t0, redraws, status
+    return run_dir, events, t0, redraws, status, gui_cpu
 
 
 def cli_run(project, tmp: Path, name: str) -> Path:
@@ -196,8 +209,8 @@ def main() -> int:
     # 1. stall probe during a long run with live charts
     project.train.epochs = 1000  # stopped after --seconds
     probe = StallProbe()
-    run_dir, events, t0, redraws, _ = gui_run(app, project, tmp / "stall.tsproj", seconds=args.seconds,
-                                              probe=probe)
+    run_dir, events, t0, redraws, _, gui_cpu = gui_run(app, project, tmp / "stall.tsproj",
+                                                       seconds=args.seconds, probe=probe)
     stalls, at = probe.stalls_ms()
     elapsed = probe.ticks[-1] - probe.ticks[0]
     fit_t = next((t for t, what in events if what == "fit started"), t0)
@@ -217,11 +230,14 @@ def main() -> int:
     # 2. throughput: CLI vs GUI worker, interleaved
     project.train.epochs = args.epochs
     cli_s, gui_s = [], []
+    loads = []
     for i in range(args.pairs):
         cli_s.append(epoch_seconds(cli_run(project, tmp, f"cli{i}")))
         gui_dir, *_ = gui_run(app, project, tmp / f"gui{i}.tsproj", seconds=None, probe=None)
         gui_s.append(epoch_seconds(gui_dir))
-        print(f"pair {i + 1}: CLI epoch {cli_s[-1]:.2f} s, GUI epoch {gui_s[-1]:.2f} s", flush=True)
+        loads.append(os.getloadavg()[0])
+        print(f"pair {i + 1}: CLI epoch {cli_s[-1]:.2f} s, GUI epoch {gui_s[-1]:.2f} s, load {loads[-1]:.1f}",
+              flush=True)
     cli_med, gui_med = statistics.median(cli_s), statistics.median(gui_s)
     ratio = cli_med / gui_med  # GUI throughput relative to the CLI's
 
@@ -238,7 +254,8 @@ def main() -> int:
         "",
         f"Stall probe: a {PROBE_MS} ms QTimer on the GUI thread during {elapsed:.0f} s of training with the "
         f"Train page's live charts ({epochs_done} epochs, {redraws} chart redraws); a tick's stall is how "
-        "much later than 10 ms it fired.",
+        f"much later than 10 ms it fired. The GUI thread itself used {gui_cpu[0]:.1f} s of CPU in "
+        f"{gui_cpu[1]:.0f} s ({100 * gui_cpu[0] / gui_cpu[1]:.0f}% of one core).",
         "",
         "| window | ticks | p50 ms | p99 ms | p99.9 ms | max ms | > 50 ms | > 100 ms |",
         "|---|---|---|---|---|---|---|---|",
@@ -253,7 +270,7 @@ def main() -> int:
         f"median epoch time of epochs 2-{args.epochs}, {args.pairs} interleaved pairs: CLI "
         f"{', '.join(f'{s:.2f}' for s in cli_s)} s; GUI {', '.join(f'{s:.2f}' for s in gui_s)} s. "
         f"Medians {cli_med:.2f} s vs {gui_med:.2f} s: the GUI worker trains at **{ratio:.2f}x** the CLI's "
-        "throughput (target >= 0.90).",
+        f"throughput (target >= 0.90). Load average after each pair: {', '.join(f'{x:.1f}' for x in loads)}.",
     ]
     text = "\n".join(lines)
     print(text)
