@@ -14,7 +14,8 @@ images once.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,81 @@ class FeatureCache:
     def nbytes(self) -> int:
         return self.train.nelement() * self.train.element_size() + (
             self.val.nelement() * self.val.element_size() if self.val is not None else 0)
+
+    def to(self, device: torch.device) -> None:
+        self.train, self.train_labels = self.train.to(device), self.train_labels.to(device)
+        if self.val is not None:
+            self.val, self.val_labels = self.val.to(device), self.val_labels.to(device)
+
+    def epoch_batches(self, generator: torch.Generator, batch_size: int,
+                      weights: Sequence[float] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of (features, labels) batches: every image once in shuffled order (or drawn in
+        proportion to ``weights``), each in one of its cached augmented versions, chosen at random.
+        No single-sample last batch, like the image sampler."""
+        n = len(self.train_labels)
+        if weights is not None:
+            order = torch.multinomial(torch.as_tensor(weights, dtype=torch.double), n, replacement=True,
+                                      generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
+        which = torch.randint(self.passes, (n,), generator=generator)
+        order, which = order.to(self.train.device), which.to(self.train.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if idx.numel() == 1 and n > 1:
+                return
+            yield self.train[which[idx], idx], self.train_labels[idx]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, len(self.val), batch_size):
+            yield self.val[i:i + batch_size], self.val_labels[i:i + batch_size]
+
+
+@dataclass
+class CachePlan:
+    head_name: str
+    head: nn.Module
+    passes: int  # passes over the training images to cache
+    augmented: bool  # passes use the training (augmenting) transform
+
+
+def cache_limit_bytes() -> int:
+    """Half the free RAM (at most 16 GiB): a cache that would not fit trains uncached instead."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        free = 8 << 30
+    return int(min(16 << 30, free // 2))
+
+
+def plan_cache(model: nn.Module, example: torch.Tensor, *, cache_passes: int, augment_preset: str,
+               n_train: int, n_val: int, autocast: Callable[[], contextlib.AbstractContextManager],
+               ) -> tuple[CachePlan | None, str]:
+    """Whether (and how) the head strategy can train on cached features, with a note for the user."""
+    name = find_cacheable_head(model, example)
+    if name is None:
+        return None, ("backbone features are not cached: the trainable layers are not a final head of the "
+                      "network (every epoch runs the whole network)")
+    head = dict(model.named_modules())[name]
+    feats, _ = extract(model, head, [(example, torch.zeros(len(example), dtype=torch.long))],
+                       device=example.device, autocast=autocast)
+    augment_off = augment_preset == "none"
+    passes = 1 if cache_passes == 0 or augment_off else int(cache_passes)
+    need = feats[0].numel() * 4 * (passes * n_train + n_val)
+    limit = cache_limit_bytes()
+    if need > limit:
+        return None, (f"backbone features are not cached: they would take {need / 2**30:.1f} GiB "
+                      f"(limit {limit / 2**30:.1f} GiB); every epoch runs the whole network")
+    if cache_passes == 0:
+        note = ("train.cache_passes = 0: features are cached WITHOUT augmentation, so the head sees the same "
+                "un-augmented images every epoch")
+    elif augment_off:
+        note = "augmentation is off (preset none): features are cached once"
+    else:
+        note = (f"head-only training on cached backbone features: {passes} augmented pass(es) of each "
+                "training image; epochs after the first skip the backbone")
+    # With augmentation off the training transform is deterministic, so one pass of it is exact.
+    return CachePlan(name, head, passes, augmented=cache_passes > 0), note
 
 
 def extract(model: nn.Module, head: nn.Module, batches, *, device: torch.device,

@@ -12,7 +12,6 @@ import errno
 import gc
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -86,15 +85,6 @@ def _one_cpu_thread(device: torch.device):
         torch.set_num_threads(before)
 
 
-def _cache_limit_bytes() -> int:
-    """Half the free RAM (at most 16 GiB): a cache that would not fit trains uncached instead."""
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        free = 8 << 30
-    return int(min(16 << 30, free // 2))
-
-
 class Trainer:
     def __init__(self, setup: RunSetup, dispatch: Dispatcher, control: Control):
         self.s = setup
@@ -143,11 +133,8 @@ class Trainer:
         self._model_bytes = sum(v.numel() * v.element_size() for v in self.model.state_dict().values())
         self._summary_at = 0.0
         # feature cache (head strategy)
+        self.cache_plan: tfeatures.CachePlan | None = None
         self.cache: tfeatures.FeatureCache | None = None
-        self.cache_head: nn.Module | None = None
-        self.cache_head_name: str | None = None
-        self.cache_passes = 0
-        self.cache_augmented = True
 
         split = setup.split
         self.n_train = len(split.labels["train"])
@@ -402,7 +389,7 @@ class Trainer:
             history=[dict(h) for h in self.history], device=describe(self.device),
             batch_size=self.batch_size, classes=list(self.classes),
             duration_s=round(self.previous_duration + self._elapsed(), 3),
-            stopped_early=self.stopped_early, cached_features=self.cache_head_name is not None,
+            stopped_early=self.stopped_early, cached_features=self.cache_plan is not None,
             message=self.message, suggestion=self.suggestion,
             notes=list(self.notes) + list(self.emit.failures),
         )
@@ -494,7 +481,7 @@ class Trainer:
             start_epoch=self.epoch + 1, steps_per_epoch=len(self.train_sampler),
             batch_size=self.batch_size, num_train=self.n_train, num_val=self.n_val,
             classes=list(self.classes), trainable_params=int(trainable), total_params=int(total),
-            cached_features=self.cache_head_name is not None, resumed=self.epoch > 0,
+            cached_features=self.cache_plan is not None, resumed=self.epoch > 0,
             notes=list(self.notes)))
 
     def _epochs(self) -> None:
@@ -515,7 +502,7 @@ class Trainer:
             self._announce_phase(e)
             oom = None
             try:
-                if self.cache_head_name is not None and self.cache is None:
+                if self.cache_plan is not None and self.cache is None:
                     self._build_cache(e)
                 self._paused_s = 0.0
                 t0 = time.perf_counter()
@@ -703,98 +690,52 @@ class Trainer:
     def _plan_cache(self) -> None:
         example = torch.zeros((2, *self.s.input_shape[1:]), device=self.device)
         example = example.contiguous(memory_format=self.memory_format)
-        name = tfeatures.find_cacheable_head(self.model, example)
-        if name is None:
-            self.notes.append("backbone features are not cached: the trainable layers are not a final "
-                              "head of the network (every epoch runs the whole network)")
-            return
-        head = dict(self.model.named_modules())[name]
-        feats, _ = tfeatures.extract(self.model, head, [(example, torch.zeros(2, dtype=torch.long))],
-                                     device=self.device, autocast=self._autocast)
-        augment_off = self.s.project.augment.preset == "none"
-        passes = 1 if self.t.cache_passes == 0 or augment_off else int(self.t.cache_passes)
-        need = feats[0].numel() * 4 * (passes * self.n_train + self.n_val)
-        limit = _cache_limit_bytes()
-        if need > limit:
-            self.notes.append(f"backbone features are not cached: they would take {need / 2**30:.1f} GiB "
-                              f"(limit {limit / 2**30:.1f} GiB); every epoch runs the whole network")
-            return
-        self.cache_head_name, self.cache_head, self.cache_passes = name, head, passes
-        self.cache_augmented = self.t.cache_passes > 0 and not augment_off
-        if self.t.cache_passes == 0:
-            self.notes.append("train.cache_passes = 0: features are cached WITHOUT augmentation, so the head "
-                              "sees the same un-augmented images every epoch")
-        elif augment_off:
-            self.notes.append("augmentation is off (preset none): features are cached once")
-        else:
-            self.notes.append(f"head-only training on cached backbone features: {passes} augmented "
-                              f"pass(es) of each training image; epochs after the first skip the backbone")
+        plan, note = tfeatures.plan_cache(
+            self.model, example, cache_passes=self.t.cache_passes, augment_preset=self.s.project.augment.preset,
+            n_train=self.n_train, n_val=self.n_val, autocast=self._autocast)
+        self.notes.append(note)
+        self.cache_plan = plan
 
     def _build_cache(self, e: int) -> None:
+        plan = self.cache_plan
         t0 = time.perf_counter()
-        self.model.eval()
-        split = self.s.split
         check = lambda: self._check_control(e, 0)  # noqa: E731
         kw = dict(device=self.device, autocast=self._autocast, memory_format=self.memory_format, check=check)
-        tf = self.s.train_transform if self.cache_augmented or self.s.project.augment.preset == "none" \
-            else self.s.eval_transform
-        ds = tdata.image_dataset(split, "train", tf)
+        ds = tdata.image_dataset(self.s.split, "train",
+                                 self.s.train_transform if plan.augmented else self.s.eval_transform)
         passes, labels = [], None
-        for k in range(self.cache_passes):
+        for k in range(plan.passes):
             sampler = tdata.EpochBatchSampler(self.n_train, self.batch_size, self.seed, shuffle=False,
                                               purpose=tdata.CACHE, pass_index=k)
-            f, labels = tfeatures.extract(self.model, self.cache_head,
-                                          tdata.make_loader(ds, sampler, self.s.loader), **kw)
+            f, labels = tfeatures.extract(self.model, plan.head, tdata.make_loader(ds, sampler, self.s.loader), **kw)
             passes.append(f)
-        train = torch.stack(passes)
         val = val_labels = None
         if self.val_loader is not None:
-            val, val_labels = tfeatures.extract(self.model, self.cache_head, self.val_loader, **kw)
-        cache = tfeatures.FeatureCache(self.cache_head_name, train, labels, val, val_labels,
-                                       self.cache_passes, self.cache_augmented, 0.0)
+            val, val_labels = tfeatures.extract(self.model, plan.head, self.val_loader, **kw)
+        cache = tfeatures.FeatureCache(plan.head_name, torch.stack(passes), labels, val, val_labels,
+                                       plan.passes, plan.augmented, 0.0)
         if self.device.type != "cpu" and cache.nbytes <= CACHE_ON_GPU_BYTES:
-            cache.train, cache.train_labels = cache.train.to(self.device), cache.train_labels.to(self.device)
-            if cache.val is not None:
-                cache.val, cache.val_labels = cache.val.to(self.device), cache.val_labels.to(self.device)
+            cache.to(self.device)
         cache.seconds = time.perf_counter() - t0
         self.cache = cache
-        text = (f"cached backbone features of {self.n_train} training image(s) x {self.cache_passes} pass(es)"
+        text = (f"cached backbone features of {self.n_train} training image(s) x {plan.passes} pass(es)"
                 f" and {self.n_val} validation image(s) in {cache.seconds:.1f}s ({cache.nbytes / 2**20:.1f} MiB)")
         self.notes.append(text)
         self.emit(ev.Notice(text))
 
-    def _cached_batches(self, e: int):
-        cache = self.cache
-        g = torch.Generator().manual_seed(tdata.derive_seed(self.seed, e - 1, tdata.ORDER))
-        n = self.n_train
-        if self.sample_weights is not None:
-            order = torch.multinomial(torch.as_tensor(self.sample_weights, dtype=torch.double), n,
-                                      replacement=True, generator=g)
-        else:
-            order = torch.randperm(n, generator=g)
-        which = torch.randint(cache.passes, (n,), generator=g)
-        dev = cache.train.device
-        order, which = order.to(dev), which.to(dev)
-        bs = self.batch_size
-        for start in range(0, n, bs):
-            idx = order[start:start + bs]
-            if idx.numel() == 1 and n > 1:
-                return  # same rule as the image sampler: no single-sample batch
-            yield cache.train[which[idx], idx], cache.train_labels[idx]
-
     def _train_cached(self, e: int) -> tuple[float, float]:
-        self.cache_head.train()
+        head = self.cache_plan.head
+        head.train()
         tdata.seed_everything(tdata.derive_seed(self.seed, e - 1, tdata.GLOBAL))
+        g = torch.Generator().manual_seed(tdata.derive_seed(self.seed, e - 1, tdata.ORDER))
+        batches = self.cache.epoch_batches(g, self.batch_size, self.sample_weights)
         with _one_cpu_thread(self.device):
-            return self._step_batches(e, self._cached_batches(e), len(self.train_sampler), self.cache_head,
-                                      images=False)
+            return self._step_batches(e, batches, len(self.train_sampler), head, images=False)
 
     def _validate_cached(self, e: int) -> tuple[float, float] | None:
-        cache = self.cache
-        if cache.val is None:
+        if self.cache.val is None:
             return None
-        self.cache_head.eval()
-        bs = self.batch_size
-        batches = ((cache.val[i:i + bs], cache.val_labels[i:i + bs]) for i in range(0, len(cache.val), bs))
+        head = self.cache_plan.head
+        head.eval()
         with _one_cpu_thread(self.device):
-            return self._eval_batches(e, batches, self.cache_head, images=False)
+            return self._eval_batches(e, self.cache.val_batches(self.batch_size), head, images=False)
