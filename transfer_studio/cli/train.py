@@ -164,6 +164,9 @@ def _build(args: argparse.Namespace):
             project.data.classes = []
         if not project.data.root:
             raise UserError(f"the project {project_file} has no data folder: pass DATA_DIR")
+        root = Path(project.data.root).expanduser()
+        if not root.is_absolute() and not root.exists() and (project_file.parent / root).exists():
+            project.data.root = str(project_file.parent / root)  # relative to the project file
         _apply_flags(project, args)
         out = Path(args.out) if args.out else None
         if out is None:
