@@ -174,8 +174,22 @@ def test_qt_binding_keeps_references_to_none_and_true():
 
 
 # -- the real engine on a thread (the page's tests cover start, pause, stop and resume) --------------
-def test_shutdown_while_paused_ends_the_thread_with_the_gui_blocked(qtbot, tmp_path):
-    """Closing the window: stop + wait from the GUI thread must not need the event loop."""
+def test_shutdown_while_paused_ends_the_thread_with_the_gui_blocked(qtbot, tmp_path, monkeypatch):
+    """Closing the window: stop + wait from the GUI thread must not need the event loop. And the run's
+    network is garbage afterwards (the worker's garbage-collector tuning must not keep it alive)."""
+    import gc
+    import weakref
+
+    from transfer_studio.training import loop
+
+    models = []
+    real_init = loop.Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        models.append(weakref.ref(self.model))
+
+    monkeypatch.setattr(loop.Trainer, "__init__", init)
     controller = TrainController()
     outcomes = []
     controller.outcome.connect(outcomes.append)
@@ -186,6 +200,8 @@ def test_shutdown_while_paused_ends_the_thread_with_the_gui_blocked(qtbot, tmp_p
     assert controller.shutdown(30000)
     qtbot.waitUntil(lambda: not controller.is_running(), timeout=5000)
     assert outcomes and outcomes[-1].status == "stopped"
+    gc.collect()
+    assert len(models) == 1 and models[0]() is None
 
 
 def test_engine_failure_is_explained(qtbot, tmp_path, controller, monkeypatch):

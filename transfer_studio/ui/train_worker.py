@@ -73,15 +73,24 @@ class RunOutcome:
 
 
 # -- start-up without GUI stalls ----------------------------------------------------------------
+# What a run's setup imports: torchvision alone pulls in torch._dynamo, sympy, ... (about a
+# thousand modules). The Train page imports them in the background when it opens.
+TRAINING_MODULES = ("transfer_studio.training.fit", "transfer_studio.training.loop",
+                    "transfer_studio.core.network", "transfer_studio.core.augment",
+                    "transfer_studio.core.strategy")
+
+
 def import_quietly(name: str) -> Any:
     """Import a heavy module from a background thread without stalling the GUI thread.
 
     Importing torch/torchvision allocates hundreds of thousands of objects, which triggers full
     (generation 2) garbage collections; each walks the whole heap while holding the GIL, and the
     Train page's stall probe saw them freeze the GUI for 0.7-1.2 s on this 2-core machine. So the
-    collector is paused during the import, and afterwards everything alive (module-level objects
-    that live as long as the process) is moved to the permanent generation with gc.freeze(), so
-    later collections only walk objects created since.
+    collector is paused during the import, and afterwards everything alive is moved to the
+    permanent generation with gc.freeze(): later collections walk only newer objects.
+
+    Only modules are frozen this way, never a run's objects: a frozen network in a reference
+    cycle would never be collected (measured: every run leaked its model and optimizer).
     """
     import importlib
     import sys
@@ -220,7 +229,6 @@ class TrainWorker(QObject):
         self._gpu_memory: tuple[int, int] | None = None
         self._device = ""
         self._error_event: Any = None
-        self._gc_paused = False
 
     # The engine calls this in the worker thread for every event.
     def on_event(self, event: Any) -> None:
@@ -230,7 +238,6 @@ class TrainWorker(QObject):
             return
         self._flush_batches()  # keep order: batches of an epoch arrive before its EpochEnd
         if kind == "FitStart":
-            self._resume_gc()
             self._device = str(getattr(event, "device", "") or "")
             self.fitStarted.emit(event)
         elif kind == "EpochEnd":
@@ -250,17 +257,6 @@ class TrainWorker(QObject):
             self.log.emit(str(event.message))
         elif kind != "FitEnd":
             self.log.emit(f"{kind}: {event}")
-
-    def _pause_gc(self) -> None:
-        self._gc_paused = gc.isenabled()
-        gc.disable()
-
-    def _resume_gc(self) -> None:
-        """Collector back on, with everything set up so far frozen (see ``import_quietly``)."""
-        if self._gc_paused:
-            self._gc_paused = False
-            gc.freeze()
-            gc.enable()
 
     def _on_batch(self, event: Any) -> None:
         epoch, step = int(event.epoch), int(event.step)
@@ -301,11 +297,10 @@ class TrainWorker(QObject):
     def work(self) -> None:
         started = time.monotonic()
         outcome: RunOutcome
-        # Setup (imports of torchvision and the engine, building the network, scanning the data)
-        # allocates hundreds of thousands of objects: with the collector running, full collections
-        # walking the whole heap froze the GUI for up to a second. Collect again from FitStart on.
-        self._pause_gc()
         try:
+            # Usually already imported by the page's warm-up; if not, import without GUI stalls.
+            for name in TRAINING_MODULES:
+                import_quietly(name)
             from transfer_studio.training.fit import fit
 
             result = fit(self._project, callbacks=(self.on_event, *self._extra),
@@ -321,7 +316,6 @@ class TrainWorker(QObject):
                                     run_dir=str(self._run_dir))
             outcome = RunOutcome("failed", failure=failure)
         finally:
-            self._resume_gc()
             self._flush_pending_quietly()
         outcome.duration_s = time.monotonic() - started
         self.outcome.emit(outcome)

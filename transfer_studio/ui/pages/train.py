@@ -51,10 +51,6 @@ STRATEGIES = (
 AUGMENT_PRESETS = ("none", "light", "medium", "strong")
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple MPS"))
 TABLE_COLUMNS = ("Epoch", "Train loss", "Train acc", "Val loss", "Val acc", "LR", "Time")
-# What a run's setup imports (torchvision pulls in torch._dynamo, sympy, ...: about a thousand modules).
-WARM_UP_MODULES = ("transfer_studio.training.fit", "transfer_studio.training.loop",
-                   "transfer_studio.core.network", "transfer_studio.core.augment",
-                   "transfer_studio.core.strategy")
 RESUMABLE = ("stopped", "failed", "running")  # "running" with no live worker = interrupted
 _PHASE_LABELS = {"unfrozen": "unfreeze", "full": "full network"}
 
@@ -972,11 +968,11 @@ def probe_devices(warm_up: bool = True) -> dict[str, Any]:
     """
     import os
 
-    from transfer_studio.ui.train_worker import import_quietly
+    from transfer_studio.ui.train_worker import TRAINING_MODULES, import_quietly
 
     torch = import_quietly("torch")
     if warm_up:
-        for name in WARM_UP_MODULES:
+        for name in TRAINING_MODULES:
             import_quietly(name)
     info: dict[str, Any] = {"cpu": os.cpu_count() or 1, "cuda": [], "mps": False}
     if torch.cuda.is_available():
