@@ -8,6 +8,7 @@ scale to [0, 1], normalise.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,16 +47,19 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
 
 
 def preprocess_image(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:
-    """RGB PIL image -> normalised float tensor (3, crop, crop)."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as TF
+    """RGB PIL image -> normalised float tensor (3, crop, crop).
 
-    x = TF.pil_to_tensor(image.convert("RGB") if image.mode != "RGB" else image)
-    x = TF.resize(x, [preprocess.resize], interpolation=InterpolationMode(preprocess.interpolation),
-                  antialias=True)
-    x = TF.center_crop(x, [preprocess.crop])
-    x = TF.to_dtype(x, torch.float32, scale=True)
-    return TF.normalize(x, list(preprocess.mean), list(preprocess.std))
+    The same evaluation transform training, evaluation and export verification use, so a
+    prediction scores exactly what the trained model was validated on.
+    """
+    return _eval_transform(preprocess)(image.convert("RGB") if image.mode != "RGB" else image)
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_transform(preprocess: Preprocess):  # noqa: ANN202 - a torchvision v2 Compose
+    from transfer_studio.core.augment import build_transform
+
+    return build_transform(preprocess, None, train=False)
 
 
 class Predictor:
