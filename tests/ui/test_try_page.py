@@ -233,3 +233,14 @@ def test_grad_cam_points_at_the_evidence():
     assert np.abs(out[:16, 16:].astype(int) - img[:16, 16:]).mean() < np.abs(out[20:28, 4:12].astype(int) - img[20:28, 4:12]).mean()
     with pytest.raises(ValueError):
         gradcam.overlay(img, heat[:10])
+
+
+def test_grad_cam_layer_choice_keeps_a_usable_resolution():
+    """The last feature map when it has at least 7x7 pixels, else the last weighted stage that has."""
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=3).eval()
+    assert gradcam.find_target_layer(model, torch.zeros(1, 3, 224, 224)) == "layer4"  # 7x7
+    assert gradcam.find_target_layer(model, torch.zeros(1, 3, 64, 64)) == "layer2"  # layer4 is 2x2, layer3 4x4
+    heat, _, _, layer = gradcam.grad_cam(model, torch.randn(1, 3, 64, 64))
+    assert layer == "layer2" and heat.shape == (64, 64) and np.isfinite(heat).all()

@@ -33,15 +33,25 @@ class GradCam:
     layer: str  # the module whose activations were used
 
 
+MIN_SIDE = 7  # a coarser last feature map (small inputs) is explained at an earlier, finer stage
+
+
 def find_target_layer(model: nn.Module, example: torch.Tensor) -> str:
-    """Qualified name of the last module (in execution order) that outputs a spatial feature map."""
-    order: list[str] = []
+    """Qualified name of the module whose feature map the heat map uses.
+
+    The last module (in execution order) that outputs a spatial feature map; when that map is
+    smaller than ``MIN_SIDE`` pixels a side (a 96 px input to EfficientNet ends at 3x3), the last
+    one that is at least that large (a block with weights, not a padding or activation layer), so
+    the heat map still shows where in the image.
+    """
+    order: list[tuple[str, int, bool]] = []
     handles = []
 
     def hook(name: str):
-        def fn(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        def fn(module: nn.Module, _inputs: Any, output: Any) -> None:
             if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
-                order.append(name)
+                weighted = any(True for _ in module.parameters())
+                order.append((name, min(int(output.shape[2]), int(output.shape[3])), weighted))
         return fn
 
     for name, module in model.named_modules():
@@ -55,7 +65,11 @@ def find_target_layer(model: nn.Module, example: torch.Tensor) -> str:
             h.remove()
     if not order:
         raise UserError("this network has no convolutional feature map to explain with a heat map")
-    return order[-1]
+    name, side, _ = order[-1]
+    if side < MIN_SIDE:
+        name = next((n for n, s, w in reversed(order) if s >= MIN_SIDE and w),
+                    next((n for n, s, _ in reversed(order) if s >= MIN_SIDE), name))
+    return name
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int | None = None,
@@ -128,11 +142,11 @@ def colorize(heat: np.ndarray) -> np.ndarray:
     return (_CMAP[lo] * (1 - t) + _CMAP[hi] * t).round().astype(np.uint8)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
     """The heat map blended over the image; weak activations stay mostly transparent."""
     if image.shape[:2] != heat.shape:
         raise ValueError(f"image {image.shape[:2]} and heat map {heat.shape} differ in size")
     colours = colorize(heat).astype(np.float32)
-    a = (alpha * np.clip(heat, 0, 1) ** 0.5)[..., None]
+    a = (alpha * np.clip(heat, 0, 1))[..., None]
     out = image.astype(np.float32) * (1 - a) + colours * a
     return out.round().clip(0, 255).astype(np.uint8)

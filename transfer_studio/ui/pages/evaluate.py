@@ -142,6 +142,9 @@ def _gallery(model: Any, name: str) -> QListView:
     view.setWordWrap(True)
     view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    # In icon mode Fusion highlights only the caption of the selected item: frame the whole tile.
+    view.setStyleSheet("QListView::item { border-radius: 6px; padding: 2px; }"
+                       "QListView::item:selected { background: palette(highlight); color: palette(highlighted-text); }")
     return view
 
 
@@ -288,6 +291,7 @@ class EvaluatePage(QWidget):
         lsplit.setStretchFactor(0, 3)
         lsplit.setStretchFactor(1, 2)
         lsplit.setChildrenCollapsible(False)
+        lsplit.setSizes([420, 200])  # the matrix first; its images below
         llay.addWidget(lsplit, 1)
 
         # Per-class table and the most confidently wrong images.

@@ -317,8 +317,8 @@ class ExportPage(QWidget):
         self.results.setObjectName("export_results")
         res = QHBoxLayout(self.results)
         res.setContentsMargins(0, 0, 0, 0)
-        res.addWidget(result_box, 2)
-        res.addWidget(snippet_box, 3)
+        res.addWidget(result_box, 1)
+        res.addWidget(snippet_box, 1)
         self.results.setVisible(False)
 
         lay = QVBoxLayout(self)
