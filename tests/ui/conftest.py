@@ -42,17 +42,14 @@ def app_state(qtbot, small_project):
 
 
 @pytest.fixture
-def main_window(qtbot, app_state, monkeypatch):
-    from PySide6.QtWidgets import QMessageBox
-
+def main_window(qtbot, app_state):
     from transfer_studio.ui.main_window import MainWindow
     from transfer_studio.ui.settings import Settings
 
     window = MainWindow(app_state, Settings())
-    qtbot.addWidget(window)
+    # pytest-qt closes the window before fixtures are torn down: shut it down first, so closing
+    # never asks about unsaved changes (a modal dialog would hang the test run).
+    qtbot.addWidget(window, before_close_func=lambda w: w.shutdown())
     window.show()
     qtbot.waitExposed(window)
     yield window
-    # Teardown must never block on a dialog: discard unsaved changes.
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: QMessageBox.StandardButton.Discard)
-    window.shutdown()

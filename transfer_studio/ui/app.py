@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
@@ -37,8 +38,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def create_window(argv: list[str] | None = None) -> tuple[QApplication, MainWindow, argparse.Namespace]:
-    """The application and its main window, shown, with the requested project opening next."""
+def create_window(argv: list[str] | None = None, *, before_show: Callable[[MainWindow], None] | None = None
+                  ) -> tuple[QApplication, MainWindow, argparse.Namespace]:
+    """The application and its main window, shown, with the requested project opening next.
+
+    ``before_show(window)`` runs just before the window is first shown (start-up measurements).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     app = QApplication.instance()
@@ -55,6 +60,8 @@ def create_window(argv: list[str] | None = None) -> tuple[QApplication, MainWind
         settings.reset()
     theme.apply_theme(app, args.theme or settings.theme())  # type: ignore[arg-type]
     window = MainWindow(AppState(), settings)
+    if before_show is not None:
+        before_show(window)
     window.show()
     project = args.project or args.file
     if project:

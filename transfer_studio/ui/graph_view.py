@@ -645,7 +645,7 @@ class GraphView(QGraphicsView):
         self.horizontalScrollBar().valueChanged.connect(self.minimap.update)
         self.verticalScrollBar().valueChanged.connect(self.minimap.update)
         self.scene().selectionChanged.connect(self._on_scene_selection)
-        theme.notifier().themeChanged.connect(lambda _n: self._on_theme())
+        theme.notifier().themeChanged.connect(self._on_theme)
         self._fit_pending = False
 
     # -- graph and layout ----------------------------------------------------------------------
@@ -1097,7 +1097,7 @@ class GraphView(QGraphicsView):
         mm.raise_()
         self.placeholder.setGeometry(vp.adjusted(20, 20, -20, -20))
 
-    def _on_theme(self) -> None:
+    def _on_theme(self, _theme: str = "") -> None:
         self.colors.refresh()
         for item in self._boxes.values():
             item._texts = None

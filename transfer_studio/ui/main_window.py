@@ -146,7 +146,7 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self._on_sidebar_row)
 
         self.banner = MessageBanner(object_name="window_banner")
-        self.busy = BusyIndicator(object_name="window_busy")
+        self.busy_bar = BusyIndicator(object_name="window_busy")
         right = QWidget()
         rlay = QVBoxLayout(right)
         rlay.setContentsMargins(0, 0, 0, 0)
@@ -154,7 +154,7 @@ class MainWindow(QMainWindow):
         top = QVBoxLayout()
         top.setContentsMargins(8, 6, 8, 0)
         top.addWidget(self.banner)
-        top.addWidget(self.busy)
+        top.addWidget(self.busy_bar)
         rlay.addLayout(top)
         rlay.addWidget(self.stack, 1)
         central = QWidget()
@@ -179,13 +179,14 @@ class MainWindow(QMainWindow):
         self._refresh_icons()
 
         s = self.state
-        s.modifiedChanged.connect(lambda _m: self._update_title())
-        s.pathChanged.connect(lambda _p: self._update_title())
+        # Bound methods, not lambdas: Qt drops these connections when the window is destroyed.
+        s.modifiedChanged.connect(self._update_title)
+        s.pathChanged.connect(self._update_title)
         s.projectReplaced.connect(self._update_title)
-        s.projectChanged.connect(lambda section: self._update_title() if section == "name" else None)
-        s.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        s.projectChanged.connect(self._on_project_changed)
+        s.statusMessage.connect(self._show_status)
         s.navigateRequested.connect(self.show_page)
-        theme.notifier().themeChanged.connect(lambda _n: self._refresh_icons())
+        theme.notifier().themeChanged.connect(self._refresh_icons)
         self._update_title()
         self._restore_geometry()
         self.show_page("welcome")
@@ -291,7 +292,7 @@ class MainWindow(QMainWindow):
                                  "action_shortcuts"))
         h.addAction(self._action("&About Transfer Studio", self._about, None, "action_about"))
 
-    def _refresh_icons(self) -> None:
+    def _refresh_icons(self, _theme: str = "") -> None:
         for i, spec in enumerate(PAGES):
             self.sidebar.item(i).setIcon(theme.icon(spec.icon))
         for act in self.findChildren(QAction):
@@ -399,7 +400,14 @@ class MainWindow(QMainWindow):
             sig.connect(self.open_project)
 
     # -- project files -------------------------------------------------------------------------
-    def _update_title(self) -> None:
+    def _on_project_changed(self, section: str) -> None:
+        if section == "name":
+            self._update_title()
+
+    def _show_status(self, text: str, timeout_ms: int) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def _update_title(self, *_args: object) -> None:
         name = self.state.title
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.state.modified)
@@ -502,7 +510,7 @@ class MainWindow(QMainWindow):
 
         def done(result: tuple[Project, str]) -> None:
             project, path = result
-            self.busy.stop()
+            self.busy_bar.stop()
             self.banner.clear()
             self.state.new_project(project, Path(path))
             self.settings.add_recent_project(path)
@@ -510,13 +518,13 @@ class MainWindow(QMainWindow):
             self.state.status("Sample project ready: handwritten digits with the bundled EfficientNet-Lite0.")
 
         def failed(message: str, details: str) -> None:
-            self.busy.stop()
+            self.busy_bar.stop()
             self.banner.show_message(f"Could not create the sample project: {message}", "error",
                                      details=details or None)
 
         self._sample_task = worker.run_task(make, name="sample", on_result=done, on_error=failed,
-                                            on_cancelled=self.busy.stop)
-        self.busy.start("Preparing the sample project (digits + EfficientNet-Lite0)…", handle=self._sample_task)
+                                            on_cancelled=self.busy_bar.stop)
+        self.busy_bar.start("Preparing the sample project (digits + EfficientNet-Lite0)…", handle=self._sample_task)
         return True
 
     # -- view ----------------------------------------------------------------------------------
@@ -595,6 +603,9 @@ class MainWindow(QMainWindow):
         return out
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self._closing:  # already shut down (tests, a second close): nothing left to ask
+            event.accept()
+            return
         busy = [PAGES[PAGE_KEYS.index(k)].title for k in self.busy_pages()]
         if busy:
             B = QMessageBox.StandardButton

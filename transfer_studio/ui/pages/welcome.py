@@ -90,8 +90,7 @@ class WelcomePage(QWidget):
         buttons.addWidget(self.clear_recent_button)
         buttons.addWidget(self.open_recent_button)
         recent = _card("Recent projects", [self.recent_list, self.recent_empty], buttons)
-        self.recent_list.currentItemChanged.connect(
-            lambda cur, _prev: self.open_recent_button.setEnabled(cur is not None and cur.flags() & Qt.ItemFlag.ItemIsEnabled))
+        self.recent_list.currentItemChanged.connect(self._on_current_item)
 
         cards = QHBoxLayout()
         cards.setSpacing(16)
@@ -137,13 +136,13 @@ class WelcomePage(QWidget):
         outer.addWidget(inner, 6)
         outer.addStretch(1)
 
-        state.pathChanged.connect(lambda _p: self.refresh_recent())
-        theme.notifier().themeChanged.connect(lambda _n: self._refresh_icons())
+        state.pathChanged.connect(self.refresh_recent)
+        theme.notifier().themeChanged.connect(self._refresh_icons)
         self._refresh_icons()
         self.refresh_recent()
 
     # -- recent projects -----------------------------------------------------------------------
-    def refresh_recent(self) -> None:
+    def refresh_recent(self, *_args: object) -> None:
         self.recent_list.clear()
         settings = Settings()
         for path in settings.recent_projects():
@@ -161,6 +160,9 @@ class WelcomePage(QWidget):
         self.clear_recent_button.setEnabled(has)
         self.open_recent_button.setEnabled(False)
 
+    def _on_current_item(self, item: QListWidgetItem | None, _previous: QListWidgetItem | None = None) -> None:
+        self.open_recent_button.setEnabled(item is not None and bool(item.flags() & Qt.ItemFlag.ItemIsEnabled))
+
     def _open_item(self, item: QListWidgetItem | None) -> None:
         if item is None or not item.flags() & Qt.ItemFlag.ItemIsEnabled:
             return
@@ -174,7 +176,7 @@ class WelcomePage(QWidget):
         super().showEvent(event)
         self.refresh_recent()
 
-    def _refresh_icons(self) -> None:
+    def _refresh_icons(self, _theme: str = "") -> None:
         for button, name in ((self.new_button, "new"), (self.open_button, "open"), (self.sample_button, "sample")):
             button.setIcon(theme.icon(name))
             button.setIconSize(QSize(24, 24))

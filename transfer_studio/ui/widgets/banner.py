@@ -74,7 +74,7 @@ class MessageBanner(QFrame):
         lay.addLayout(top)
         lay.addWidget(self._details)
         self.setVisible(False)
-        theme.notifier().themeChanged.connect(lambda _name: self._refresh_icons())
+        theme.notifier().themeChanged.connect(self._refresh_icons)
 
     # -- API -----------------------------------------------------------------------------------
     def show_message(self, text: str, level: str = "error", *, details: str | None = None,
@@ -124,7 +124,7 @@ class MessageBanner(QFrame):
         if self._action_cb is not None:
             self._action_cb()
 
-    def _refresh_icons(self) -> None:
+    def _refresh_icons(self, _theme: str = "") -> None:
         colours = theme.semantic_colors()
         colour = {"info": colours.info, "success": colours.success, "warning": colours.warning,
                   "error": colours.error}[self._level]

@@ -49,7 +49,7 @@ class EmptyState(QWidget):
         lay.addLayout(self._buttons)
         lay.addStretch(2)
         self.set_content(title, text, icon_name)
-        theme.notifier().themeChanged.connect(lambda _name: self._refresh_icon())
+        theme.notifier().themeChanged.connect(self._refresh_icon)
 
     def set_content(self, title: str, text: str, icon_name: str | None = None) -> None:
         if icon_name is not None:
@@ -69,5 +69,5 @@ class EmptyState(QWidget):
         self._buttons.insertWidget(self._buttons.count() - 1, button)
         return button
 
-    def _refresh_icon(self) -> None:
+    def _refresh_icon(self, _theme: str = "") -> None:
         self.icon_label.setPixmap(theme.icon(self._icon_name).pixmap(48, 48))
