@@ -156,6 +156,7 @@ def test_sample_project_end_to_end_and_every_page_state_survives_save_and_open(q
     assert Path(report.source) == run and report.split == "val" and report.optimistic
     assert report.top5 is not None and report.accuracy > 0.3  # 10 digits: chance is 0.1
     assert "optimistic" in evaluate.note_label.text()
+    assert not evaluate.top5_card.isHidden() and evaluate.top5_label.text() == f"{report.top5:.1%}"  # 10 classes
 
     # Try: a digit from the dataset, classified by the fine-tuned and the original network.
     window.show_page("try")
