@@ -212,3 +212,39 @@ def test_value_dependent_model_and_wrong_input_size_are_user_errors() -> None:
         model_graph(meta_model("vit_b_16"), (1, 3, 64, 64), "vit_b_16")
     with pytest.raises(UserError, match=r"'conv1' \(Conv2d, expects 3 input channels\) received input \[1, 1, 32, 32\]"):
         model_graph(meta_model("resnet18"), (1, 1, 32, 32), "resnet18")
+
+
+def test_tracing_does_not_disturb_a_model_running_on_another_thread():
+    """fx patches nn.Module.__call__ process-wide while tracing; training on another thread must not
+    be traced by mistake (it failed with 'module is not installed as a submodule')."""
+    import threading
+
+    import torchvision
+
+    from transfer_studio.core.graph import model_graph
+
+    worker_model = torchvision.models.resnet18(num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = worker_model(x)
+    stop, errors, runs = threading.Event(), [], [0]
+
+    def run_forever():
+        try:
+            with torch.no_grad():
+                while not stop.is_set():
+                    assert torch.equal(worker_model(x), expected)
+                    runs[0] += 1
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_forever)
+    thread.start()
+    try:
+        for _ in range(3):
+            graph = model_graph(torchvision.models.resnet50(), (1, 3, 64, 64), name="resnet50")
+            assert graph.method == "fx"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert errors == [] and runs[0] > 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import operator
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -447,11 +448,17 @@ def _one_line(text: str) -> str:
 
 # -- fx tracing -----------------------------------------------------------------------------------------
 class _Tracer(fx.Tracer):
-    """Leaf modules are opaque nodes; remembers which module's forward was being traced when it failed."""
+    """Leaf modules are opaque nodes; remembers which module's forward was being traced when it failed.
+
+    While tracing, fx patches ``nn.Module.__call__`` and ``__getattr__`` for the whole process. A model
+    running on another thread at that moment (training, evaluation, a preview) would be traced by
+    mistake and break, so calls from any other thread pass straight through to the real module.
+    """
 
     def __init__(self, opaque: set[str]) -> None:
         super().__init__()
         self.opaque = opaque
+        self._owner = threading.get_ident()
         self.tracing: list[str] = []
         self._tensor_names: dict[int, str] | None = None
 
@@ -459,6 +466,8 @@ class _Tracer(fx.Tracer):
         return module_qualified_name in self.opaque or is_leaf_module(m)
 
     def call_module(self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if threading.get_ident() != self._owner:
+            return forward(*args, **kwargs)
         name = self.path_of_module(m)
         if self.is_leaf_module(m, name):
             return super().call_module(m, forward, args, kwargs)
@@ -470,7 +479,7 @@ class _Tracer(fx.Tracer):
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
         # fx's default scans every parameter of the model for each attribute access (quadratic on
         # big transformers); a dict from tensor identity to qualified name does the same in O(1).
-        if not isinstance(attr_val, torch.Tensor):
+        if not isinstance(attr_val, torch.Tensor) or threading.get_ident() != self._owner:
             return attr_val
         if self._tensor_names is None:
             names = {id(t): n for n, t in self.root.named_buffers()}
