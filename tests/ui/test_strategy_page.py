@@ -190,3 +190,25 @@ def test_the_applied_suggestion_survives_save_and_open(qtbot, page, report, tmp_
     assert page.budget_spin.value() == 1.5
     assert page.approach_buttons[1].isChecked()
     assert "✓" in page.applied_label.text()
+
+
+def test_apply_recolours_the_model_pages_graph(qtbot, main_window, report):
+    """In the app: Apply on the Strategy page shows the new freeze map in the Model page's graph."""
+    w, state = main_window, main_window.state
+    w.show_page("model")
+    model_page = w.pages["model"]
+    qtbot.waitUntil(lambda: model_page.display is not None and model_page._build_task is None, timeout=60000)
+    view = model_page.view
+    assert view.status_of("n:conv1").freeze == "trainable"
+
+    state.set_scan(report)  # what the Data page does after a scan
+    w.show_page("strategy")
+    page = w.pages["strategy"]
+    qtbot.waitUntil(lambda: page.suggestion is not None and not page.busy(), timeout=60000)
+    qtbot.mouseClick(page.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.status_of("n:conv1").freeze == "frozen", timeout=60000)
+    fc = view.status_of("n:fc")
+    assert fc.freeze == "trainable" and fc.modified and fc.total == 512 * 2 + 2  # the new 2-class head
+
+    state.undo_stack.undo()
+    qtbot.waitUntil(lambda: view.status_of("n:conv1").freeze == "trainable", timeout=60000)
