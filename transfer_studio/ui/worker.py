@@ -9,17 +9,33 @@ the GUI thread.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from transfer_studio.errors import Cancelled, UserError
 
 _live: set[TaskHandle] = set()  # keeps handles (and their threads) alive until finished
+_import_lock = threading.Lock()
+
+
+def ensure_ml_imported() -> None:
+    """Import torch/torchvision once, one thread at a time.
+
+    Two threads importing torch for the first time at once fail ("partially initialized module
+    'torch.utils'"), so every background task takes this lock before its work. Never call it on the
+    GUI thread: the first import takes seconds.
+    """
+    if "torchvision" in sys.modules and "torch" in sys.modules:
+        return
+    with _import_lock:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
 
 
 class _Worker(QObject):
@@ -49,6 +65,7 @@ class _Worker(QObject):
     @Slot()
     def work(self) -> None:
         try:
+            ensure_ml_imported()
             kwargs = dict(self._kwargs)
             if self._pass_control:
                 kwargs.setdefault("progress", self._progress)
@@ -143,7 +160,9 @@ def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_contro
         handle.finished.connect(on_finished)
 
     thread.started.connect(worker.work)
-    worker.finished.connect(thread.quit)
+    # Direct: QThread.quit is thread-safe, and a queued quit would never run while the GUI thread
+    # is blocked in wait() (closing the window, test teardown).
+    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     worker.finished.connect(worker.deleteLater)
     thread.finished.connect(thread.deleteLater)
     thread.finished.connect(handle._on_finished)
