@@ -98,6 +98,7 @@ def test_a_run_fills_charts_table_and_run_record(qtbot, tmp_path, cleanup):
 
     c.epochEnded.connect(after_epoch)  # connected after the page's own slot: sees its result
     assert buttons(page) == IDLE
+    qtbot.waitUntil(lambda: not page._device_task.is_running(), timeout=60000)  # engine warmed up
     with qtbot.waitSignals([c.fitStarted, c.epochEnded, c.epochEnded, c.epochEnded, c.outcome, c.finished],
                            order="strict", timeout=120000):
         qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
@@ -128,6 +129,34 @@ def test_a_run_fills_charts_table_and_run_record(qtbot, tmp_path, cleanup):
     assert page.charts.point_count("smooth_loss") >= 3  # at least the end of every epoch
     assert page.charts.point_count("lr") == page.charts.point_count("batch_loss")
     assert "Epoch 3/3" in page.log_view.toPlainText()
+
+
+def test_start_during_the_engine_warm_up_waits_for_it(qtbot, tmp_path, cleanup, monkeypatch):
+    """Start pressed while the engine is still being imported: the run waits (Stop cancels it)."""
+    import threading
+
+    from transfer_studio.ui.pages import train as train_page
+
+    release = threading.Event()
+    real_probe = train_page.probe_devices
+
+    def slow_probe(*args, **kwargs):
+        release.wait(30)
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(train_page, "probe_devices", slow_probe)
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=1))
+    cleanup(page)
+    page.start_button.click()
+    assert page.busy() and not page._controller.is_running()
+    assert buttons(page) == {"start": False, "pause": False, "resume": False, "stop": True}
+    assert "Preparing" in page.status_label.text()
+    page.stop_button.click()  # cancel before anything ran: nothing to remember
+    assert not page.busy() and page.state.project.runs == [] and buttons(page) == IDLE
+    page.start_button.click()
+    with qtbot.waitSignal(page._controller.finished, timeout=90000):
+        release.set()
+    assert [r.status for r in page.state.project.runs] == ["finished"]
 
 
 def test_pause_stops_progress_and_resume_continues(qtbot, tmp_path, cleanup):
@@ -183,6 +212,7 @@ def test_stop_then_resume_from_checkpoint(qtbot, tmp_path, cleanup):
         page.resume_run_button.click()
         assert buttons(page) == RUNNING
     assert starts[0].resumed and starts[0].start_epoch == done + 1
+    assert f"with epochs {done + 1}" in page.log_view.toPlainText()  # the change made on the page
     assert len(state.project.runs) == 1  # the same record, updated
     assert rec.status == "finished" and rec.epochs_completed == done + 1
     # the table shows the earlier epochs (from history.json) and the new one
@@ -242,6 +272,35 @@ def test_engine_error_surfaces_in_the_page(qtbot, tmp_path, cleanup, monkeypatch
     assert action.isVisible() and action.text() == "Resume from checkpoint"
     SHOTS.mkdir(exist_ok=True)
     page.grab().save(str(SHOTS / "train_error.png"))
+
+
+def test_out_of_memory_offers_a_resume_with_half_the_batch(qtbot, tmp_path, cleanup, monkeypatch):
+    from transfer_studio.training import loop
+
+    real = loop.Trainer._train_epoch
+
+    def train_epoch(self, e):
+        if e == 2 and self.batch_size == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real(self, e)
+
+    monkeypatch.setattr(loop.Trainer, "_train_epoch", train_epoch)
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=2, batch_size=4))
+    cleanup(page)
+    with qtbot.waitSignal(page._controller.finished, timeout=90000):
+        page.start_button.click()
+    assert "out of memory" in page.banner.text().lower()
+    action = page.banner.findChild(QPushButton, "train_banner_action")
+    assert action.text() == "Resume with batch size 2"
+    starts = []
+    page._controller.fitStarted.connect(starts.append)
+    with qtbot.waitSignal(page._controller.finished, timeout=90000):
+        action.click()
+    assert starts[0].resumed and starts[0].start_epoch == 2 and starts[0].batch_size == 2
+    rec = page.state.project.runs[-1]
+    assert rec.status == "finished" and rec.epochs_completed == 2
+    assert "with batch size 2" in page.log_view.toPlainText()
+    assert page.state.project.train.batch_size == 4  # the project's own setting is left alone
 
 
 def test_missing_dataset_is_explained_before_anything_starts(qtbot, tmp_path, cleanup):

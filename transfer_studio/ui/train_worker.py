@@ -19,6 +19,7 @@ import datetime as _dt
 import errno
 import gc
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -95,17 +96,23 @@ def import_quietly(name: str) -> Any:
     import importlib
     import sys
 
-    if name in sys.modules:
-        return sys.modules[name]
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        module = importlib.import_module(name)
-    finally:
-        if enabled:
-            gc.enable()
-    gc.freeze()
-    return module
+    # One import at a time: the page's warm-up and a worker may ask for the same package, and two
+    # threads importing a package whose modules import each other can see it half-initialised.
+    with _IMPORT_LOCK:
+        if name in sys.modules:  # import_module still waits if another thread is mid-import
+            return importlib.import_module(name)
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            module = importlib.import_module(name)
+        finally:
+            if enabled:
+                gc.enable()
+        gc.freeze()
+        return module
+
+
+_IMPORT_LOCK = threading.Lock()
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ STRATEGIES = (
 AUGMENT_PRESETS = ("none", "light", "medium", "strong")
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple MPS"))
 TABLE_COLUMNS = ("Epoch", "Train loss", "Train acc", "Val loss", "Val acc", "LR", "Time")
+# Settings of this page that a resumed run may change (a subset of the engine's RESUMABLE_OVERRIDES).
+RESUME_SETTINGS = ("epochs", "batch_size", "device")
+LAUNCH_KEY = "train_launch_settings"  # project.ui: run dir -> RESUME_SETTINGS when it was started
 RESUMABLE = ("stopped", "failed", "running")  # "running" with no live worker = interrupted
 _PHASE_LABELS = {"unfrozen": "unfreeze", "full": "full network"}
 
@@ -126,7 +129,8 @@ class TrainPage(QWidget):
         self._failure: tuple[str, str, str] | None = None  # shown when the thread has ended
         self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
         self._devices: dict[str, Any] | None = None
-        self._device_task: Any = None
+        self._device_task: Any = None  # device probe + engine warm-up (ui.worker task)
+        self._pending: tuple[RunRecord, Path, Any, bool] | None = None  # Start during the warm-up
 
         self._build_settings()
         self._build_controls()
@@ -449,7 +453,8 @@ class TrainPage(QWidget):
         from transfer_studio.ui.worker import run_task
 
         self._device_task = run_task(probe_devices, name="train-devices", pass_control=False,
-                                     on_result=self._on_devices, on_error=self._on_device_error)
+                                     on_result=self._on_devices, on_error=self._on_device_error,
+                                     on_finished=self._on_warm_up_finished)
 
     def _on_devices(self, info: dict[str, Any]) -> None:
         self._devices = info
@@ -471,7 +476,7 @@ class TrainPage(QWidget):
     # -- actions ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Start a new run with the current settings."""
-        if self._controller.is_running():
+        if self.busy():
             return
         from transfer_studio.ui.train_worker import new_run_dir, runs_root
 
@@ -487,11 +492,17 @@ class TrainPage(QWidget):
         project.runs.append(record)
         self._clear_run_display()
         self.log(f"New run in {run_dir}")
-        self._launch(record, run_dir, resume=False)
+        self._remember_launch_settings(str(run_dir))
+        self._launch(record, run_dir, project.copy(), resume=False)
 
-    def resume_run(self, run_dir: str | None = None) -> None:
-        """Continue a run (default: the one selected in the interrupted-runs list) from its checkpoint."""
-        if self._controller.is_running():
+    def resume_run(self, run_dir: str | None = None, *, batch_size: int | None = None) -> None:
+        """Continue a run (default: the one selected in the interrupted-runs list) from its checkpoint.
+
+        The run keeps its own settings (the engine reads them from the run folder), except the
+        epochs, batch size and device changed on this page since the run was started, and an
+        explicit ``batch_size`` (e.g. halved after running out of memory).
+        """
+        if self.busy():
             return
         run_dir = run_dir or self.resume_run_combo.currentData()
         if not run_dir:
@@ -511,23 +522,67 @@ class TrainPage(QWidget):
                                model=str(info.get("model", self.state.project.model.name)),
                                strategy=str(info.get("strategy", "")))
             self.state.project.runs.append(record)
+        project, changes = self._resume_project(str(run_dir), batch_size)
         record.status = "running"
         self._clear_run_display()
         self._load_history(Path(run_dir))
-        self.log(f"Resuming {run_dir} from its last checkpoint")
-        self._launch(record, Path(run_dir), resume=True)
+        self.log(f"Resuming {run_dir} from its last checkpoint"
+                 + (" with " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
+                    if changes else " with its own settings"))
+        self._remember_launch_settings(str(run_dir))
+        self._launch(record, Path(run_dir), project, resume=True)
 
-    def _launch(self, record: RunRecord, run_dir: Path, resume: bool) -> None:
+    def _remember_launch_settings(self, run_dir: str) -> None:
+        """The page's resumable settings when a run starts: a later resume applies only changes."""
+        t = self.state.project.train
+        launches = self.state.project.ui.setdefault(LAUNCH_KEY, {})
+        launches[run_dir] = {k: getattr(t, k) for k in RESUME_SETTINGS}
+
+    def _resume_project(self, run_dir: str, batch_size: int | None) -> tuple[Any, dict[str, Any]]:
+        """The project handed to fit(resume=True): the run's own snapshot plus the user's changes."""
+        from transfer_studio.config import Project
+        from transfer_studio.errors import UserError
+
+        try:
+            project = Project.load(Path(run_dir) / "project.json")
+        except UserError:
+            # Let the engine report the broken run folder in its own words.
+            return self.state.project.copy(), {}
+        current = self.state.project.train
+        launched = self.state.project.ui.get(LAUNCH_KEY, {}).get(run_dir)
+        changes: dict[str, Any] = {}
+        if isinstance(launched, dict):
+            for key in RESUME_SETTINGS:
+                if key in launched and getattr(current, key) != launched[key]:
+                    changes[key] = getattr(current, key)
+        if batch_size is not None:
+            changes["batch_size"] = batch_size
+        for key, value in changes.items():
+            setattr(project.train, key, value)
+        return project, changes
+
+    def _launch(self, record: RunRecord, run_dir: Path, project: Any, resume: bool) -> None:
         self._record = record
         self._stopping = False
         self.banner.clear()
         self.state.mark_changed("runs")
         self._session_t0 = time.monotonic()
         self._session_fraction0 = 0.0  # set from FitStart (a resumed run starts part-way)
+        if self._device_task is not None and self._device_task.is_running():
+            # The engine is still being imported in the background: importing it here as well
+            # would block the GUI thread (and two threads importing one package can fail).
+            self._pending = (record, run_dir, project, resume)
+            self.status_label.setText("Preparing the training engine\u2026")
+            self._set_running()
+            return
+        self._start_worker(record, run_dir, project, resume)
+
+    def _start_worker(self, record: RunRecord, run_dir: Path, project: Any, resume: bool) -> None:
         try:
-            self._controller.start(self.state.project.copy(), run_dir, resume=resume)
+            self._controller.start(project, run_dir, resume=resume)
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is missing: say so in the page
             record.status = "failed"
+            self._record = None
             self.state.mark_changed("runs")
             self._show_error(f"Training could not start: {exc}")
             self._set_idle()
@@ -535,6 +590,11 @@ class TrainPage(QWidget):
         self.status_label.setText("Starting\u2026 (building the network and loading the data)")
         self.state.status("Training started", 3000)
         self._set_running()
+
+    def _on_warm_up_finished(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._start_worker(*pending)
 
     def pause(self) -> None:
         if self._controller.is_running() and not self._controller.is_paused():
@@ -549,6 +609,16 @@ class TrainPage(QWidget):
             self.status_label.setText("Resuming\u2026")
 
     def stop(self) -> None:
+        if self._pending is not None:  # not started yet: forget it
+            record = self._pending[0]
+            self._pending = None
+            self._record = None
+            if record in self.state.project.runs:
+                self.state.project.runs.remove(record)
+            self.state.mark_changed("runs")
+            self.status_label.setText("")
+            self._set_idle()
+            return
         if self._controller.is_running():
             self._stopping = True
             self._controller.stop()
@@ -557,10 +627,12 @@ class TrainPage(QWidget):
 
     # -- page protocol ---------------------------------------------------------------------------
     def busy(self) -> bool:
-        return self._controller.is_running()
+        return self._controller.is_running() or self._pending is not None
 
     def shutdown(self) -> None:
         """Stop a running training and wait for its thread (the window is closing)."""
+        if self._pending is not None:
+            self.stop()
         if self._controller.is_running():
             self.log("Window closing: stopping training")
             self._stopping = True
@@ -723,10 +795,15 @@ class TrainPage(QWidget):
         if self._failure is not None:
             message, suggestion, detail = self._failure
             self._failure = None
-            resumable = bool(run_dir and has_checkpoint(run_dir))
-            self._show_error(message, suggestion, detail=detail,
-                             action_text="Resume from checkpoint" if resumable else None,
-                             action=(lambda d=run_dir: self.resume_run(d)) if resumable else None)
+            action_text, action = None, None
+            if run_dir and has_checkpoint(run_dir):
+                action_text, action = "Resume from checkpoint", lambda d=run_dir: self.resume_run(d)
+                if "out of memory" in message.lower() and self._fit_start is not None \
+                        and self._fit_start.batch_size > 1:
+                    smaller = self._fit_start.batch_size // 2
+                    action_text = f"Resume with batch size {smaller}"
+                    action = lambda d=run_dir, b=smaller: self.resume_run(d, batch_size=b)  # noqa: E731
+            self._show_error(message, suggestion, detail=detail, action_text=action_text, action=action)
 
     def _show_error(self, message: str, suggestion: str = "", *, detail: str = "",
                     action_text: str | None = None, action: Any = None) -> None:
@@ -856,16 +933,17 @@ class TrainPage(QWidget):
     def _set_idle(self) -> None:
         self.settings_box.setEnabled(True)
         self.eta_label.setText("ETA \u2013")
-        if self.status_label.text().startswith(("Starting", "Stopping", "Pausing", "Resuming")):
+        if self.status_label.text().startswith(("Starting", "Stopping", "Pausing", "Resuming", "Preparing")):
             self.status_label.setText("")
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        running = self._controller.is_running()
+        pending = self._pending is not None
+        running = self._controller.is_running() or pending
         paused = self._controller.is_paused()
         stopping = self._stopping
         self.start_button.setEnabled(not running)
-        self.pause_button.setEnabled(running and not paused and not stopping)
+        self.pause_button.setEnabled(running and not pending and not paused and not stopping)
         self.resume_button.setEnabled(running and paused and not stopping)
         self.stop_button.setEnabled(running and not stopping)
         has_resumable = self.resume_run_combo.count() > 0
