@@ -96,6 +96,8 @@ def import_quietly(name: str) -> Any:
     import importlib
     import sys
 
+    from transfer_studio.ui.worker import ensure_ml_imported
+
     # One import at a time: the page's warm-up and a worker may ask for the same package, and two
     # threads importing a package whose modules import each other can see it half-initialised.
     with _IMPORT_LOCK:
@@ -104,6 +106,7 @@ def import_quietly(name: str) -> Any:
         enabled = gc.isenabled()
         gc.disable()
         try:
+            ensure_ml_imported()  # torch/torchvision under the task runner's own import lock
             module = importlib.import_module(name)
         finally:
             if enabled:
