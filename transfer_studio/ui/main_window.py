@@ -462,6 +462,9 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_project(path)
         self.show_page("model")
         self.state.status(f"Opened {path}")
+        from transfer_studio.ui.relocate import relocate_data_root
+
+        relocate_data_root(self.state, self)  # the dataset folder moved: ask to locate it
         return True
 
     def save(self) -> bool:
