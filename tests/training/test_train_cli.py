@@ -8,7 +8,7 @@ import signal
 
 import pytest
 import torch
-from conftest import SMALL_MODEL
+from helpers.training import SMALL_MODEL
 
 from transfer_studio.cli import main
 from transfer_studio.config import Project
@@ -60,7 +60,7 @@ def test_auto_strategy_asks_the_advisor_and_explicit_flags_win(tiny_data, tmp_pa
 
 
 def test_project_mode_records_the_run_in_the_project(tiny_data, tmp_path, capsys):
-    from conftest import make_project
+    from helpers.training import make_project
 
     file = tmp_path / "p.tsproj"
     make_project(tiny_data, strategy="head", epochs=1).save(file)

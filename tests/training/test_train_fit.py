@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import Recorder, make_project
+from helpers.training import Recorder, make_project
 from safetensors.torch import load_file
 
 from transfer_studio.config import Project

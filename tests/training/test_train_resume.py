@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import torch
-from conftest import Recorder, make_project
+from helpers.training import Recorder, make_project
 
 from transfer_studio import config
 from transfer_studio.training import Control, fit
