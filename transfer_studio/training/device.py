@@ -90,9 +90,11 @@ def loader_settings(device: torch.device, requested_workers: int | None = None,
 
     On an accelerator, decoding and augmenting images on the CPU is the bottleneck: use most cores
     (one left for the main process), pin memory for async copies, and keep workers alive between
-    epochs. On CPU the model competes with the workers for the same cores; with few cores the
-    main process decoding in-line was fastest here (docs/benchmarks.md), so workers only start
-    once there are cores to spare.
+    epochs. On CPU the network's intra-op threads already use every core; a worker process on top
+    oversubscribes them, and OpenMP threads that wait on a descheduled peer made steps 10x slower on
+    the 2-core development machine. So on CPU, up to 4 cores decode in the main process (about a
+    fifth of a small network's epoch there) and larger machines spare a quarter of their cores.
+    Measurements of 0 vs 1-2 workers on that busy shared machine were too noisy to overrule this.
     """
     cores = cores if cores is not None else cpu_count()
     if requested_workers is not None:
