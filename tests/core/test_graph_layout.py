@@ -159,3 +159,22 @@ def test_malformed_graphs_do_not_break_the_layout():
 def test_empty_graph():
     layout = compute_layout(Hierarchy(_graph([], [], [])), set())
     assert layout.boxes == {} and layout.width > 0
+
+
+def test_constants_sit_beside_the_data_path_just_above_their_consumer():
+    import torchvision
+
+    with torch.device("meta"):
+        model = torchvision.models.vit_b_16()
+    h = Hierarchy(model_graph(model, (1, 3, 224, 224), "vit_b_16"))
+    layout = compute_layout(h, set(h.blocks))
+    _check_geometry(h, layout)
+    box = {n: layout.boxes[layout.unit_of_node[n]] for n in ("permute", "class_token", "expand", "cat",
+                                                             "encoder.pos_embedding", "add")}
+    # class_token -> expand -> cat: the constant chain sits between the data path's permute and
+    # its consumer cat, not at the top of the graph; cat moved down to make room.
+    assert box["permute"].layer < box["class_token"].layer < box["expand"].layer == box["cat"].layer - 1
+    assert box["encoder.pos_embedding"].layer == box["add"].layer - 1
+    # ... and to the right of the data path, which stays in one straight column.
+    assert box["class_token"].x > box["cat"].cx  # the edge from permute to cat passes on its left
+    assert round(box["permute"].cx) == round(box["cat"].cx) == round(box["add"].cx)

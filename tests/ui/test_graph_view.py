@@ -138,7 +138,7 @@ def test_collapsed_block_lights_up_for_a_match_inside(qtbot, view):
     assert n == 6  # three downsample branches: conv + bn each
     # search() expanded the first match's blocks and selected it; fold everything again.
     view.collapse_all()
-    lit = {u for u, item in view._boxes.items() if item.isVisible() and item.match}
+    lit = {u for u in view.visible_units() if view.item_for(u).match}
     assert lit == {"b:layer2", "b:layer3", "b:layer4"}
     assert view.next_match() == "layer2.0.downsample.1"
     assert "n:layer2.0.downsample.1" in view.visible_units()

@@ -276,3 +276,38 @@ def test_command_line_arguments():
         with pytest.raises(SystemExit) as exc:
             parse_args(bad)
         assert exc.value.code == 2
+
+
+def test_settings_recent_list_and_folders(tmp_path):
+    s = Settings()
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"p{i}.tsproj"
+        p.write_text("{}")
+        paths.append(p)
+        s.add_recent_project(p)
+    s.add_recent_project(paths[3])  # re-opened: moves to the front, no duplicate
+    recent = s.recent_projects()
+    assert len(recent) == 10 and recent[0] == str(paths[3]) and recent.count(str(paths[3])) == 1
+    paths[11].unlink()
+    assert str(paths[11]) not in s.recent_projects(existing_only=True)
+    assert s.last_folder("project") == str(tmp_path)
+    s.set_last_folder("data", tmp_path / "gone")
+    assert s.last_folder("data") == str(Path.home())  # a vanished folder falls back to home
+    with pytest.raises(ValueError):
+        s.last_folder("nonsense")
+    s.reset()
+    assert s.recent_projects() == [] and s.theme() == "system"
+
+
+def test_resources_are_found_and_complete():
+    from transfer_studio.ui import theme
+
+    root = theme.resources_dir()
+    assert (root / "style.qss").is_file() and (root / "transfer-studio.desktop").is_file()
+    assert not theme.app_icon().isNull()
+    names = {spec.icon for spec in mw.PAGES} | {"zoom-in", "zoom-out", "fit", "expand", "collapse", "close",
+                                                 "info", "warning", "error", "new", "open", "save", "sample"}
+    for name in names:
+        assert not theme.icon(name).isNull(), name
+    assert "@" not in theme.stylesheet(dark=True)  # every variable filled in

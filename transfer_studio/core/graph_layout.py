@@ -5,7 +5,8 @@ A Sugiyama-style layout, small enough to run on the GUI thread for a few hundred
 1. *Units*: every graph node is shown either as itself or, when one of its enclosing blocks is
    collapsed, as the outermost collapsed block (one box for the whole block).
 2. *Layers*: longest path from the sources over the forward edges (edges that go forward in
-   execution order); sources are then pulled down next to their first consumer. Edges that span
+   execution order); what the input does not reach (parameters, buffers, constants computed from
+   them) is then pulled down next to its first consumer. Edges that span
    several layers get a chain of dummy points, so skip connections route around nodes.
 3. *Order*: barycentre sweeps down and up. Units inside the same expanded block stay contiguous
    in every layer (sorted group by group), so block frames do not interleave.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NODE_W, NODE_H = 200.0, 50.0
-BLOCK_W, BLOCK_H = 220.0, 56.0
+BLOCK_W, BLOCK_H = 240.0, 56.0
 IO_W, IO_H = 160.0, 30.0
 H_GAP = 26.0  # between boxes in a layer
 DUMMY_GAP = 12.0  # between an edge's dummy point and its neighbours
@@ -32,6 +33,9 @@ FRAME_PAD = 12.0
 FRAME_TITLE = 24.0
 MARGIN = 24.0
 DUMMY_WEIGHT = 0.3  # dummies yield to real nodes when both want the same x
+CONST_WEIGHT = 0.1  # edges from constants (not reached from the input) barely pull
+PLACE_DUMMY = 0.02  # in a crowded layer, edges and constants give way ...
+PLACE_CONST = 0.05  # ... so the data path stays straight instead of drifting block by block
 
 
 @dataclass
@@ -66,6 +70,7 @@ class EdgeRoute:
     dst: str
     points: list[tuple[float, float]]
     back: bool = False  # goes against execution order (drawn differently)
+    bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1 of the points
 
 
 @dataclass
@@ -195,7 +200,7 @@ class Hierarchy:
 
 # -- layout ------------------------------------------------------------------------------------
 class _Item:
-    __slots__ = ("key", "w", "h", "path", "dummy", "order", "layer", "x", "preds", "succs")
+    __slots__ = ("key", "w", "h", "path", "dummy", "order", "layer", "x", "preds", "succs", "stiffness")
 
     def __init__(self, key: str, w: float, h: float, path: tuple[str, ...], dummy: bool, order: float,
                  layer: int):
@@ -207,6 +212,8 @@ class _Item:
         self.order = order
         self.layer = layer
         self.x = 0.0  # centre
+        # How hard it holds its desired x when neighbours in its layer compete for the spot.
+        self.stiffness = PLACE_DUMMY if dummy else 1.0
         self.preds: list[tuple[_Item, float]] = []  # neighbours in the layer above, with weight
         self.succs: list[tuple[_Item, float]] = []
 
@@ -256,12 +263,32 @@ def compute_layout(h: Hierarchy, expanded: frozenset[str] | set[str], *, max_dum
     for a, b in forward:
         preds[b].append(a)
         succs[a].append(b)
+    # Constants (parameters, buffers and what is computed from them: ViT's class token, Swin and
+    # MaxViT's relative position tables) are what the input does not flow into. They sit right
+    # above their consumer, and the consumer moves down to make room for them below its data-path
+    # predecessor, so a block's constants never reach up into the block before it.
+    reached = {u for u in units if u.startswith("n:") and getattr(h.nodes[u[2:]], "kind", "") == "input"}
+    if reached:
+        stack = list(reached)
+        while stack:
+            for s in succs.get(stack.pop(), ()):
+                if s not in reached:
+                    reached.add(s)
+                    stack.append(s)
+    else:
+        reached = {u for u in units if preds.get(u)}
+    depth: dict[str, int] = {}  # longest chain of constants ending at this one
     layer: dict[str, int] = {}
     for u in units:
-        ps = preds.get(u)
-        layer[u] = max(layer[p] for p in ps) + 1 if ps else 0
-    for u in reversed(units):  # sources sit just above their first consumer
-        if not preds.get(u) and succs.get(u):
+        ps = preds.get(u, ())
+        if u not in reached:
+            depth[u] = 1 + max((depth[p] for p in ps if p not in reached), default=0)
+            layer[u] = 0
+            continue
+        base = max((layer[p] + 1 for p in ps if p in reached), default=0)
+        layer[u] = base + max((depth[p] for p in ps if p not in reached), default=0)
+    for u in reversed(units):
+        if u not in reached and succs.get(u):
             layer[u] = max(0, min(layer[s] for s in succs[u]) - 1)
     n_layers = max(layer.values(), default=-1) + 1
 
@@ -270,14 +297,19 @@ def compute_layout(h: Hierarchy, expanded: frozenset[str] | set[str], *, max_dum
     for u in units:
         w, hh = _unit_size(h, u)
         items[u] = _Item(u, w, hh, paths[u], False, float(unit_order[u]), layer[u])
+        if u not in reached:
+            items[u].stiffness = PLACE_CONST
     chains: dict[tuple[str, str], list[_Item]] = {}
     budget = max_dummies if max_dummies is not None else max(4000, 4 * len(units))
     for a, b in sorted(forward, key=lambda e: layer[e[1]] - layer[e[0]]):
         span = layer[b] - layer[a]
         ia, ib = items[a], items[b]
+        # Constants (parameters, position tables) pull their consumers sideways only a little:
+        # the data path stays straight.
+        strength = 1.0 if a in reached else CONST_WEIGHT
         if span <= 1 or span - 1 > budget:
             if span >= 1:
-                _link(ia, ib, 1.0 if span == 1 else 0.0)
+                _link(ia, ib, strength if span == 1 else 0.0)
             continue
         budget -= span - 1
         path = ia.path[: _common_prefix(ia.path, ib.path)]
@@ -286,10 +318,10 @@ def compute_layout(h: Hierarchy, expanded: frozenset[str] | set[str], *, max_dum
         for k in range(1, span):
             d = _Item(f"d:{a}>{b}:{k}", 0.0, 0.0, path, True, ia.order + k / (span + 1.0), layer[a] + k)
             items[d.key] = d
-            _link(prev, d, DUMMY_WEIGHT)
+            _link(prev, d, DUMMY_WEIGHT * strength)
             chain.append(d)
             prev = d
-        _link(prev, ib, DUMMY_WEIGHT)
+        _link(prev, ib, DUMMY_WEIGHT * strength)
         chains[(a, b)] = chain
 
     layers: list[list[_Item]] = [[] for _ in range(n_layers)]
@@ -337,6 +369,7 @@ def compute_layout(h: Hierarchy, expanded: frozenset[str] | set[str], *, max_dum
             _place(layers[li], seps[li], up=False)
     for li in range(1, n_layers):
         _place(layers[li], seps[li], up=True)
+    _place_constants(layers, items, units, reached, succs)
 
     # 7. y coordinates, leaving room for frame titles and padding
     first_layer: dict[str, int] = {}
@@ -423,6 +456,9 @@ def compute_layout(h: Hierarchy, expanded: frozenset[str] | set[str], *, max_dum
         f.y += dy
     for r in routes:
         r.points = [(px + dx, py + dy) for px, py in r.points]
+        xs = [px for px, _ in r.points]
+        ys = [py for _, py in r.points]
+        r.bounds = (min(xs), min(ys), max(xs), max(ys))
     width = max(x_end) + dx + MARGIN
     height = max(y_end) + dy + MARGIN
     return Layout(expanded, boxes, frames, routes, width, height, unit_of_node)
@@ -489,7 +525,7 @@ def _place(lst: list[_Item], seps: list[float], up: bool) -> None:
     n = len(lst)
     if n == 1:  # most layers of a chain-like network: no constraints to keep
         it = lst[0]
-        nbrs = it.preds if up else it.succs
+        nbrs = _primary(it, it.preds if up else it.succs)
         if nbrs:
             it.x = sum(nb.x * w for nb, w in nbrs) / sum(w for _, w in nbrs)
         return
@@ -497,13 +533,13 @@ def _place(lst: list[_Item], seps: list[float], up: bool) -> None:
     weights: list[float] = []
     offset = 0.0
     for i, it in enumerate(lst):
-        nbrs = it.preds if up else it.succs
+        nbrs = _primary(it, it.preds if up else it.succs)
         if nbrs:
             tw = sum(w for _, w in nbrs)
             desired = sum(nb.x * w for nb, w in nbrs) / tw
-            weight = DUMMY_WEIGHT if it.dummy else 1.0
+            weight = it.stiffness
         else:
-            desired, weight = it.x, 0.05
+            desired, weight = it.x, 0.05 * it.stiffness
         targets.append(desired - offset)
         weights.append(weight)
         if i < n - 1:
@@ -526,6 +562,46 @@ def _place(lst: list[_Item], seps: list[float], up: bool) -> None:
             if i < n - 1:
                 offset += seps[i]
             i += 1
+
+
+def _place_constants(layers: list[list[_Item]], items: dict[str, _Item], units: list[str], reached: set[str],
+                     succs: dict[str, list[str]]) -> None:
+    """Constants go in a tidy column just right of the data path, level with their consumer.
+
+    Left to the iterative placement they wander sideways (nothing anchors a chain that starts at
+    a parameter), block after block; here each layer's constants are packed, in order, from the
+    consumer's x or from just right of the layer's other boxes, whichever is further right.
+    """
+    anchor: dict[str, float] = {}
+    for u in reversed(units):
+        if u in reached:
+            continue
+        data = [items[s].x for s in succs.get(u, ()) if s in reached]
+        chain = [anchor[s] for s in succs.get(u, ()) if s not in reached and s in anchor]
+        if data or chain:
+            anchor[u] = min(data) if data else min(chain)
+    for lst in layers:
+        consts = [it for it in lst if not it.dummy and it.key in anchor]
+        if not consts:
+            continue
+        others = [it for it in lst if it.dummy or it.key not in anchor]
+        right = max((it.x + it.w / 2 for it in others), default=float("-inf"))
+        x = max(right + H_GAP + 2 * FRAME_PAD, anchor[consts[0].key] - consts[0].w / 2)
+        for it in consts:
+            it.x = x + it.w / 2
+            x += it.w + H_GAP
+
+
+def _primary(it: _Item, nbrs: list[tuple[_Item, float]]) -> list[tuple[_Item, float]]:
+    """The neighbours a box aligns with: real data-path boxes when it has any, so a residual add
+    stays under its main branch instead of drifting towards the skip edge (or a constant)."""
+    if it.dummy:
+        return nbrs
+    main = [(nb, w) for nb, w in nbrs if not nb.dummy and nb.stiffness == 1.0]
+    if main:
+        return main
+    data_edges = [(nb, w) for nb, w in nbrs if w >= DUMMY_WEIGHT]  # long edges of the data path
+    return data_edges or nbrs
 
 
 def _grow(rects: dict[str, list[float]], key: str, x0: float, y0: float, x1: float, y1: float) -> None:

@@ -18,10 +18,11 @@ expansions are computed on a worker thread and cached.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from PySide6.QtCore import QPoint, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -31,6 +32,7 @@ from PySide6.QtGui import (
     QPainterPath,
     QPalette,
     QPen,
+    QPixmap,
     QPolygonF,
     QStaticText,
     QTransform,
@@ -44,6 +46,7 @@ from PySide6.QtWidgets import (
     QGraphicsView,
     QLabel,
     QStyleOptionGraphicsItem,
+    QToolTip,
     QWidget,
 )
 
@@ -62,6 +65,7 @@ from transfer_studio.ui.widgets.formatting import format_count, format_shape
 FROZEN, TRAINABLE, MIXED, NONE = "frozen", "trainable", "mixed", "none"
 SYNC_LAYOUT_UNITS = 250  # larger expansions are laid out on a worker thread
 LOD_TEXT = 0.45  # below this zoom, boxes are drawn without text
+LOD_OVERVIEW = 0.3  # below this zoom, one item draws everything (no per-box Python calls)
 MIN_ZOOM, MAX_ZOOM = 0.02, 4.0
 BADGE = 14.0
 
@@ -102,6 +106,7 @@ class _Colors:
         self.refresh()
 
     def refresh(self) -> None:
+        self._tints: dict[tuple[int, float], QColor] = {}
         dark = theme.is_dark()
         sem = theme.semantic_colors(dark)
         app_pal = QPalette() if not _app_palette() else _app_palette()
@@ -125,10 +130,15 @@ class _Colors:
 
     def tint(self, c: QColor, amount: float) -> QColor:
         """``c`` mixed into the base colour: light fills that keep text readable in both themes."""
-        b = self.base
-        return QColor(round(b.red() + (c.red() - b.red()) * amount),
-                      round(b.green() + (c.green() - b.green()) * amount),
-                      round(b.blue() + (c.blue() - b.blue()) * amount))
+        key = (c.rgba(), amount)
+        cached = self._tints.get(key)
+        if cached is None:
+            b = self.base
+            cached = QColor(round(b.red() + (c.red() - b.red()) * amount),
+                            round(b.green() + (c.green() - b.green()) * amount),
+                            round(b.blue() + (c.blue() - b.blue()) * amount))
+            self._tints[key] = cached
+        return cached
 
 
 def _app_palette() -> QPalette | None:
@@ -191,7 +201,6 @@ class _BoxItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
         self.setAcceptHoverEvents(False)
         self.setZValue(2)
-        self.setToolTip(view._tooltip(unit))
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
         return QRectF(-3, -3, self.w + 6, self.h + 6)
@@ -324,6 +333,7 @@ class _FrameItem(QGraphicsItem):
         self._title: QStaticText | None = None
         self.setZValue(0)
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton | Qt.MouseButton.RightButton)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_size(self, w: float, h: float) -> None:
         if (w, h) != (self.w, self.h):
@@ -353,10 +363,18 @@ class _FrameItem(QGraphicsItem):
         lod = option.levelOfDetailFromTransform(p.worldTransform())
         rect = QRectF(0, 0, self.w, self.h)
         pen = QPen(c.match if self.match else c.tint(accent, 0.75), 2 if self.match else 1.2)
-        pen.setStyle(Qt.PenStyle.SolidLine)
-        p.setPen(pen)
-        p.setBrush(c.frame_fill)
-        p.drawRoundedRect(rect, 9, 9)
+        exposed = option.exposedRect.intersected(rect)
+        if rect.width() * lod < 2000 and rect.height() * lod < 2000:
+            p.setPen(pen)
+            p.setBrush(c.frame_fill)
+            p.drawRoundedRect(rect, 9, 9)
+        else:
+            # A frame much larger than the screen: rasterising all of a huge antialiased rounded
+            # shape costs hundreds of ms; fill and outline only the exposed part.
+            p.fillRect(exposed, c.frame_fill)
+            p.setPen(pen)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawRect(rect)
         if lod < LOD_TEXT:
             return
         title_rect = QRectF(0.6, 0.6, self.w - 1.2, FRAME_TITLE)
@@ -461,21 +479,25 @@ class _EdgeLayer(QGraphicsItem):
         self.view = view
         self.setZValue(1)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
-        self._edges: list[tuple[QRectF, QPainterPath, QPolygonF, bool]] = []
+        # (bounds, points, back); the QPainterPath of an edge is built the first time it is drawn.
+        self._edges: list[tuple[QRectF, list[tuple[float, float]], bool]] = []
+        self._paths: dict[int, tuple[QPainterPath, QPolygonF]] = {}
         self._rect = QRectF()
 
     def set_layout(self, layout: Layout) -> None:
         self.prepareGeometryChange()
         edges = []
-        rect = QRectF()
+        x0 = y0 = float("inf")
+        x1 = y1 = float("-inf")
         for route in layout.edges:
-            path = _edge_path(route.points)
-            arrow = _arrow_head(route.points[-1])
-            bounds = path.boundingRect().adjusted(-6, -6, 6, 6)
-            edges.append((bounds, path, arrow, route.back))
-            rect = rect.united(bounds)
+            # S-curves stay within their points' box (computed with the layout), plus the arrow
+            # head and the pen.
+            bx0, by0, bx1, by1 = route.bounds
+            edges.append((QRectF(bx0 - 8, by0 - 8, bx1 - bx0 + 16, by1 - by0 + 16), route.points, route.back))
+            x0, y0, x1, y1 = min(x0, bx0 - 8), min(y0, by0 - 8), max(x1, bx1 + 8), max(y1, by1 + 8)
         self._edges = edges
-        self._rect = rect
+        self._paths = {}
+        self._rect = QRectF(x0, y0, x1 - x0, y1 - y0) if edges else QRectF()
 
     def boundingRect(self) -> QRectF:  # noqa: N802
         return self._rect
@@ -489,12 +511,16 @@ class _EdgeLayer(QGraphicsItem):
         back_pen = QPen(c.edge, 1.2, Qt.PenStyle.DashLine)
         p.setBrush(Qt.BrushStyle.NoBrush)
         arrows: list[QPolygonF] = []
-        for bounds, path, arrow, back in self._edges:
+        paths = self._paths
+        for i, (bounds, points, back) in enumerate(self._edges):
             if not bounds.intersects(exposed):
                 continue
+            drawn = paths.get(i)
+            if drawn is None:
+                drawn = paths[i] = (_edge_path(points), _arrow_head(points[-1]))
             p.setPen(back_pen if back else pen)
-            p.drawPath(path)
-            arrows.append(arrow)
+            p.drawPath(drawn[0])
+            arrows.append(drawn[1])
         if lod >= LOD_TEXT and arrows:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(c.edge)
@@ -519,6 +545,76 @@ def _arrow_head(end: tuple[float, float]) -> QPolygonF:
     return QPolygonF([QPointF(x, y), QPointF(x - 4, y - 7), QPointF(x + 4, y - 7)])
 
 
+class _OverviewLayer(QGraphicsItem):
+    """The whole graph as a handful of draw calls, for zoom levels where details are invisible.
+
+    Far out, hundreds of per-item paint calls (each a trip into Python) dominate the frame time;
+    this item draws frames, boxes (batched by colour) and edges (one polyline path) instead, while
+    the detailed items are hidden.
+    """
+
+    def __init__(self, view: GraphView):
+        super().__init__()
+        self.view = view
+        self.setZValue(3)
+        self._rect = QRectF()
+        self._cache: tuple | None = None
+
+    def set_layout(self, layout: Layout) -> None:
+        self.prepareGeometryChange()
+        self._rect = QRectF(0, 0, layout.width, layout.height)
+        self._cache = None
+
+    def invalidate(self) -> None:
+        self._cache = None
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self._rect
+
+    def _build(self) -> tuple:
+        layout = self.view.current_layout()
+        c = self.view.colors
+        by_colour: dict[int, tuple[QColor, list[QRectF]]] = {}
+        matched: list[QRectF] = []
+        for unit, box in layout.boxes.items():
+            st = self.view._status_for_unit(unit)
+            colour = c.tint(c.modified if st.modified else c.state[st.freeze], 0.55)
+            rect = QRectF(box.x, box.y, box.w, box.h)
+            by_colour.setdefault(colour.rgba(), (colour, []))[1].append(rect)
+            if unit in self.view._match_set:
+                matched.append(rect.adjusted(-6, -6, 6, 6))
+        frames = [QRectF(f.x, f.y, f.w, f.h) for f in layout.frames.values()]
+        edges = QPainterPath()
+        for route in layout.edges:
+            edges.moveTo(*route.points[0])
+            for pt in route.points[1:]:
+                edges.lineTo(*pt)
+        return list(by_colour.values()), frames, edges, matched
+
+    def paint(self, p: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if self.view.current_layout() is None:
+            return
+        if self._cache is None:
+            self._cache = self._build()
+        groups, frames, edges, matched = self._cache
+        c = self.view.colors
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        p.setBrush(c.frame_fill)
+        p.setPen(QPen(c.mid, 0))
+        p.drawRects(frames)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(QPen(c.edge, 0))
+        p.drawPath(edges)
+        p.setPen(Qt.PenStyle.NoPen)
+        for colour, rects in groups:
+            p.setBrush(colour)
+            p.drawRects(rects)
+        if matched:
+            p.setBrush(c.match)
+            p.drawRects(matched)
+
+
 # -- minimap -----------------------------------------------------------------------------------
 class Minimap(QFrame):
     """The whole graph in miniature with the visible area outlined; click or drag to navigate."""
@@ -534,6 +630,7 @@ class Minimap(QFrame):
         self.setToolTip("Overview: click or drag to move around the graph")
         self._scale = 1.0
         self._offset = QPointF()
+        self._pixmap: QPixmap | None = None
 
     def sizeHint(self) -> QSize:  # noqa: N802
         layout = self.view.current_layout()
@@ -545,20 +642,24 @@ class Minimap(QFrame):
     def relayout(self) -> None:
         self.resize(self.sizeHint())
         self.view._place_overlays()
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """The layout or the colours changed: redraw the miniature on the next paint."""
+        self._pixmap = None
         self.update()
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def _render(self) -> QPixmap:
+        """The boxes in miniature, drawn once per layout/colour change (paints reuse it)."""
         layout = self.view.current_layout()
-        p = QPainter(self)
         c = self.view.colors
+        pm = QPixmap(self.size())
         bg = QColor(c.base)
         bg.setAlphaF(0.92)
-        p.fillRect(self.rect(), bg)
+        pm.fill(bg)
+        p = QPainter(pm)
         p.setPen(QPen(c.mid, 1))
         p.drawRect(self.rect().adjusted(0, 0, -1, -1))
-        if layout is None or not layout.boxes:
-            p.end()
-            return
         w, h = self.width() - 4, self.height() - 4
         s = min(w / layout.width, h / layout.height)
         ox = 2 + (w - layout.width * s) / 2
@@ -566,11 +667,31 @@ class Minimap(QFrame):
         self._scale, self._offset = s, QPointF(ox, oy)
         p.setPen(Qt.PenStyle.NoPen)
         status = self.view._status_for_unit
+        groups: dict[int, tuple[QColor, list[QRectF]]] = {}
         for unit, box in layout.boxes.items():
             st = status(unit)
-            colour = c.modified if st.modified else c.state[st.freeze]
-            p.setBrush(c.tint(colour, 0.7))
-            p.drawRect(QRectF(ox + box.x * s, oy + box.y * s, max(1.0, box.w * s), max(1.0, box.h * s)))
+            colour = c.tint(c.modified if st.modified else c.state[st.freeze], 0.7)
+            rect = QRectF(ox + box.x * s, oy + box.y * s, max(1.0, box.w * s), max(1.0, box.h * s))
+            groups.setdefault(colour.rgba(), (colour, []))[1].append(rect)
+        for colour, rects in groups.values():  # one call per colour
+            p.setBrush(colour)
+            p.drawRects(rects)
+        p.end()
+        return pm
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        layout = self.view.current_layout()
+        if layout is None or not layout.boxes:
+            p = QPainter(self)
+            p.fillRect(self.rect(), self.view.colors.base)
+            p.end()
+            return
+        if self._pixmap is None or self._pixmap.size() != self.size():
+            self._pixmap = self._render()
+        p = QPainter(self)
+        p.drawPixmap(0, 0, self._pixmap)
+        c = self.view.colors
+        s, ox, oy = self._scale, self._offset.x(), self._offset.y()
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
         hl = QColor(c.selected)
         p.setPen(QPen(hl, 1.5))
@@ -627,6 +748,15 @@ class GraphView(QGraphicsView):
         self._frames: dict[str, _FrameItem] = {}
         self._edges = _EdgeLayer(self)
         self.scene().addItem(self._edges)
+        self._overview = _OverviewLayer(self)
+        self._overview.setVisible(False)
+        self.scene().addItem(self._overview)
+        self._overview_mode = False
+        self._pending_boxes: list[str] = []
+        self._pending_frames: list[str] = []
+        self._item_timer = QTimer(self)
+        self._item_timer.setInterval(0)
+        self._item_timer.timeout.connect(self._create_some)
         self._status_nodes: dict[str, UnitStatus] = {}
         self._status_blocks: dict[str, UnitStatus] = {}
         self._matches: list[str] = []  # node ids matching the search, in execution order
@@ -658,6 +788,8 @@ class GraphView(QGraphicsView):
             self.scene().removeItem(item)
         self._boxes.clear()
         self._frames.clear()
+        self._pending_boxes, self._pending_frames = [], []
+        self._item_timer.stop()
         self._cache.clear()
         self._matches, self._match_index = [], -1
         self.hierarchy = hierarchy
@@ -676,6 +808,8 @@ class GraphView(QGraphicsView):
             self.scene().removeItem(item)
         self._boxes.clear()
         self._frames.clear()
+        self._pending_boxes, self._pending_frames = [], []
+        self._item_timer.stop()
         self._cache.clear()
         self.hierarchy = None
         self._layout = None
@@ -751,54 +885,128 @@ class GraphView(QGraphicsView):
             self._cache.popitem(last=False)
 
     def _apply_layout(self, layout: Layout, centre_on: str | None = None) -> None:
-        """Reposition (or create) the items of ``layout``; hide the rest."""
+        """Show ``layout``: move the items it shares with the last one, hide the rest, and create
+        new items for what is in view now and for everything else in short timer slices (a fully
+        expanded large network has over a thousand boxes: creating them all at once would stall
+        the GUI thread for longer than a frame)."""
         anchor = self._anchor()
         self._layout = layout
         self._match_set = self._match_units()
-        scene = self.scene()
-        live = set(layout.boxes)
+        detail = not self._overview_mode
         for unit, item in self._boxes.items():
-            if unit not in live and item.isVisible():
-                item.setSelected(False)
-                item.setVisible(False)
-        for unit, box in layout.boxes.items():
-            item = self._boxes.get(unit)
-            if item is None:
-                item = _BoxItem(self, unit, box.w, box.h)
-                item.status = self._status_for_unit(unit)
-                item.match = self._is_match(unit)
-                scene.addItem(item)
-                self._boxes[unit] = item
-            else:
-                item.match = self._is_match(unit)
-                item.setVisible(True)
+            box = layout.boxes.get(unit)
+            if box is None:
+                if item.isVisible():
+                    item.setSelected(False)
+                    item.setVisible(False)
+                continue
+            item.match = unit in self._match_set
             item.setPos(box.x, box.y)
-        live_frames = set(layout.frames)
-        for block, item in self._frames.items():
-            if block not in live_frames:
-                item.setVisible(False)
-        for block, frame in layout.frames.items():
-            fitem = self._frames.get(block)
-            if fitem is None:
-                fitem = _FrameItem(self, block)
-                fitem.status = self._status_for_unit(block_unit(block))
-                scene.addItem(fitem)
-                self._frames[block] = fitem
-            else:
-                fitem.setVisible(True)
-            fitem.match = self._is_match(block_unit(block))
-            fitem.set_size(frame.w, frame.h)
-            fitem.setPos(frame.x, frame.y)
-            fitem.setZValue(-10 + frame.depth)
+            item.setVisible(detail)
+        for block, fitem in self._frames.items():
+            frame = layout.frames.get(block)
+            if frame is None:
+                fitem.setVisible(False)
+                continue
+            self._place_frame(fitem, frame)
+            fitem.setVisible(detail)
+        self._pending_boxes = [u for u in layout.boxes if u not in self._boxes]
+        self._pending_frames = [b for b in layout.frames if b not in self._frames]
         self._edges.set_layout(layout)
-        scene.setSceneRect(QRectF(0, 0, layout.width, layout.height))
+        self._edges.setVisible(detail)
+        self._overview.set_layout(layout)
+        self._overview.setVisible(not detail)
+        self.scene().setSceneRect(QRectF(0, 0, layout.width, layout.height))
         self.minimap.relayout()
         if centre_on:
             self.centre_on(centre_on)
         elif anchor is not None:
             self._restore_anchor(anchor)
+        self._create_visible()
+        if self._pending_boxes or self._pending_frames:
+            self._item_timer.start()
         self.viewport().update()
         self.layoutApplied.emit()
+
+    # -- lazy item creation --------------------------------------------------------------------
+    def _make_box(self, unit: str) -> _BoxItem:
+        box = self._layout.boxes[unit]  # type: ignore[union-attr]
+        item = _BoxItem(self, unit, box.w, box.h)
+        item.status = self._status_for_unit(unit)
+        item.match = unit in self._match_set
+        item.setPos(box.x, box.y)
+        item.setVisible(not self._overview_mode)
+        self.scene().addItem(item)
+        self._boxes[unit] = item
+        return item
+
+    def _make_frame(self, block: str) -> _FrameItem:
+        fitem = _FrameItem(self, block)
+        fitem.status = self._status_for_unit(block_unit(block))
+        self._place_frame(fitem, self._layout.frames[block])  # type: ignore[union-attr]
+        fitem.setVisible(not self._overview_mode)
+        self.scene().addItem(fitem)
+        self._frames[block] = fitem
+        return fitem
+
+    def _place_frame(self, fitem: _FrameItem, frame) -> None:
+        fitem.match = block_unit(fitem.block) in self._match_set
+        fitem.set_size(frame.w, frame.h)
+        fitem.setPos(frame.x, frame.y)
+        fitem.setZValue(-10 + frame.depth)
+
+    def _create_visible(self) -> None:
+        """Create the pending items that are (nearly) in view right now."""
+        layout = self._layout
+        if layout is None or not (self._pending_boxes or self._pending_frames):
+            return
+        vp = self.viewport().rect()
+        seen = self.mapToScene(vp).boundingRect()
+        area = seen.adjusted(-seen.width() / 2, -seen.height() / 2, seen.width() / 2, seen.height() / 2)
+        keep: list[str] = []
+        for unit in self._pending_boxes:
+            if unit in self._boxes:
+                continue
+            b = layout.boxes.get(unit)
+            if b is not None and area.intersects(QRectF(b.x, b.y, b.w, b.h)):
+                self._make_box(unit)
+            elif b is not None:
+                keep.append(unit)
+        self._pending_boxes = keep
+        keep_f: list[str] = []
+        for block in self._pending_frames:
+            if block in self._frames:
+                continue
+            f = layout.frames.get(block)
+            if f is not None and area.intersects(QRectF(f.x, f.y, f.w, f.h)):
+                self._make_frame(block)
+            elif f is not None:
+                keep_f.append(block)
+        self._pending_frames = keep_f
+
+    def _create_some(self) -> None:
+        """Timer slice: create pending items for about 6 ms, then let the event loop breathe."""
+        deadline = time.perf_counter() + 0.006
+        while self._pending_frames and time.perf_counter() < deadline:
+            block = self._pending_frames.pop()
+            if block not in self._frames and self._layout is not None and block in self._layout.frames:
+                self._make_frame(block)
+        while self._pending_boxes and time.perf_counter() < deadline:
+            unit = self._pending_boxes.pop()
+            if unit not in self._boxes and self._layout is not None and unit in self._layout.boxes:
+                self._make_box(unit)
+        if not (self._pending_boxes or self._pending_frames):
+            self._item_timer.stop()
+
+    def _ensure_box(self, unit: str) -> _BoxItem | None:
+        item = self._boxes.get(unit)
+        if item is None and self._layout is not None and unit in self._layout.boxes:
+            item = self._make_box(unit)
+        return item
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802
+        super().scrollContentsBy(dx, dy)
+        self._create_visible()
 
     def _anchor(self) -> tuple[str, QPointF] | None:
         """The unit under the view's centre, so expanding keeps the user's place."""
@@ -873,7 +1081,8 @@ class GraphView(QGraphicsView):
             if st != fitem.status:
                 fitem.status = st
                 fitem.update()
-        self.minimap.update()
+        self._overview.invalidate()
+        self.minimap.invalidate()
 
     def _status_for_unit(self, unit: str) -> UnitStatus:
         if unit.startswith("b:"):
@@ -934,6 +1143,7 @@ class GraphView(QGraphicsView):
 
     def _refresh_matches(self) -> None:
         self._match_set = self._match_units()
+        self._overview.invalidate()
         for unit, item in self._boxes.items():
             m = unit in self._match_set
             if m != item.match:
@@ -977,8 +1187,8 @@ class GraphView(QGraphicsView):
     def _select_unit(self, unit: str) -> None:
         self.scene().blockSignals(True)
         self.scene().clearSelection()
-        item = self._boxes.get(unit)
-        if item is not None and item.isVisible():
+        item = self._ensure_box(unit)
+        if item is not None:
             item.setSelected(True)
         self.scene().blockSignals(False)
         self._selected = unit
@@ -995,10 +1205,12 @@ class GraphView(QGraphicsView):
         self.selectionChangedTo.emit(unit)
 
     def item_for(self, unit: str) -> QGraphicsItem | None:
-        if unit.startswith("b:") and unit[2:] in self.expanded():
-            return self._frames.get(unit[2:])
-        item = self._boxes.get(unit)
-        return item if item is not None and item.isVisible() else None
+        """The item drawing ``unit`` in the current layout (hidden while in overview mode)."""
+        if self._layout is None:
+            return None
+        if unit.startswith("b:") and unit[2:] in self._layout.frames:
+            return self._frames.get(unit[2:]) or self._make_frame(unit[2:])
+        return self._ensure_box(unit)
 
     def visible_units(self) -> list[str]:
         return list(self._layout.boxes) if self._layout is not None else []
@@ -1013,8 +1225,35 @@ class GraphView(QGraphicsView):
     def _set_zoom(self, z: float) -> None:
         z = max(MIN_ZOOM, min(MAX_ZOOM, z))
         self.setTransform(QTransform.fromScale(z, z))
+        self._update_overview_mode()
+        self._create_visible()
         self.minimap.update()
         self.zoomChanged.emit(z)
+
+    def _update_overview_mode(self) -> None:
+        overview = self.zoom() < LOD_OVERVIEW and self._layout is not None
+        if overview != self._overview_mode:
+            self._overview_mode = overview
+            self._set_detail_visible(not overview)
+
+    def _set_detail_visible(self, visible: bool) -> None:
+        """Show the per-box items (close up) or the single overview item (far out)."""
+        layout = self._layout
+        if layout is None:
+            return
+        for unit in layout.boxes:
+            item = self._boxes.get(unit)
+            if item is not None:
+                item.setVisible(visible)
+        for block in layout.frames:
+            item = self._frames.get(block)
+            if item is not None:
+                item.setVisible(visible)
+        self._edges.setVisible(visible)
+        self._overview.setVisible(not visible)
+
+    def in_overview_mode(self) -> bool:
+        return self._overview_mode
 
     def zoom_by(self, factor: float) -> None:
         self._set_zoom(self.zoom() * factor)
@@ -1102,7 +1341,7 @@ class GraphView(QGraphicsView):
         for item in self._boxes.values():
             item._texts = None
         self.viewport().update()
-        self.minimap.update()
+        self.minimap.invalidate()
 
     def _tooltip(self, unit: str) -> str:
         h = self.hierarchy
@@ -1116,6 +1355,17 @@ class GraphView(QGraphicsView):
         shape = format_shape(n.output_shape)
         return f"{n.id}\n{n.type}" + (f" → {shape}" if shape else "") + (
             f"\n{n.params:,} parameters" if n.params else "")
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.ToolTip:  # built on demand, not stored on every item
+            item = self.itemAt(event.pos())
+            unit = getattr(item, "unit", "")
+            if unit:
+                QToolTip.showText(event.globalPos(), self._tooltip(unit), self.viewport())
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
 
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
         painter.fillRect(rect, self.palette().color(QPalette.ColorRole.Base))

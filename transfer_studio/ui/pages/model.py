@@ -17,22 +17,16 @@ and nothing changes.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
     QPoint,
-    QSortFilterProxyModel,
     Qt,
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QKeySequence, QShortcut, QUndoCommand
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -58,237 +52,32 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.config import ModelSpec, Project, SurgeryOp
-from transfer_studio.errors import Cancelled
 from transfer_studio.ui import theme
+from transfer_studio.ui.pages.model_catalog import (
+    COLUMNS,
+    CatalogFilter,
+    CatalogModel,
+    details_html,
+    download_weights,
+    list_catalog,
+    missing_weights_text,
+)
+from transfer_studio.ui.pages.model_display import (
+    FREEZE_OPS,
+    DisplayBuild,
+    ProjectEditCommand,
+    build_display,
+    ops_json,
+    project_key,
+    status_from_model,
+    try_structural,
+)
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_count
 from transfer_studio.ui.worker import TaskHandle, run_task
 
-FREEZE_OPS = ("freeze", "unfreeze", "freeze_before")
-COLUMNS = ("Name", "Family", "Params", "GFLOPs", "Top-1", "Input", "Offline")
+__all__ = ["ModelPage", "ProjectEditCommand", "ReplaceHeadDialog", "project_key"]
 
-
-# -- background work (runs on worker threads; imports torch lazily) ---------------------------------
-@dataclass
-class DisplayBuild:
-    """Everything the graph needs, computed off the GUI thread."""
-
-    model: Any  # nn.Module
-    hierarchy: Any  # graph_layout.Hierarchy
-    layout: Any  # graph_layout.Layout
-    node_status: dict
-    block_status: dict
-    trainable: int
-    total: int
-    key: str
-    ops: list[dict]
-    model_spec: ModelSpec
-    image_size: int | None
-    input_shape: tuple[int, ...]
-    units: list[str]  # freeze units in forward order (surgery.ordered_blocks)
-    head: str
-
-
-def project_key(project: Project) -> str:
-    """What the displayed network depends on: model, weights, surgery, input size."""
-    return json.dumps([project.model.name, project.model.weights, _ops_json(project.surgery),
-                       project.train.image_size], sort_keys=True)
-
-
-def _ops_json(ops: list[SurgeryOp]) -> list[dict]:
-    return [{"op": o.op, "target": o.target, "params": o.params} for o in ops]
-
-
-def _status_from_model(model: Any, hierarchy: Any) -> tuple[dict, dict, int, int]:
-    from transfer_studio.core import surgery
-    from transfer_studio.ui.graph_view import compute_status, module_counts
-
-    nodes, blocks = compute_status(hierarchy, module_counts(model.named_parameters()),
-                                   surgery.modified_modules(model))
-    trainable, total = surgery.param_counts(model)
-    return nodes, blocks, trainable, total
-
-
-def _describe(model: Any, project: Project, prefer_expanded: frozenset[str] | None,
-              cancel: Any = None) -> DisplayBuild:
-    from transfer_studio.core import graph, network, surgery
-    from transfer_studio.core.graph_layout import Hierarchy, compute_layout
-
-    shape = network.input_shape(project)
-    g = graph.model_graph(model, shape, project.model.name)
-    if cancel is not None and cancel():
-        raise Cancelled()
-    h = Hierarchy(g)
-    expanded = h.default_expanded()
-    if prefer_expanded is not None:
-        kept = frozenset(b for b in prefer_expanded if b in h.blocks)
-        if kept or not prefer_expanded:
-            expanded = kept
-    layout = compute_layout(h, expanded)
-    nodes, blocks, trainable, total = _status_from_model(model, h)
-    try:
-        head = surgery.find_head(model)
-    except Exception:  # noqa: BLE001 - a model without a Linear head still displays
-        head = ""
-    return DisplayBuild(model, h, layout, nodes, blocks, trainable, total, project_key(project),
-                        _ops_json(project.surgery), copy.deepcopy(project.model), project.train.image_size,
-                        tuple(shape), surgery.ordered_blocks(model), head)
-
-
-def build_display(project: Project, prefer_expanded: frozenset[str] | None = None, *, progress=None,
-                  cancel=None) -> DisplayBuild:
-    """The project's network (real weights) and its graph, layout and colours."""
-    from transfer_studio.core import network
-
-    if progress:
-        progress(0, 0)
-    model = network.build_network(project)
-    if cancel is not None and cancel():
-        raise Cancelled()
-    return _describe(model, project, prefer_expanded, cancel)
-
-
-def try_structural(model: Any, project: Project, op: SurgeryOp, prefer_expanded: frozenset[str] | None, *,
-                   progress=None, cancel=None) -> DisplayBuild:
-    """Apply ``op`` to a copy of the page's network (core validation); the copy's new display.
-
-    ``project`` already holds ``op`` at the end of its surgery. SurgeryError leaves nothing changed.
-    """
-    from transfer_studio.core import network, surgery
-
-    candidate = copy.deepcopy(model)
-    surgery.apply_op(candidate, op, network.input_shape(project))
-    return _describe(candidate, project, prefer_expanded, cancel)
-
-
-def download_weights(name: str, *, progress=None, cancel=None) -> str:
-    from transfer_studio.core import catalog
-
-    catalog.build_model(name, "DEFAULT", allow_download=True, progress=progress, cancel=cancel)
-    return name
-
-
-def list_catalog(*, progress=None, cancel=None) -> list[Any]:
-    from transfer_studio.core import catalog
-
-    return catalog.list_models()
-
-
-# -- undo ------------------------------------------------------------------------------------------
-class ProjectEditCommand(QUndoCommand):
-    """Swap parts of the project (model spec, surgery list, image size) between two snapshots."""
-
-    def __init__(self, state: AppState, text: str, before: dict[str, Any], after: dict[str, Any]):
-        super().__init__(text)
-        self.state = state
-        self.before = copy.deepcopy(before)
-        self.after = copy.deepcopy(after)
-
-    def redo(self) -> None:
-        self._apply(self.after)
-
-    def undo(self) -> None:
-        self._apply(self.before)
-
-    def _apply(self, snap: dict[str, Any]) -> None:
-        p = self.state.project
-        sections = []
-        if "model" in snap:
-            p.model = copy.deepcopy(snap["model"])
-            sections.append("model")
-        if "image_size" in snap:
-            p.train.image_size = snap["image_size"]
-            sections.append("train")
-        if "surgery" in snap:
-            p.surgery = copy.deepcopy(snap["surgery"])
-            sections.append("surgery")
-        for section in sections:
-            self.state.mark_changed(section)
-
-
-# -- catalog table ---------------------------------------------------------------------------------
-class CatalogModel(QAbstractTableModel):
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.infos: list[Any] = []
-
-    def set_infos(self, infos: list[Any]) -> None:
-        self.beginResetModel()
-        self.infos = list(infos)
-        self.endResetModel()
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.infos)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
-        return len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return ("Model name", "Architecture family", "Number of parameters",
-                    "Multiply-accumulates per 224 px image (billions)", "ImageNet top-1 accuracy (%)",
-                    "Default input size (px)", "Pretrained weights on this computer")[section]
-        return None
-
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        info = self.infos[index.row()]
-        col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return (info.name, info.family, format_count(info.params),
-                    "–" if info.gflops is None else f"{info.gflops:.2f}",
-                    "–" if info.imagenet_top1 is None else f"{info.imagenet_top1:.1f}",
-                    str(info.input_size), "✓" if info.weights_available_offline else "✗")[col]
-        if role == Qt.ItemDataRole.UserRole:  # sort keys
-            return (info.name, info.family, info.params, info.gflops if info.gflops is not None else -1.0,
-                    info.imagenet_top1 if info.imagenet_top1 is not None else -1.0, info.input_size,
-                    int(info.weights_available_offline))[col]
-        if role == Qt.ItemDataRole.ForegroundRole and col == 6:
-            sem = theme.semantic_colors()
-            return sem.success if info.weights_available_offline else sem.error
-        if role == Qt.ItemDataRole.TextAlignmentRole and col >= 2:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter) if col < 6 else int(Qt.AlignmentFlag.AlignCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            where = "bundled with the app" if info.source == "bundled" else "torchvision"
-            avail = "weights available offline" if info.weights_available_offline else "weights not on this computer"
-            return f"{info.name} ({where}) — {avail}"
-        if role == Qt.ItemDataRole.AccessibleTextRole and col == 6:
-            return "available offline" if info.weights_available_offline else "not available offline"
-        return None
-
-    def row_of(self, name: str) -> int:
-        for i, info in enumerate(self.infos):
-            if info.name == name:
-                return i
-        return -1
-
-
-class CatalogFilter(QSortFilterProxyModel):
-    """Every word of the search must appear in the name, family or source; optional offline filter."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.words: list[str] = []
-        self.offline_only = False
-        self.setSortRole(Qt.ItemDataRole.UserRole)
-
-    def set_text(self, text: str) -> None:
-        self.words = text.lower().split()
-        self.invalidate()
-
-    def set_offline_only(self, on: bool) -> None:
-        self.offline_only = on
-        self.invalidate()
-
-    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
-        info = self.sourceModel().infos[row]  # type: ignore[attr-defined]
-        if self.offline_only and not info.weights_available_offline:
-            return False
-        hay = f"{info.name} {info.family} {info.source}".lower()
-        return all(w in hay for w in self.words)
 
 
 # -- dialogs -----------------------------------------------------------------------------------------
@@ -400,7 +189,7 @@ class ModelPage(QWidget):
         hh = self.table.horizontalHeader()
         for col in range(len(COLUMNS)):
             hh.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # family gives way to the name
+        hh.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)  # family: what is left
         hh.setMinimumSectionSize(36)
         self.table.doubleClicked.connect(lambda _i: self.load_selected())
         self.details = QTextBrowser()
@@ -461,7 +250,8 @@ class ModelPage(QWidget):
         self.graph_search.setObjectName("graph_search")
         self.graph_search.setPlaceholderText("Find layer by name or type (Ctrl+F)")
         self.graph_search.setClearButtonEnabled(True)
-        self.graph_search.setMaximumWidth(260)
+        self.graph_search.setMinimumWidth(180)
+        self.graph_search.setMaximumWidth(280)
         self.match_label = QLabel("")
         self.match_label.setObjectName("match_label")
         self.match_label.setMinimumWidth(60)
@@ -608,10 +398,10 @@ class ModelPage(QWidget):
 
     # -- catalog -------------------------------------------------------------------------------
     def _load_catalog(self) -> None:
-        def done(infos: list[Any]) -> None:
+        def done(result: tuple[list[Any], list[Any]]) -> None:
             if self._closing:
                 return
-            self.catalog.set_infos(infos)
+            self.catalog.set_infos(*result)
             self.table.resizeColumnsToContents()
             self._select_in_table(self.state.project.model.name)
             self.catalogLoaded.emit()
@@ -621,7 +411,8 @@ class ModelPage(QWidget):
                 self.banner.show_message(f"Could not read the model catalog: {message}", "error",
                                          details=details or None)
 
-        self._catalog_task = run_task(list_catalog, name="catalog", on_result=done, on_error=failed)
+        self._catalog_task = run_task(list_catalog, theme.is_dark(), name="catalog", on_result=done,
+                                      on_error=failed)
 
     def refresh_catalog(self) -> None:
         """Re-check which weights are on disk (after a download or a copied file)."""
@@ -659,7 +450,7 @@ class ModelPage(QWidget):
 
     def _on_selection(self) -> None:
         info = self.selected_info()
-        self.details.setHtml(_details_html(info) if info is not None else "")
+        self.details.setHtml(details_html(info) if info is not None else "")
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -685,7 +476,7 @@ class ModelPage(QWidget):
             return
         weights = "none" if self.random_init.isChecked() else "DEFAULT"
         if weights == "DEFAULT" and not info.weights_available_offline:
-            self.banner.show_message(_missing_weights_text(info), "warning")
+            self.banner.show_message(missing_weights_text(info), "warning")
             return
         self.load_model(info.name, weights)
 
@@ -818,7 +609,7 @@ class ModelPage(QWidget):
         d = self.display
         if self.model is not None and d is not None and not self._task_running() and (
                 d.model_spec == project.model and d.image_size == project.train.image_size):
-            new_ops = _ops_json(project.surgery)
+            new_ops = ops_json(project.surgery)
             cur = self._shown_ops
             n = len(cur)
             if len(new_ops) > n and new_ops[:n] == cur and all(o["op"] in FREEZE_OPS for o in new_ops[n:]):
@@ -966,7 +757,7 @@ class ModelPage(QWidget):
         except Exception as exc:  # noqa: BLE001 - SurgeryError and friends: shown, nothing recorded
             self.banner.show_message(f"{text}: {exc}", "error")
             return False
-        self._shown_ops = _ops_json(after)
+        self._shown_ops = ops_json(after)
         tmp = self.state.project.copy()
         tmp.surgery = after
         self._shown_key = project_key(tmp)
@@ -1269,7 +1060,7 @@ class ModelPage(QWidget):
         if self._phase_overlay is not None:
             self._apply_overlay()
             return
-        nodes, blocks, trainable, total = _status_from_model(self.model, self.display.hierarchy)
+        nodes, blocks, trainable, total = status_from_model(self.model, self.display.hierarchy)
         self.display.node_status, self.display.block_status = nodes, blocks
         self.view.set_status(nodes, blocks)
         self._update_labels(trainable, total)
@@ -1347,43 +1138,3 @@ class ModelPage(QWidget):
             if task is not None:
                 task.cancel()
         self.busy_bar.stop()
-
-
-def _details_html(info: Any) -> str:
-    from html import escape
-
-    def pct(v: float | None) -> str:
-        return "–" if v is None else f"{v:.1f}%"
-
-    pre = info.preprocess
-    source = "bundled with Transfer Studio" if info.source == "bundled" else "torchvision"
-    rows = [
-        ("Family", escape(info.family)), ("Source", source),
-        ("Parameters", f"{info.params:,} ({format_count(info.params)})"),
-        ("GFLOPs", "–" if info.gflops is None else f"{info.gflops:.2f} per {info.input_size} px image"),
-        ("ImageNet top-1 / top-5", f"{pct(info.imagenet_top1)} / {pct(info.imagenet_top5)}"),
-        ("Input", f"{info.input_size} px (at least {info.min_size} px)"),
-        ("Preprocessing", f"resize {pre.resize}, centre crop {pre.crop}, {pre.interpolation}; "
-                          f"mean {tuple(round(m, 3) for m in pre.mean)}, std {tuple(round(s, 3) for s in pre.std)}"),
-        ("Weights", escape(info.weights_name or "–")),
-    ]
-    table = "".join(f"<tr><td style='padding-right:10px'><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
-    sem = theme.semantic_colors()
-    if info.weights_available_offline:
-        status = (f"<p style='color:{sem.success.name()}'>✓ Pretrained weights are on this computer"
-                  + (f": <code>{escape(info.weights_file)}</code>" if info.weights_file else "") + "</p>")
-    else:
-        status = f"<p style='color:{sem.error.name()}'>✗ {escape(_missing_weights_text(info))}</p>"
-    return f"<h3 style='margin-bottom:4px'>{escape(info.name)}</h3><table>{table}</table>{status}"
-
-
-def _missing_weights_text(info: Any) -> str:
-    if info.weights_file and info.weights_url:
-        size = f" ({info.weights_size_mb:.0f} MB)" if info.weights_size_mb else ""
-        return (f"The pretrained weights of {info.name} are not on this computer. Put the file "
-                f"{os.path.basename(info.weights_file)}{size} at {info.weights_file} (download it from "
-                f"{info.weights_url} on a connected machine), click Download weights, open a weights file "
-                "of your own, or tick Random init.")
-    return (f"The pretrained weights of {info.name} are missing; open a weights file of your own or tick "
-            "Random init.")
-
