@@ -68,6 +68,21 @@ class StallProbe:
         return np.maximum(np.diff(t) * 1000.0 - PROBE_MS, 0.0), t[1:]
 
 
+class StallLog:
+    """Stalls collected over several probe windows."""
+
+    def __init__(self):
+        self.parts: list = []
+
+    def add(self, probe: StallProbe) -> None:
+        self.parts.append(probe.stalls_ms()[0])
+
+    def values(self):
+        import numpy as np
+
+        return np.concatenate(self.parts) if self.parts else np.zeros(0)
+
+
 def wait_until(app, predicate, timeout: float) -> bool:
     """Run the Qt event loop (as the app does) until predicate() holds or timeout seconds pass."""
     from PySide6.QtCore import QEventLoop, QTimer
@@ -129,15 +144,26 @@ def gui_run(app, project, path: Path, *, seconds: float | None, probe: StallProb
     return run_dir, events, t0, redraws, status, gui_cpu
 
 
-def cli_run(project, tmp: Path, name: str) -> Path:
+def cli_run(app, project, tmp: Path, name: str, probe: StallProbe | None) -> Path:
+    """The CLI trains in a subprocess; meanwhile this process runs an idle Qt event loop, probed:
+    the control, i.e. the stalls this machine causes by itself while a training runs next door."""
     proj_file = tmp / f"{name}.tsproj"
     project.save(proj_file)
     out = tmp / "runs" / name
     cmd = [sys.executable, "-m", "transfer_studio", "train", "--project", str(proj_file), "--out", str(out),
            "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise SystemExit(f"CLI run failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+    log = tmp / f"{name}.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        if probe:
+            # from the first epoch on, as the GUI rows (the child's start-up is its own)
+            wait_until(app, lambda: (out / "checkpoint_last.pt").exists() or proc.poll() is not None, 3600)
+            probe.start()
+        wait_until(app, lambda: proc.poll() is not None, 3600)
+        if probe:
+            probe.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"CLI run failed ({proc.returncode}): {log.read_text().strip().splitlines()[-1:]}")
     return out
 
 
@@ -223,23 +249,33 @@ def main() -> int:
 
     epochs_done = sum(1 for _, w in events if w.startswith("epoch"))
     stall_rows = [
-        ("whole run (from the Start click, incl. start-up)", stalls),
-        ("training (from 2 s after FitStart)", steady),
+        (f"Train page, {elapsed:.0f} s run: from the Start click (incl. start-up)", stalls),
+        ("Train page, same run: training (from 2 s after FitStart)", steady),
     ]
 
-    # 2. throughput: CLI vs GUI worker, interleaved
+    # 2. throughput: CLI vs GUI worker, interleaved; probes in both (the CLI's is the control)
     project.train.epochs = args.epochs
     cli_s, gui_s = [], []
     loads = []
+    control, in_pairs = StallLog(), StallLog()
     for i in range(args.pairs):
-        cli_s.append(epoch_seconds(cli_run(project, tmp, f"cli{i}")))
-        gui_dir, *_ = gui_run(app, project, tmp / f"gui{i}.tsproj", seconds=None, probe=None)
+        p = StallProbe()
+        cli_s.append(epoch_seconds(cli_run(app, project, tmp, f"cli{i}", p)))
+        control.add(p)
+        p = StallProbe()
+        gui_dir, *_ = gui_run(app, project, tmp / f"gui{i}.tsproj", seconds=None, probe=p)
         gui_s.append(epoch_seconds(gui_dir))
+        in_pairs.add(p)
         loads.append(os.getloadavg()[0])
         print(f"pair {i + 1}: CLI epoch {cli_s[-1]:.2f} s, GUI epoch {gui_s[-1]:.2f} s, load {loads[-1]:.1f}",
               flush=True)
-    cli_med, gui_med = statistics.median(cli_s), statistics.median(gui_s)
-    ratio = cli_med / gui_med  # GUI throughput relative to the CLI's
+    # Per pair, then the median: the two runs of a pair are minutes apart, the pairs much further.
+    ratios = [c / g for c, g in zip(cli_s, gui_s, strict=True)]  # GUI throughput relative to the CLI's
+    ratio = statistics.median(ratios)
+    stall_rows += [
+        ("Train page during the throughput runs (training in this process)", in_pairs.values()),
+        ("control: idle event loop while the CLI trains in another process", control.values()),
+    ]
 
     n_train = len(json.loads((run_dir / "project.json").read_text())["data"]["split"]["train"])
     lines = [
@@ -267,10 +303,11 @@ def main() -> int:
     lines += ["", "Longest stalls: " + "; ".join(f"{s:.0f} ms ({context(t)})" for s, t in worst) + ".", ""]
     lines += [
         f"Throughput, GUI worker vs CLI (`transfer-studio train --project`), same run, {args.epochs} epochs, "
-        f"median epoch time of epochs 2-{args.epochs}, {args.pairs} interleaved pairs: CLI "
-        f"{', '.join(f'{s:.2f}' for s in cli_s)} s; GUI {', '.join(f'{s:.2f}' for s in gui_s)} s. "
-        f"Medians {cli_med:.2f} s vs {gui_med:.2f} s: the GUI worker trains at **{ratio:.2f}x** the CLI's "
-        f"throughput (target >= 0.90). Load average after each pair: {', '.join(f'{x:.1f}' for x in loads)}.",
+        f"median epoch time of epochs 2-{args.epochs}, {args.pairs} interleaved pairs (CLI, then GUI): CLI "
+        f"{', '.join(f'{s:.2f}' for s in cli_s)} s; GUI {', '.join(f'{s:.2f}' for s in gui_s)} s; "
+        f"CLI/GUI per pair {', '.join(f'{r:.2f}' for r in ratios)}. Median: the GUI worker trains at "
+        f"**{ratio:.2f}x** the CLI's throughput (target >= 0.90). Load average after each pair: "
+        f"{', '.join(f'{x:.1f}' for x in loads)}.",
     ]
     text = "\n".join(lines)
     print(text)

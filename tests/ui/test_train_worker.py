@@ -17,6 +17,7 @@ from transfer_studio.training.events import BatchEnd, EpochEnd
 from transfer_studio.ui.train_worker import (
     TrainController,
     TrainWorker,
+    cuda_index,
     explain_error,
     has_checkpoint,
     new_run_dir,
@@ -80,6 +81,10 @@ def test_explain_error_gives_plain_words_and_a_fix():
     except ValueError as exc:
         other = explain_error(exc)
     assert other.message.endswith("ValueError: boom") and "Traceback" in other.detail
+
+
+def test_cuda_index_from_the_engine_device_text():
+    assert [cuda_index(d) for d in ("cuda:1 (NVIDIA H100 80GB HBM3)", "cuda:0 (X)", "cuda", "cpu")] == [1, 0, 0, 0]
 
 
 def test_run_folders(tmp_path):

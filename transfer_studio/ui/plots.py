@@ -18,7 +18,10 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-REFRESH_HZ = 15
+# Redraws a second, at most. Each redraw calls into Python dozens of times (pyqtgraph items paint
+# in Python) and every call must win the GIL back from the training thread: fewer, fuller redraws
+# keep the GUI responsive (bench/bench_gui_stall.py) while the curves still visibly move.
+REFRESH_HZ = 5
 SMOOTHING = 0.9  # EMA factor of the smoothed per-batch loss (TensorBoard-style, debiased)
 
 # Semantic series colours: mid-saturation so they read on light and dark backgrounds alike.
@@ -233,6 +236,17 @@ class TrainingCharts(QWidget):
             chart.plot.addItem(line)
             chart.markers.append(line)
 
+    def set_epoch_range(self, epochs: int) -> None:
+        """Fix the x axes to the run's epochs [0, epochs].
+
+        With a fixed x range the axes are not re-laid out on every update (auto-range moved them
+        with each new point, and regenerating the ticks was a good part of a redraw's cost); the
+        view also shows how far the run has come.
+        """
+        for chart in (self.loss_chart, self.acc_chart, self.lr_chart):
+            chart.plot.enableAutoRange(x=False)
+            chart.plot.setXRange(0, max(1, int(epochs)), padding=0.02)
+
     def clear(self) -> None:
         for series in self._series.values():
             series.clear()
@@ -242,6 +256,7 @@ class TrainingCharts(QWidget):
             for line in chart.markers:
                 chart.plot.removeItem(line)
             chart.markers.clear()
+            chart.plot.enableAutoRange(x=True)
         self._phases.clear()
         self.flush()
 

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ class RunOutcome:
     result: Any = None  # the engine's RunResult when fit returned
     failure: TrainFailure | None = None
     duration_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- start-up without GUI stalls ----------------------------------------------------------------
@@ -248,14 +247,14 @@ class TrainWorker(QObject):
             return
         self._flush_batches()  # keep order: batches of an epoch arrive before its EpochEnd
         if kind == "FitStart":
-            self._device = str(getattr(event, "device", "") or "")
+            self._device = str(event.device)
             self.fitStarted.emit(event)
         elif kind == "EpochEnd":
             self.epochEnded.emit(event)
         elif kind == "PhaseChanged":
             self.phaseChanged.emit(event)
         elif kind == "CheckpointWritten":
-            self.checkpointWritten.emit(str(getattr(event, "path", "")))
+            self.checkpointWritten.emit(str(event.path))
         elif kind == "Paused":
             self.paused.emit()
         elif kind == "Resumed":
@@ -299,7 +298,7 @@ class TrainWorker(QObject):
             epoch=int(ev.epoch), batch=int(ev.step), num_batches=int(ev.steps),
             x=arr[:, 0].copy(), loss=arr[:, 1].copy(), lr=arr[:, 2].copy(),
             running_loss=float(ev.loss), running_accuracy=_opt_float(ev.accuracy),
-            images_per_s=_opt_float(getattr(ev, "images_per_s", None)),
+            images_per_s=_opt_float(ev.images_per_s),
             gpu_memory=self._gpu_memory,
         ))
 
@@ -313,8 +312,8 @@ class TrainWorker(QObject):
                 import_quietly(name)
             from transfer_studio.training.fit import fit
 
-            result = fit(self._project, callbacks=(self.on_event, *self._extra),
-                                  control=self._control, run_dir=self._run_dir, resume=self._resume)
+            result = fit(self._project, callbacks=(self.on_event, *self._extra), control=self._control,
+                         run_dir=self._run_dir, resume=self._resume)
             self._flush_batches()
             outcome = RunOutcome(_status_of(result, self._control), result)
             if outcome.status == "failed":
@@ -361,12 +360,18 @@ def _opt_float(value: Any) -> float | None:
         return None
 
 
+def cuda_index(device: str) -> int:
+    """The CUDA device index in the engine's device text ("cuda:1 (NVIDIA H100)" -> 1; "cuda" -> 0)."""
+    name = device.split()[0] if device.strip() else ""
+    _, _, index = name.partition(":")
+    return int(index) if index.isdigit() else 0
+
+
 def _cuda_memory(device: str) -> tuple[int, int] | None:
     try:
         import torch
 
-        index = torch.device(device).index or 0
-        free, total = torch.cuda.mem_get_info(index)
+        free, total = torch.cuda.mem_get_info(cuda_index(device))
         return int(total - free), int(total)
     except Exception:  # noqa: BLE001 - memory readout is informative only
         return None

@@ -647,6 +647,7 @@ class TrainPage(QWidget):
     def _on_fit_started(self, ev: Any) -> None:
         self._fit_start = ev
         self._epochs_total = int(ev.epochs)
+        self.charts.set_epoch_range(self._epochs_total)
         self._start_epoch = int(ev.start_epoch)
         if self._record is not None:
             self._record.strategy = ev.strategy
