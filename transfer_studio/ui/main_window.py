@@ -586,6 +586,9 @@ class MainWindow(QMainWindow):
 
         def done(text: str) -> None:
             self.device_label.setText(text)
+            from transfer_studio.ui.app import settle_heap
+
+            settle_heap()  # torch is loaded now: keep full GC passes from scanning all of it
 
         def failed(message: str, _details: str) -> None:
             self.device_label.setText("Compute device unknown")

@@ -1,8 +1,8 @@
 """The Model page: the model browser (catalog) and the interactive graph, which is also the freeze map.
 
 The project file is the source of truth. The page's network (``self.model``) is always
-``network.build_network(project)``, built on a worker thread; it is only shown and edited here,
-never handed to training. Every freeze or surgery action is recorded as ``SurgeryOp``s through an
+``network.build_network(project)`` (``build_network_meta`` for random init), built on a worker
+thread; it is only shown and edited here, never handed to training. Every freeze or surgery action is recorded as ``SurgeryOp``s through an
 undo command on ``state.undo_stack``; the page then brings its network in line with the project:
 
 - freeze ops appended at the end are applied to the network on the spot (cheap: requires_grad);
@@ -141,6 +141,7 @@ class ModelPage(QWidget):
         self.model: Any = None  # the displayed nn.Module (built from the project)
         self.display: DisplayBuild | None = None
         self._shown_key: str | None = None
+        self._status_key: str | None = None  # the project key the shown colours were computed for
         self._shown_ops: list[dict] = []
         self._snapshots: dict[int, dict[str, bool]] = {}
         self._build_task: TaskHandle | None = None
@@ -152,6 +153,7 @@ class ModelPage(QWidget):
         self._phase_overlay: Any = None
         self._closing = False
         self.context_menu: QMenu | None = None
+        self._heap_settled = False
         self._build_ui()
         self._connect_state()
         self._load_catalog()
@@ -602,7 +604,8 @@ class ModelPage(QWidget):
                 self._build_task = None
                 self._build_key = None
                 self.busy_bar.stop()
-            self._refresh_status()
+            if self._status_key != key:  # colours already match the network after _install
+                self._refresh_status()
             return
         if key == self._build_key:
             return
@@ -682,6 +685,7 @@ class ModelPage(QWidget):
         self.model = result.model
         self.display = result
         self._shown_key = result.key
+        self._status_key = result.key  # the build computed the colours of exactly this network
         self._shown_ops = result.ops
         self._snapshots = {}
         if same_model:
@@ -699,6 +703,11 @@ class ModelPage(QWidget):
         self.random_init.setChecked(result.model_spec.weights == "none")
         self._update_buttons()
         self.displayChanged.emit()
+        if not self._heap_settled:  # the first network shown: torchvision and fx are loaded now
+            self._heap_settled = True
+            from transfer_studio.ui.app import settle_heap
+
+            QTimer.singleShot(0, settle_heap)
 
     def _task_running(self) -> bool:
         return self._edit_task is not None
@@ -762,8 +771,9 @@ class ModelPage(QWidget):
         tmp.surgery = after
         self._shown_key = project_key(tmp)
         self.banner.clear()
+        # Pushing runs the command, which marks the project changed: _reconcile then finds the
+        # network already in line and recolours the graph.
         self.state.undo_stack.push(ProjectEditCommand(self.state, text, {"surgery": before}, {"surgery": after}))
-        self._refresh_status()
         return True
 
     def toggle_freeze(self, unit: str) -> None:
@@ -1061,6 +1071,7 @@ class ModelPage(QWidget):
             self._apply_overlay()
             return
         nodes, blocks, trainable, total = status_from_model(self.model, self.display.hierarchy)
+        self._status_key = self._shown_key
         self.display.node_status, self.display.block_status = nodes, blocks
         self.view.set_status(nodes, blocks)
         self._update_labels(trainable, total)

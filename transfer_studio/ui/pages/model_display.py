@@ -1,7 +1,7 @@
 """What the Model page shows, built off the GUI thread, and the undo command for project edits.
 
-``build_display`` turns a project into its network (``core.network.build_network``, real weights),
-graph data, a first layout and status colours; ``try_structural`` validates one surgery op on a
+``build_display`` turns a project into its network (``core.network.build_network``: real weights,
+or the meta device for random init), graph data, a first layout and status colours; ``try_structural`` validates one surgery op on a
 copy of the shown network. Both run on ``ui.worker`` threads and import torch lazily.
 """
 
@@ -89,12 +89,21 @@ def _describe(model: Any, project: Project, prefer_expanded: frozenset[str] | No
 
 def build_display(project: Project, prefer_expanded: frozenset[str] | None = None, *, progress=None,
                   cancel=None) -> DisplayBuild:
-    """The project's network (real weights) and its graph, layout and colours."""
+    """The project's network and its graph, layout and colours.
+
+    Pretrained or file weights are really loaded (that is what tells the user a file is missing or
+    does not fit). Random init is built on the meta device: the same layers, names and freeze map,
+    without allocating or initialising anything (seconds of CPU for a large network, which would
+    also starve the GUI thread of the machine's cores).
+    """
     from transfer_studio.core import network
 
     if progress:
         progress(0, 0)
-    model = network.build_network(project)
+    if str(project.model.weights).strip().lower() == "none":
+        model = network.build_network_meta(project)
+    else:
+        model = network.build_network(project)
     if cancel is not None and cancel():
         raise Cancelled()
     return _describe(model, project, prefer_expanded, cancel)
