@@ -1,7 +1,8 @@
 """Training on a background QThread: the same ``training.fit`` the CLI calls, events as Qt signals.
 
 Wiring follows superqt's ``new_worker_qthread`` (and ../shared/DESIGN.md, Threading): a worker QObject
-is moved to a QThread; started -> work, finished -> quit, finished -> deleteLater on both. The engine's
+is moved to a QThread; started -> work, finished -> quit; both are released on the GUI thread once the
+thread has exited (``worker.release_thread_objects``). The engine's
 callback runs in the worker thread and only turns events into signals carrying plain data (the
 engine's frozen event dataclasses, or ``BatchChunk`` with numpy arrays); widgets are touched only in
 the GUI thread.
@@ -31,6 +32,7 @@ from PySide6.QtCore import QObject, QStandardPaths, Qt, QThread, Signal, Slot
 
 from transfer_studio.config import Project
 from transfer_studio.errors import Cancelled, UserError
+from transfer_studio.ui.worker import ensure_ml_imported, release_thread_objects
 
 BATCH_EMIT_INTERVAL = 0.1  # seconds between batch chunks sent to the GUI thread
 GPU_MEMORY_INTERVAL = 1.0  # seconds between GPU memory readings
@@ -94,8 +96,6 @@ def import_quietly(name: str) -> Any:
     """
     import importlib
     import sys
-
-    from transfer_studio.ui.worker import ensure_ml_imported
 
     # One import at a time: the page's warm-up and a worker may ask for the same package, and two
     # threads importing a package whose modules import each other can see it half-initialised.
@@ -435,8 +435,6 @@ class TrainController(QObject):
         # Direct: QThread.quit is thread-safe, and a queued quit would need the GUI event loop, so
         # shutdown()'s wait() (the GUI thread blocked) could never see the thread end.
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(worker.deleteLater)
-        thread.finished.connect(thread.deleteLater)
         thread.finished.connect(self._on_thread_finished)
         self._thread, self._worker = thread, worker
         self._running = True
@@ -481,6 +479,7 @@ class TrainController(QObject):
         self.resumed.emit()
 
     def _on_thread_finished(self) -> None:
+        release_thread_objects(self._thread)  # then dropping the references deletes both here
         self._running = False
         self._paused = False
         self._thread = None

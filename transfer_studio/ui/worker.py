@@ -1,7 +1,7 @@
 """Run long work off the GUI thread: a worker QObject moved to a QThread.
 
-Wiring follows superqt's ``new_worker_qthread``: started -> work, finished -> quit, finished ->
-deleteLater on both. Cancellation is a ``threading.Event`` set directly from the GUI thread and polled
+Wiring: started -> work, finished -> quit. No ``deleteLater``: the GUI thread keeps the Python
+wrappers until the thread has fully exited, then drops them (see ``release_thread_objects``). Cancellation is a ``threading.Event`` set directly from the GUI thread and polled
 by the work function (a queued "stop" signal would never run while the worker's thread is busy).
 Results, errors and progress come back as signals carrying plain data; widgets are only touched in
 the GUI thread.
@@ -9,6 +9,7 @@ the GUI thread.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -119,6 +120,8 @@ class TaskHandle(QObject):
             return True
 
     def _on_finished(self) -> None:
+        release_thread_objects(self.thread)
+        self._worker = None  # deletes the worker here, on the GUI thread, now that its thread is gone
         self._done = True
         _live.discard(self)
         self.finished.emit()
@@ -163,12 +166,24 @@ def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_contro
     # Direct: QThread.quit is thread-safe, and a queued quit would never run while the GUI thread
     # is blocked in wait() (closing the window, test teardown).
     worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-    worker.finished.connect(worker.deleteLater)
-    thread.finished.connect(thread.deleteLater)
     thread.finished.connect(handle._on_finished)
     _live.add(handle)
     thread.start()
     return handle
+
+
+def release_thread_objects(thread: QThread | None) -> None:
+    """Call on the GUI thread from ``thread.finished``, before dropping the worker's last reference.
+
+    ``finished`` is emitted before the thread has exited; ``wait()`` returns once it has (at once in
+    practice). Only then may the Python wrapper of the worker go away. The usual
+    ``finished -> deleteLater`` wiring deletes the C++ worker on its own thread while the GUI thread
+    may be freeing the Python wrapper: shiboken then reads a freed dict (a segfault every few
+    hundred tasks). Here both the wrapper and the C++ object die on the GUI thread.
+    """
+    if thread is not None:
+        with contextlib.suppress(RuntimeError):  # already deleted
+            thread.wait()
 
 
 def running_tasks() -> list[TaskHandle]:
