@@ -2,7 +2,7 @@ import threading
 import time
 
 from transfer_studio.errors import Cancelled, UserError
-from transfer_studio.ui.worker import run_task
+from transfer_studio.ui.worker import run_task, running_tasks
 
 
 def test_result_comes_back_on_gui_thread(qtbot):
@@ -71,3 +71,20 @@ def test_wait_from_a_blocked_gui_thread_returns_when_the_work_ends():
     t0 = time.monotonic()
     assert handle.wait(10000)
     assert time.monotonic() - t0 < 5
+
+
+def test_many_short_tasks_release_their_threads_safely(qtbot):
+    """Regression: with ``finished -> deleteLater`` the worker was deleted on its own thread while
+    the GUI thread freed its Python wrapper, a use-after-free that crashed the suite now and then.
+    Many short tasks whose handles are dropped at once make that race likely if it comes back."""
+    import gc
+
+    results = []
+    for i in range(150):
+        handle = run_task(lambda x, progress, cancel: x + 1, i, on_result=results.append)
+        qtbot.waitUntil(lambda h=handle: not h.is_running(), timeout=60000)
+        del handle
+        if i % 10 == 0:
+            gc.collect()
+    assert sorted(results) == list(range(1, 151))
+    assert not running_tasks()
