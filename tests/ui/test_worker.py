@@ -1,6 +1,8 @@
 import threading
 import time
 
+from PySide6.QtCore import Qt
+
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui.worker import run_task, running_tasks
 
@@ -76,15 +78,28 @@ def test_wait_from_a_blocked_gui_thread_returns_when_the_work_ends():
 def test_many_short_tasks_release_their_threads_safely(qtbot):
     """Regression: with ``finished -> deleteLater`` the worker was deleted on its own thread while
     the GUI thread freed its Python wrapper, a use-after-free that crashed the suite now and then.
-    Many short tasks whose handles are dropped at once make that race likely if it comes back."""
+    Bursts of short tasks whose handles nobody keeps make that race likely if it comes back."""
     import gc
 
     results = []
-    for i in range(150):
-        handle = run_task(lambda x, progress, cancel: x + 1, i, on_result=results.append)
-        qtbot.waitUntil(lambda h=handle: not h.is_running(), timeout=60000)
-        del handle
-        if i % 10 == 0:
-            gc.collect()
-    assert sorted(results) == list(range(1, 151))
-    assert not running_tasks()
+    for burst in range(6):
+        for i in range(40):
+            run_task(lambda x, progress, cancel: x, burst * 40 + i, on_result=results.append)
+        qtbot.waitUntil(lambda: not running_tasks(), timeout=60000)
+        gc.collect()
+    assert sorted(results) == list(range(240))
+
+
+def test_worker_is_released_on_the_gui_thread_after_its_thread_exited(qtbot):
+    """The design behind the fix above: no deleteLater on the worker's thread; the handle drops the
+    worker only once the thread has fully finished, so wrapper and C++ object die on the GUI thread."""
+    handle = run_task(lambda progress, cancel: 1)
+    worker = handle._worker
+    destroyed_on = []
+    worker.destroyed.connect(lambda: destroyed_on.append(threading.current_thread()),
+                             Qt.ConnectionType.DirectConnection)
+    del worker
+    qtbot.waitUntil(lambda: not handle.is_running(), timeout=60000)
+    assert handle.thread.isFinished()
+    assert handle._worker is None
+    assert destroyed_on == [threading.main_thread()]
