@@ -212,6 +212,20 @@ def test_sample_project_loads_the_bundled_model(qtbot, main_window, app_state, t
     assert "Head" in [page.view.hierarchy.blocks[b].label for b in page.view.hierarchy.top_blocks]
 
 
+def test_looking_at_the_sample_leaves_it_unmodified(qtbot, main_window, app_state):
+    """Visiting the pages of a just-opened project is not an edit: no "unsaved changes" prompt."""
+    qtbot.mouseClick(main_window.page("welcome").sample_button, Qt.MouseButton.LeftButton)
+    _wait_display(qtbot, main_window)
+    assert app_state.project.data.split is None  # the sample file stores no split
+    main_window.show_page("data")
+    qtbot.waitUntil(lambda: app_state.project.data.split is not None, timeout=TIMEOUT)
+    for key in ("strategy", "augment", "train", "evaluate", "export"):
+        main_window.show_page(key)
+        qtbot.wait(50)
+    assert not app_state.modified
+    assert not main_window.windowTitle().rstrip().endswith("*")
+
+
 def test_recent_projects_on_the_welcome_page(qtbot, main_window, app_state, tmp_path):
     a, b = tmp_path / "a.tsproj", tmp_path / "b.tsproj"
     Project(name="A").save(a)

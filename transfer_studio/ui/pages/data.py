@@ -787,13 +787,22 @@ class DataPage(QWidget):
             new = {"root": report.root, "classes": list(report.classes), "split": split,
                    "val_split": round(self.val_spin.value() / 100, 4),
                    "test_split": round(self.test_spin.value() / 100, 4), "seed": int(self.seed_spin.value())}
+            changed_keys = []
             for key, value in new.items():
                 if getattr(data, key) != value:
                     setattr(data, key, value)
-                    changed = True
+                    changed_keys.append(key)
+            changed = bool(changed_keys)
             if restoring and changed and had_split:
                 self.banner.show_message("The dataset folder changed since the project was saved, so it "
                                          "was split again.", "info")
+            # Opening a project that never stored its split (the sample, a hand-written file): the
+            # split is derived from the files and the seed, the same on every open, so filling it in
+            # is not an edit to ask about on close. It is saved with the project's next save.
+            derived_only = restoring and not had_split and set(changed_keys) <= {"split", "classes"}
+            if derived_only:
+                self.state.projectChanged.emit("data")
+                changed = False
         if changed:
             self.state.mark_changed("data")
         self._update_head(len(report.classes))
