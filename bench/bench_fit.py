@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 MARK = "<!-- bench_fit -->"
@@ -234,21 +236,6 @@ def bench_cache(tmp: Path, args) -> dict:
             "val_acc_uncached": result_u.val_accuracy}
 
 
-def write_section(text: str) -> None:
-    from transfer_studio.config import atomic_write_text
-
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
-    if old.count(MARK) >= 2:
-        a = old.index(MARK)
-        b = old.index(MARK, a + len(MARK)) + len(MARK)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="interleaved fit / hand-written runs (a)")
@@ -346,7 +333,7 @@ def main() -> int:
             ]
     text = "\n".join(lines)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
         print("written to docs/benchmarks.md")
     return 0
 

@@ -33,24 +33,11 @@ import sys
 import time
 from pathlib import Path
 
+from _report import write_section
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- bench_graph -->"
-
-
-def write_section(text: str) -> None:
-    from transfer_studio.config import atomic_write_text
-
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
-    if old.count(MARK) >= 2:
-        a = old.index(MARK)
-        b = old.index(MARK, a + len(MARK)) + len(MARK)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
 
 
 def largest_model() -> tuple[str, dict[str, int]]:
@@ -73,10 +60,42 @@ def largest_model() -> tuple[str, dict[str, int]]:
     return max(counts, key=counts.get), counts
 
 
+class Heartbeat:
+    """A 5 ms QTimer on the GUI thread; ``watch`` returns the longest gap between its ticks."""
+
+    def __init__(self, app) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.app = app
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def watch(self, done, *, limit_s: float = 600, settle: bool = True) -> float:
+        """Longest gap (ms) until ``done()`` (or ``limit_s``), then a few more event-loop turns."""
+        self.gaps.clear()
+        self.last = t = time.perf_counter()
+        self.timer.start()
+        while not done() and time.perf_counter() - t < limit_s:
+            self.app.processEvents()
+            time.sleep(0.001)
+        for _ in range(20 if settle else 0):  # the install and first paints
+            self.app.processEvents()
+            time.sleep(0.005)
+        self.timer.stop()
+        return max(self.gaps) * 1000 if self.gaps else float("nan")
+
+
 def cold_first_load(name: str, preload: bool = True) -> dict[str, float]:
     """In a fresh process: the Model page loads ``name`` (random init) before anything imported
     torch, as right after the app opened; returns the longest 5 ms-heartbeat gap and the load time."""
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from transfer_studio.ui import theme
@@ -96,34 +115,16 @@ def cold_first_load(name: str, preload: bool = True) -> dict[str, float]:
 
     assert "torch" not in sys.modules, "torch must not be imported before the first load"
     state = AppState(Project(name="bench", model=ModelSpec(name, "none")))
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    heartbeat = QTimer()
-    heartbeat.setInterval(5)
-    heartbeat.timeout.connect(tick)
+    heartbeat = Heartbeat(app)
     t0 = time.perf_counter()
     page = ModelPage(state)
     page.resize(1400, 900)
     page.show()
-    last[0] = time.perf_counter()
-    heartbeat.start()
-    while not (page.display is not None and page.catalog.rowCount() > 0) and time.perf_counter() - t0 < 600:
-        app.processEvents()
-        time.sleep(0.001)
-    for _ in range(20):  # the install and first paints
-        app.processEvents()
-        time.sleep(0.005)
-    heartbeat.stop()
+    gap_ms = heartbeat.watch(lambda: page.display is not None and page.catalog.rowCount() > 0)
     load_s = time.perf_counter() - t0
     page.shutdown()
     finish_tasks()
-    return {"gap_ms": max(gaps) * 1000, "load_s": load_s}
+    return {"gap_ms": gap_ms, "load_s": load_s}
 
 
 def main() -> int:
@@ -136,7 +137,6 @@ def main() -> int:
         print(json.dumps(cold_first_load(args.cold_child, preload=not os.environ.get("TS_BENCH_NO_PRELOAD"))))
         return 0
 
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
@@ -235,42 +235,11 @@ def main() -> int:
 
     os.environ.setdefault("TS_SETTINGS_FILE", str(Path(os.environ.get("TMPDIR", "/tmp")) / "ts-bench-graph.ini"))
     state = AppState(Project(name="bench", model=ModelSpec(name, "none")))
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    heartbeat = QTimer()
-    heartbeat.setInterval(5)
-    heartbeat.timeout.connect(tick)
+    heartbeat = Heartbeat(app)
     # Baseline: the same heartbeat with nothing else running in this process, to tell the page's
     # stalls from this machine's scheduling noise (other processes share its cores).
-    last[0] = time.perf_counter()
-    heartbeat.start()
-    t_idle = time.perf_counter()
-    while time.perf_counter() - t_idle < 2.0:
-        app.processEvents()
-        time.sleep(0.001)
-    heartbeat.stop()
-    idle_gap_ms = max(gaps) * 1000 if gaps else float("nan")
-    gaps.clear()
-    def watch(done) -> float:
-        """Longest heartbeat gap (ms) until ``done()``, then a few more event-loop turns."""
-        gaps.clear()
-        last[0] = time.perf_counter()
-        heartbeat.start()
-        t = time.perf_counter()
-        while not done() and time.perf_counter() - t < 600:
-            app.processEvents()
-            time.sleep(0.001)
-        for _ in range(20):  # the install and first paints
-            app.processEvents()
-            time.sleep(0.005)
-        heartbeat.stop()
-        return max(gaps) * 1000 if gaps else float("nan")
+    idle_gap_ms = heartbeat.watch(lambda: False, limit_s=2.0, settle=False)
+    watch = heartbeat.watch
 
     t0 = time.perf_counter()
     page = ModelPage(state)
@@ -345,7 +314,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
         print("\nwritten to docs/benchmarks.md")
     return 0
 

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_section
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- bench_gui -->"
@@ -194,21 +196,6 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else 0.0
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    from transfer_studio.config import atomic_write_text
-
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
-    if old.count(MARK) >= 2:
-        a = old.index(MARK)
-        b = old.index(MARK, a + len(MARK)) + len(MARK)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the stall-probe run")
@@ -312,7 +299,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
     return 0
 
 

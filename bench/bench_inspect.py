@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -83,21 +85,6 @@ def measure(name: str, repeat: int, cpu: bool) -> dict[str, Any]:
     return row
 
 
-def write_section(text: str) -> None:
-    from transfer_studio.config import atomic_write_text
-
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
-    if old.count(MARK) >= 2:
-        a = old.index(MARK)
-        b = old.index(MARK, a + len(MARK)) + len(MARK)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="time this model instead of searching for the largest graph")
@@ -151,7 +138,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
         print("\nwritten to docs/benchmarks.md")
     return 0
 

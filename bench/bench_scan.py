@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import write_section
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,21 +41,6 @@ def generate(root: Path, files: int, classes: int = 20, size: int = 64) -> None:
         img = Image.fromarray(base[c] // 2 + noise)
         ext = "png" if i % 2 else "jpg"
         img.save(root / f"class_{c:02d}" / f"img_{i:05d}.{ext}")
-
-
-def write_section(text: str) -> None:
-    from transfer_studio.config import atomic_write_text
-
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
-    if old.count(MARK) >= 2:
-        a = old.index(MARK)
-        b = old.index(MARK, a + len(MARK)) + len(MARK)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
 
 
 def main() -> int:
@@ -110,7 +96,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
         print("written to docs/benchmarks.md")
     return 0 if median < TARGET_S else 1
 

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- bench_startup -->"
 
@@ -64,21 +66,6 @@ app.exec()
 print(json.dumps(marks), flush=True)
 os._exit(0)
 """
-
-
-def write_section(text: str) -> None:
-    from transfer_studio.config import atomic_write_text
-
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{text.rstrip()}\n{MARK}"
-    if old.count(MARK) >= 2:
-        a = old.index(MARK)
-        b = old.index(MARK, a + len(MARK)) + len(MARK)
-        new = old[:a] + block + old[b:]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
 
 
 def run_once(code: str, env: dict[str, str]) -> dict[str, float]:
@@ -131,7 +118,7 @@ def main() -> int:
     text = "## Start-up: time to first window (bench/bench_startup.py)\n\n" + "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
         print("\nwritten to docs/benchmarks.md")
     return 1 if torch_loaded else 0
 
