@@ -50,6 +50,7 @@ from transfer_studio.ui import theme
 from transfer_studio.ui.settings import Settings
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.num_item import NumItem
 from transfer_studio.ui.worker import TaskHandle, run_task
 
 RECENT_KEY = "recent/data_folders"
@@ -59,21 +60,6 @@ UNDER_REPRESENTED = 1 / 3
 NEAR_EMPTY = 10
 
 _open_url = QDesktopServices.openUrl  # indirection: tests replace it instead of opening a file manager
-
-
-class _NumItem(QTableWidgetItem):
-    """A table cell shown as text but sorted by a number."""
-
-    def __init__(self, text: str, value: float):
-        super().__init__(text)
-        self.setData(Qt.ItemDataRole.UserRole, value)
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
-        if a is None or b is None:
-            return super().__lt__(other)
-        return float(a) < float(b)
 
 
 # -- background jobs (run on worker threads; only plain data crosses back) ------------------------------
@@ -587,10 +573,10 @@ class DataPage(QWidget):
                 item.setForeground(warn_brush)
                 item.setToolTip(f"'{name}' has few images compared with the other classes")
             table.setItem(row, 0, item)
-            table.setItem(row, 1, _NumItem(_fmt_int(n), n))
-            table.setItem(row, 2, _NumItem(f"{100 * n / total:.1f} %", n / total))
+            table.setItem(row, 1, NumItem(_fmt_int(n), n))
+            table.setItem(row, 2, NumItem(f"{100 * n / total:.1f} %", n / total))
             for col in (3, 4, 5):
-                table.setItem(row, col, _NumItem("", 0))
+                table.setItem(row, col, NumItem("", 0))
         table.setSortingEnabled(True)
 
     def _on_charts_ready(self) -> None:
@@ -759,7 +745,7 @@ class DataPage(QWidget):
             ci = table.item(row, 0).data(Qt.ItemDataRole.UserRole)
             for col, key in ((3, "train"), (4, "val"), (5, "test")):
                 n = per_class.get(key, [0] * (ci + 1))[ci] if key in per_class else 0
-                table.setItem(row, col, _NumItem(_fmt_int(n), n))
+                table.setItem(row, col, NumItem(_fmt_int(n), n))
         table.setColumnHidden(5, not split.get("test"))
         table.setSortingEnabled(True)
         val_counts = per_class.get("val", [])

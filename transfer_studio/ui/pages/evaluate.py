@@ -48,6 +48,7 @@ from transfer_studio.ui.pages.data import import_core
 from transfer_studio.ui.pages.runs import RunCombo, default_run, find_record, norm_path, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.num_item import NumItem
 from transfer_studio.ui.worker import TaskHandle, run_task
 
 WORST = 24  # most confidently wrong images shown
@@ -89,21 +90,6 @@ def weights_stamp(source: str) -> float:
 
 
 # -- small widgets ---------------------------------------------------------------------------------
-class _NumItem(QTableWidgetItem):
-    """A table cell shown as formatted text, sorted by (and exposing) its exact value."""
-
-    def __init__(self, text: str, value: float):
-        super().__init__(text)
-        self.setData(Qt.ItemDataRole.UserRole, value)
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
-        if a is None or b is None:
-            return super().__lt__(other)
-        return float(a) < float(b)
-
-
 def _caption_model_class() -> type:
     """A ThumbnailModel whose items carry a caption under the picture (built lazily: Qt-only import)."""
     from transfer_studio.ui.thumbnails import ThumbnailModel
@@ -612,10 +598,10 @@ class EvaluatePage(QWidget):
         for row, name in enumerate(report.classes):
             m = report.per_class[name]
             t.setItem(row, 0, QTableWidgetItem(name))
-            t.setItem(row, 1, _NumItem(f"{m.precision:.3f}", m.precision))
-            t.setItem(row, 2, _NumItem(f"{m.recall:.3f}", m.recall))
-            t.setItem(row, 3, _NumItem(f"{m.f1:.3f}", m.f1))
-            t.setItem(row, 4, _NumItem(f"{m.support:,}", m.support))
+            t.setItem(row, 1, NumItem(f"{m.precision:.3f}", m.precision))
+            t.setItem(row, 2, NumItem(f"{m.recall:.3f}", m.recall))
+            t.setItem(row, 3, NumItem(f"{m.f1:.3f}", m.f1))
+            t.setItem(row, 4, NumItem(f"{m.support:,}", m.support))
         t.setSortingEnabled(True)
 
     def _fill_wrong(self, report: Any) -> None:
