@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -252,6 +252,40 @@ def release_thread_objects(thread: QThread | None) -> None:
     if thread is not None:
         with contextlib.suppress(RuntimeError):  # already deleted
             thread.wait()
+
+
+def import_locked(module: str) -> Any:
+    """Import ``module`` under one lock shared by the pages' worker threads: two threads importing
+    modules that import each other can see one half-initialised. Call from worker threads."""
+    with _module_import_lock:
+        return importlib.import_module(module)
+
+
+def import_core(name: str) -> Any:
+    """``transfer_studio.core.<name>`` through ``import_locked``."""
+    return import_locked(f"transfer_studio.core.{name}")
+
+
+_module_import_lock = threading.RLock()
+
+
+def wait_for_tasks(handles: Sequence[TaskHandle | None], msecs: int = 60000) -> bool:
+    """Cancel these tasks and wait for their threads to end, delivering posted events meanwhile
+    (window close, page shutdown); True when all ended.
+
+    A worker thread's end reaches the GUI thread through queued signals, so a bare
+    ``QThread.wait()`` here could block until the timeout.
+    """
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
+    live = [h for h in handles if h is not None]
+    for handle in live:
+        handle.cancel()
+    deadline = time.monotonic() + msecs / 1000
+    while any(h.is_running() for h in live) and time.monotonic() < deadline:
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        time.sleep(0.002)
+    return not any(h.is_running() for h in live)
 
 
 def running_tasks() -> list[TaskHandle]:

@@ -33,10 +33,9 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.errors import Cancelled, UserError
-from transfer_studio.ui.pages.data import import_core, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
-from transfer_studio.ui.worker import TaskHandle, run_task
+from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 PRESET_TEXT = {
     "none": "none — the images as they are",

@@ -8,16 +8,12 @@ thumbnails load lazily on a thread pool (``ui.thumbnails``). What the user decid
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-import threading
-import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, Qt, QTimer, QUrl
+from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -51,7 +47,7 @@ from transfer_studio.ui.settings import Settings
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.num_item import NumItem
-from transfer_studio.ui.worker import TaskHandle, run_task
+from transfer_studio.ui.worker import TaskHandle, import_core, import_locked, run_task, wait_for_tasks
 
 RECENT_KEY = "recent/data_folders"
 MAX_RECENT = 8
@@ -91,20 +87,8 @@ def scan_folder(root: str, verify: bool, val: float, test: float, seed: int,
     return report, split, per_class
 
 
-# Background tasks import torch (through the core) and pyqtgraph one thread at a time: two threads
-# importing torch for the first time at once can fail ("partially initialized module 'torch.utils'").
-_IMPORT_LOCK = threading.RLock()
-
-
-def import_core(name: str) -> ModuleType:
-    """``transfer_studio.core.<name>``, imported under the shared lock (call from worker threads)."""
-    with _IMPORT_LOCK:
-        return importlib.import_module(f"transfer_studio.core.{name}")
-
-
 def _preload_charts() -> None:
-    with _IMPORT_LOCK:  # pyqtgraph; no widget is created here
-        importlib.import_module("transfer_studio.ui.charts")
+    import_locked("transfer_studio.ui.charts")  # pyqtgraph; no widget is created here
 
 
 def split_dataset(report: Any, val: float, test: float, seed: int) -> tuple[dict[str, list[str]], dict]:
@@ -130,22 +114,6 @@ def split_class_counts(report: Any, split: dict[str, list[str]]) -> dict[str, li
 def under_represented(counts: list[int]) -> list[bool]:
     top = max(counts, default=0)
     return [c < NEAR_EMPTY or c < top * UNDER_REPRESENTED for c in counts]
-
-
-def wait_for_tasks(handles: list[TaskHandle | None], timeout_ms: int = 30000) -> bool:
-    """Cancel these tasks and wait for their threads to end; True when all ended.
-
-    Events are processed meanwhile: a worker thread's end reaches the GUI thread through queued
-    signals, so a bare ``QThread.wait()`` here could block until the timeout.
-    """
-    live = [h for h in handles if h is not None]
-    for handle in live:
-        handle.cancel()
-    deadline = time.monotonic() + timeout_ms / 1000
-    while any(h.is_running() for h in live) and time.monotonic() < deadline:
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        time.sleep(0.002)
-    return not any(h.is_running() for h in live)
 
 
 def _sentence(text: str) -> str:

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from transfer_studio.config import Project, RunRecord
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
-from transfer_studio.ui.worker import run_task
+from transfer_studio.ui.worker import run_task, wait_for_tasks
 
 # Distinct, mid-saturation colours for overlaid runs: readable on light and dark backgrounds.
 RUN_COLOURS = ("#1f77dc", "#e8780f", "#2ca05a", "#d6456b", "#9467bd", "#8c6d31", "#17a3b8", "#7f7f7f")
@@ -155,26 +155,6 @@ class RunCombo(QComboBox):
     def current_path(self) -> str | None:
         data = self.currentData()
         return str(data) if data else None
-
-
-def wait_for_tasks(handles: Sequence[Any], msecs: int = 60000) -> bool:
-    """Cancel and wait for ``ui.worker`` tasks while delivering posted events (window close).
-
-    A worker thread's end reaches the GUI thread as queued calls (thread.quit among them), so a
-    bare ``QThread.wait()`` in the GUI thread could block until its timeout.
-    """
-    import time
-
-    from PySide6.QtCore import QCoreApplication, QEventLoop
-
-    live = [h for h in handles if h is not None]
-    for h in live:
-        h.cancel()
-    deadline = time.monotonic() + msecs / 1000
-    while any(h.is_running() for h in live) and time.monotonic() < deadline:
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        time.sleep(0.002)
-    return not any(h.is_running() for h in live)
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -37,10 +37,9 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.config import Project, SurgeryOp
-from transfer_studio.ui.pages.data import import_core, wait_for_tasks
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count
-from transfer_studio.ui.worker import TaskHandle, run_task
+from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 APPROACHES = {
     1: ("head", "Train only a new output layer",

@@ -40,11 +40,10 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.data import import_core
-from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path, wait_for_tasks
+from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
-from transfer_studio.ui.worker import TaskHandle, run_task
+from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 # What the Try page accepts (core.imageio.IMAGE_EXTENSIONS; repeated here: importing the core on the
 # GUI thread would load torch).
