@@ -148,3 +148,52 @@ def test_preview_reads_files(tmp_path) -> None:
     assert len(out) == 2 and out[0].shape == (32, 32, 3)
     with pytest.raises(UserError):
         preview(tmp_path / "missing.png", PP, AugmentSpec("light"))
+
+
+def test_preview_on_another_thread_does_not_change_what_training_draws() -> None:
+    """The Augment page renders previews while a run trains in the same process. Both draw from
+    torch's global generator (torchvision's v2 transforms take no generator): the training sample
+    seeded with s must still get exactly the augmentation of s, and the preview its own."""
+    import sys
+    import threading
+
+    from transfer_studio.core.augment import build_transform
+    from transfer_studio.training.data import SeededDataset
+
+    class Photos(torch.utils.data.Dataset):
+        def __init__(self):
+            self.tf = build_transform(PP, AugmentSpec("strong"), train=True)
+            self.images = [_photo(i) for i in range(4)]
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return self.tf(self.images[i])
+
+    ds = SeededDataset(Photos())
+    items = [(i % 4, 1000 + i) for i in range(40)]
+    expected = [ds[item] for item in items]
+    img = _photo(9)
+    expected_preview = preview(img, PP, AugmentSpec("strong"), n=4, seed=3)
+    stop, wrong_previews = threading.Event(), []
+
+    def previews():
+        while not stop.is_set():
+            got = preview(img, PP, AugmentSpec("strong"), n=4, seed=3)
+            if not all(np.array_equal(x, y) for x, y in zip(got, expected_preview, strict=True)):
+                wrong_previews.append(1)
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads as often as possible: interleave every draw
+    thread = threading.Thread(target=previews)
+    thread.start()
+    try:
+        mismatches = sum(not torch.equal(ds[item], exp) for _ in range(5) for item, exp in zip(items, expected,
+                                                                                             strict=True))
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(before)
+    assert mismatches == 0
+    assert not wrong_previews

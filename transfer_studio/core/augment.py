@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,12 @@ from transfer_studio.config import AugmentSpec
 from transfer_studio.errors import UserError
 
 PRESETS = ("none", "light", "medium", "strong")
+
+# torchvision's v2 transforms draw from torch's global generator (they take none of their own), and
+# so do the training samples (``training.data.SeededDataset`` seeds it per sample). Whoever seeds it
+# and then draws holds this lock, so a preview on one thread never changes a training sample's
+# augmentation on another (or the other way round).
+GLOBAL_RNG_LOCK = threading.RLock()
 
 # Each transform: label, one-line help, and its fields. Field specs: type ("bool" | "float" | "int" |
 # "choice"), label, min/max/step for numbers, choices for "choice". Values per preset below.
@@ -267,7 +274,8 @@ def preview(image: Image.Image | np.ndarray | str | os.PathLike[str], preprocess
     """``n`` augmented versions of ``image`` as H x W x 3 uint8 arrays, the same for the same seed.
 
     Sample i is drawn with its own seed derived from (seed, i), so a larger n extends the grid
-    without changing the first images. The global torch RNG is restored afterwards.
+    without changing the first images. The global torch RNG is restored afterwards, and held
+    (``GLOBAL_RNG_LOCK``) meanwhile.
     """
     if n < 0:
         raise UserError(f"number of preview images must be at least 0, got {n}")
@@ -283,7 +291,7 @@ def preview(image: Image.Image | np.ndarray | str | os.PathLike[str], preprocess
         image = to_rgb(image)
     transform = build_transform(preprocess, augment, train=True, image_size=image_size)
     out = []
-    with torch.random.fork_rng(devices=[]):
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         for i in range(n):
             torch.manual_seed((int(seed) * 1_000_003 + i) % (2**63))
             out.append(denormalize(transform(image), preprocess))

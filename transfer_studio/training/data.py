@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transfer_studio.config import Project
 from transfer_studio.core import dataset as core_dataset
+from transfer_studio.core.augment import GLOBAL_RNG_LOCK
 from transfer_studio.errors import UserError
 from transfer_studio.training.device import LoaderSettings
 
@@ -108,10 +109,12 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]):
         index, seed = item
-        # torchvision's v2 transforms draw from torch's global generator (some from `random`).
-        torch.default_generator.manual_seed(seed)
-        random.seed(seed)
-        return self.base[index]
+        # torchvision's v2 transforms draw from torch's global generator (some from `random`); the
+        # lock keeps another thread (the Augment page's preview) from drawing in between.
+        with GLOBAL_RNG_LOCK:
+            torch.default_generator.manual_seed(seed)
+            random.seed(seed)
+            return self.base[index]
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
