@@ -130,7 +130,7 @@ def test_evaluate_other_folder_checks_class_names(six_class_run, tmp_path):
     wrong = make_class_folder(tmp_path / "wrong", {"bee": 2, "zebra": 2})
     with pytest.raises(UserError, match="does not know: zebra"):
         evaluate(six_class_run, wrong)
-    with pytest.raises(UserError, match="drop --split"):
+    with pytest.raises(UserError, match="without a split"):
         evaluate(six_class_run, subset, split="test")
 
 
@@ -174,7 +174,7 @@ def test_evaluate_bundle_uses_its_source_run(six_class_run, tmp_path):
     np.testing.assert_allclose(from_bundle.probabilities, from_run.probabilities, atol=1e-6)
     # Once the run is gone the bundle needs a folder to evaluate on.
     shutil.rmtree(run)
-    with pytest.raises(UserError, match="pass DATA_DIR"):
+    with pytest.raises(UserError, match="folder of labelled images instead"):
         evaluate(bundle)
     root = Project.load(six_class_run / "project.json").data.root
     assert evaluate(bundle, root).num_images == sum(SIX.values())

@@ -183,11 +183,11 @@ def _run_selection(project: Any, split: str | None) -> _Selection:
     if not saved.get(split):
         have = ", ".join(k for k in ("train", "val", "test") if saved.get(k)) or "none"
         raise UserError(f"the run has no {'validation' if split == 'val' else split} images (its splits: "
-                        f"{have}); choose another --split or pass a DATA_DIR to evaluate on")
+                        f"{have}); choose another split, or evaluate on a folder of labelled images")
     root = data.root
     if not root or not Path(root).is_dir():
-        raise UserError(f"the run's data folder {root or '(none)'} is not available: pass DATA_DIR to "
-                        "evaluate on a folder of labelled images")
+        raise UserError(f"the run's data folder {root or '(none)'} is not available: evaluate on "
+                        "a folder of labelled images instead")
     report = core_dataset.scan(root)
     model_classes = list(data.classes) or list(report.classes)
     index_of = {name: k for k, name in enumerate(model_classes)}
@@ -227,8 +227,9 @@ def _folder_selection(data_dir: str | os.PathLike[str], classes: Sequence[str], 
             raise UserError(f"{root} has no {chosen}/ folder (it has {', '.join(present)})")
     else:
         if split is not None:
-            raise UserError(f"--split applies to a run's own data or to a folder with train/val/test "
-                            f"sub-folders; {root} is a plain class-per-folder tree: drop --split")
+            raise UserError(f"a split (test/val/train) applies to a run's own data or to a folder with "
+                            f"train/val/test sub-folders; {root} is a plain class-per-folder tree: "
+                            "evaluate all of it, without a split")
         chosen = "all"
     index_of = {name: k for k, name in enumerate(classes)}
     rels, labels = [], []
@@ -359,8 +360,8 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
             run_dir = (meta.get("source") or {}).get("run_dir")
             if not run_dir or not (Path(run_dir) / export.RUN_PROJECT).is_file():
                 raise UserError(f"the bundle's training run ({run_dir or 'unknown'}) is not available to "
-                                "pick its test/validation images: pass DATA_DIR (a folder with one "
-                                "sub-folder per class)")
+                                "pick its test/validation images: evaluate on a folder of labelled images instead "
+                                "(one sub-folder per class)")
             project = export.load_run_project(Path(run_dir))
     else:
         model, project = export.load_run(src)
