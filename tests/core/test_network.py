@@ -112,3 +112,30 @@ def test_meta_construction_without_real_memory_and_thread_local_patch() -> None:
     worker.join(60)
     assert results["real"].weight.device.type == "cpu" and results["real"].weight.abs().sum() > 0
     assert next(results["meta"].parameters()).device.type == "meta" and len(calls) == 2
+
+
+def test_own_fine_tuned_weights_with_another_class_count(tmp_path) -> None:
+    """A file fine-tuned elsewhere on 5 classes: the same network with a 5-class head. It keeps that
+    head for a 5-class dataset, and replaces it for a dataset with other classes."""
+    from torchvision.models import get_model
+
+    torch.manual_seed(0)
+    mine = get_model("resnet18", weights=None, num_classes=5).eval()
+    torch.save({"state_dict": mine.state_dict()}, tmp_path / "mine.pth")
+    loaded = catalog.build_model("resnet18", tmp_path / "mine.pth").eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), mine(x))
+    p = project(weights=str(tmp_path / "mine.pth"))
+    kept = network.build_network(p, num_classes=5).eval()
+    assert "fc" not in modified_modules(kept)
+    with torch.no_grad():
+        assert torch.equal(kept(x), mine(x))  # the user's trained head, untouched
+    other = network.build_network(p, num_classes=3)
+    assert other.fc.out_features == 3 and "fc" in modified_modules(other)
+    # A body that differs is still refused, with the mismatch named.
+    body = mine.state_dict()
+    body["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(body, tmp_path / "broken.pth")
+    with pytest.raises(UserError, match=r"layer1.0.conv1.weight is \[64, 64, 1, 1\] in the file"):
+        catalog.build_model("resnet18", tmp_path / "broken.pth")

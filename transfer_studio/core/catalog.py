@@ -277,15 +277,47 @@ def _builder_kwargs(info: ModelInfo, random_init: bool) -> dict[str, Any]:
     return {}
 
 
-def _construct(info: ModelInfo, *, random_init: bool) -> nn.Module:
+def _construct(info: ModelInfo, *, random_init: bool, num_classes: int | None = None) -> nn.Module:
+    classes = num_classes or info.num_classes
     if info.source == "bundled":
         from transfer_studio.core.bundled import efficientnet_lite0
 
-        return efficientnet_lite0(num_classes=info.num_classes)
+        return efficientnet_lite0(num_classes=classes)
     from torchvision.models import get_model
 
-    return get_model(info.name, weights=None, num_classes=info.num_classes,
-                     **_builder_kwargs(info, random_init))
+    return get_model(info.name, weights=None, num_classes=classes, **_builder_kwargs(info, random_init))
+
+
+def _construct_for_loading(info: ModelInfo, num_classes: int | None = None) -> tuple[nn.Module, bool]:
+    """The architecture to load a state dict into, and whether it is on the meta device."""
+    model: nn.Module | None
+    try:
+        with torch.device("meta"):
+            model = _construct(info, random_init=False, num_classes=num_classes)
+    except (NotImplementedError, RuntimeError):
+        model = None
+    if model is not None and any(m._non_persistent_buffers_set for m in model.modules()):
+        model = None
+    if model is None:
+        return _construct(info, random_init=False, num_classes=num_classes), False
+    return model, True
+
+
+def _file_head_outputs(model: nn.Module, sd: dict[str, torch.Tensor], ignore: tuple[str, ...]) -> int | None:
+    """The number of classes of the file's head when the head's shape is all that differs from
+    ``model`` (weights fine-tuned on another dataset); else None."""
+    from transfer_studio.core.graph import find_head
+
+    expected = model.state_dict()
+    names = {k for k in sd if k in expected or not k.startswith(ignore)}
+    if {k for k in expected if not k.endswith("num_batches_tracked")} - names or names - set(expected):
+        return None  # other names: another architecture
+    head = find_head(model)
+    differ = [k for k in names if sd[k].shape != expected[k].shape]
+    weight = sd.get(f"{head}.weight")
+    if not differ or weight is None or any(not k.startswith(head + ".") for k in differ):
+        return None
+    return int(weight.shape[0])
 
 
 def _construct_with_weights(info: ModelInfo, sd: dict[str, torch.Tensor], source: str) -> nn.Module:
@@ -293,19 +325,17 @@ def _construct_with_weights(info: ModelInfo, sd: dict[str, torch.Tensor], source
     # that the file fits, then allocate and copy. Models whose __init__ needs real tensor values
     # (RegNet computes its widths with tensors) or computes non-persistent buffers (absent from state
     # dicts) are built normally instead.
-    model: nn.Module | None
+    model, on_meta = _construct_for_loading(info)
+    ignore = _AUX_PREFIXES.get(info.name, ())
     try:
-        with torch.device("meta"):
-            model = _construct(info, random_init=False)
-    except (NotImplementedError, RuntimeError):
-        model = None
-    if model is not None and any(m._non_persistent_buffers_set for m in model.modules()):
-        model = None
-    on_meta = model is not None
-    if model is None:
-        model = _construct(info, random_init=False)
-    fitted = _weights.check_fit(model, sd, source=source, model_name=info.name,
-                                ignore_prefixes=_AUX_PREFIXES.get(info.name, ()))
+        fitted = _weights.check_fit(model, sd, source=source, model_name=info.name, ignore_prefixes=ignore)
+    except UserError:
+        # The user's own fine-tuned weights: the same network with a head for their classes.
+        classes = _file_head_outputs(model, sd, ignore)
+        if classes is None:
+            raise
+        model, on_meta = _construct_for_loading(info, classes)
+        fitted = _weights.check_fit(model, sd, source=source, model_name=info.name, ignore_prefixes=ignore)
     if on_meta:
         model = model.to_empty(device="cpu")
     _weights.load_fitted(model, fitted)
