@@ -56,6 +56,12 @@ class EmptyState(QWidget):
             self._icon_name = icon_name
         self.title_label.setText(title)
         self.text_label.setText(text)
+        # A word-wrapped label centred in a layout gets its size hint, which Qt guessed for the
+        # previous text: a new, longer text was cut after a few words. Give it the width the text
+        # needs (wrapping beyond the maximum) and the height of its lines at that width.
+        width = min(self.text_label.maximumWidth(), self.text_label.fontMetrics().horizontalAdvance(text) + 8)
+        self.text_label.setMinimumWidth(width)
+        self.text_label.setMinimumHeight(self.text_label.heightForWidth(width))
         self._refresh_icon()
 
     def add_action(self, text: str, callback: Callable[[], None], *, object_name: str = "",
