@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 PRESET_TEXT = {
@@ -278,13 +279,11 @@ class AugmentPage(QWidget):
     def _build(self) -> None:
         root = QVBoxLayout(self)
         root.setContentsMargins(16, 12, 16, 12)
-        title = QLabel("Augment")
-        title.setProperty("role", "heading")
-        hint = QLabel("Augmentation shows the model a slightly different version of each training image every "
-                      "time, so it learns what matters rather than memorising pixels. Validation images are "
-                      "never augmented.")
-        hint.setWordWrap(True)
-        hint.setProperty("role", "muted")
+        title, hint = page_heading(
+            "Augment",
+            "Augmentation shows the model a slightly different version of each training image every "
+            "time, so it learns what matters rather than memorising pixels. Validation images are "
+            "never augmented.")
         root.addWidget(title)
         root.addWidget(hint)
 

@@ -46,6 +46,7 @@ from transfer_studio.ui import theme
 from transfer_studio.ui.settings import Settings
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.num_item import NumItem
 from transfer_studio.ui.worker import TaskHandle, import_core, import_locked, run_task, wait_for_tasks
 
@@ -166,12 +167,10 @@ class DataPage(QWidget):
         root.setContentsMargins(16, 12, 16, 12)
         root.setSpacing(8)
 
-        title = QLabel("Data")
-        title.setProperty("role", "heading")
-        hint = QLabel("Choose a folder with one sub-folder per class (or train/ and val/ sub-folders that "
-                      "each hold the class folders). You can also drop a folder onto this page.")
-        hint.setWordWrap(True)
-        hint.setProperty("role", "muted")
+        title, hint = page_heading(
+            "Data",
+            "Choose a folder with one sub-folder per class (or train/ and val/ sub-folders that "
+            "each hold the class folders). You can also drop a folder onto this page.")
         root.addWidget(title)
         root.addWidget(hint)
 

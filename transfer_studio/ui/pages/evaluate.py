@@ -47,6 +47,7 @@ from transfer_studio.ui import theme
 from transfer_studio.ui.pages.runs import RunCombo, default_run, find_record, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.num_item import NumItem
 from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
@@ -173,12 +174,10 @@ class EvaluatePage(QWidget):
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
-        title = QLabel("Evaluate")
-        title.setProperty("role", "heading")
-        hint = QLabel("How well does the trained model do on images it did not learn from? Hover the "
-                      "confusion matrix for counts; click a cell to see its images.")
-        hint.setProperty("role", "muted")
-        hint.setWordWrap(True)
+        title, hint = page_heading(
+            "Evaluate",
+            "How well does the trained model do on images it did not learn from? Hover the "
+            "confusion matrix for counts; click a cell to see its images.")
 
         self.source_combo = RunCombo(object_name="evaluate_source")
         self.source_combo.setAccessibleName("Model to evaluate")

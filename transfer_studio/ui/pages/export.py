@@ -45,6 +45,7 @@ from transfer_studio.ui import theme
 from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_bytes
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 FORMAT_LABELS = {
@@ -190,12 +191,10 @@ class ExportPage(QWidget):
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
-        title = QLabel("Export")
-        title.setProperty("role", "heading")
-        hint = QLabel("Save a trained model as files other programs load. Every export is checked: the "
-                      "exported files must give the same outputs as the model in PyTorch.")
-        hint.setProperty("role", "muted")
-        hint.setWordWrap(True)
+        title, hint = page_heading(
+            "Export",
+            "Save a trained model as files other programs load. Every export is checked: the "
+            "exported files must give the same outputs as the model in PyTorch.")
 
         self.source_combo = RunCombo(object_name="export_source")
         self.source_combo.setAccessibleName("Run to export")

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from transfer_studio.config import Project, RunRecord
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import run_task, wait_for_tasks
 
 # Distinct, mid-saturation colours for overlaid runs: readable on light and dark backgrounds.
@@ -212,12 +213,10 @@ class RunsPage(QWidget):
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
-        title = QLabel("Runs")
-        title.setProperty("role", "heading")
-        hint = QLabel("Every training run of this project. Select two or more to compare their curves; "
-                      "open one's evaluation, or delete runs you no longer need.")
-        hint.setProperty("role", "muted")
-        hint.setWordWrap(True)
+        title, hint = page_heading(
+            "Runs",
+            "Every training run of this project. Select two or more to compare their curves; "
+            "open one's evaluation, or delete runs you no longer need.")
         self.banner = MessageBanner(object_name="runs_banner")
 
         self.table = QTableWidget(0, len(COLUMNS))

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from transfer_studio.config import Project, SurgeryOp
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 APPROACHES = {
@@ -245,13 +246,11 @@ class StrategyPage(QWidget):
         outer.addWidget(scroll)
         root = QVBoxLayout(body)
         root.setContentsMargins(16, 12, 16, 12)
-        title = QLabel("Strategy")
-        title.setProperty("role", "heading")
-        hint = QLabel("How much of the pretrained network should learn from your images? Little data: keep it "
-                      "frozen and train a new output layer. More data: let the last blocks adapt too. Lots of "
-                      "data and time: fine-tune everything.")
-        hint.setWordWrap(True)
-        hint.setProperty("role", "muted")
+        title, hint = page_heading(
+            "Strategy",
+            "How much of the pretrained network should learn from your images? Little data: keep it "
+            "frozen and train a new output layer. More data: let the last blocks adapt too. Lots of "
+            "data and time: fine-tune everything.")
         root.addWidget(title)
         root.addWidget(hint)
 

@@ -43,6 +43,7 @@ from transfer_studio.ui import theme
 from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
 # What the Try page accepts (core.imageio.IMAGE_EXTENSIONS; repeated here: importing the core on the
@@ -365,12 +366,10 @@ class TryPage(QWidget):
         from transfer_studio.ui.pages.evaluate import _caption_model_class, _gallery
         from transfer_studio.ui.thumbnails import ThumbnailLoader
 
-        title = QLabel("Try")
-        title.setProperty("role", "heading")
-        hint = QLabel("Drop pictures or folders onto this page, or open them: see what your trained model "
-                      "says, next to what the original pretrained model says.")
-        hint.setProperty("role", "muted")
-        hint.setWordWrap(True)
+        title, hint = page_heading(
+            "Try",
+            "Drop pictures or folders onto this page, or open them: see what your trained model "
+            "says, next to what the original pretrained model says.")
 
         self.source_combo = RunCombo(object_name="try_source")
         self.source_combo.setAccessibleName("Trained model")
