@@ -67,9 +67,11 @@ def preload_torch_libraries() -> None:
     ``import torch`` dlopens libtorch (hundreds of MB of relocations and static initialisers) from
     inside an extension-module import, which holds the GIL throughout: the GUI thread froze for
     0.35-0.47 s on this 2-core machine. ctypes releases the GIL around calls into foreign functions,
-    so calling libc's ``dlopen`` directly loads the same libraries while the GUI keeps running; the
-    import then finds them loaded. Only Python-independent libraries are preloaded (not
-    libtorch_python). Linux only; anything unexpected leaves the normal import to do the work.
+    so calling libc's ``dlopen`` directly loads the same libraries without the GIL; the import then
+    finds them loaded. The load still blocks the GUI thread natively when that thread is busy at the
+    same time (measured: ~0.5 s at a first model load), hence ``start_preload`` before the window
+    exists. Only Python-independent libraries are preloaded (not libtorch_python). Linux only;
+    anything unexpected leaves the normal import to do the work.
     """
     global _preloaded
     if _preloaded or not sys.platform.startswith("linux"):
@@ -100,6 +102,9 @@ _preloaded = False
 
 def start_preload() -> None:
     """Preload libtorch on a background thread now (app start-up), ahead of the first task."""
+    if _preloaded or "torch" in sys.modules:
+        return
+
     def run() -> None:
         with _import_lock:
             preload_torch_libraries()
