@@ -11,7 +11,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
+import secrets
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,20 +201,82 @@ _FIELD_TYPES: dict[tuple[str, str], Any] = {
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, then os.replace: never a half-written file."""
+    """Write via a temp file in the same folder, then os.replace: never a half-written file.
+
+    The file gets the permissions any new file would get (the umask applies: the temp file is
+    created with mode 0666 like ``open(path, "w")``, not mkstemp's 0600); a file that already
+    exists keeps its permission bits. Both are set before the replace, so the final name never
+    shows other permissions. The folder is synced after the replace, so the new name survives a
+    power cut.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            keep_mode(fh.fileno(), path)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+TEMP_SUFFIX = ".tmp"
+_NAME_ROOM = 200  # characters of the final name kept in a temp name (file names are <= 255 bytes)
+
+
+def temp_name(path: Path, suffix: str = TEMP_SUFFIX) -> Path:
+    """A fresh hidden name next to ``path``: ``.<name>.<random>.tmp`` (see ``is_temp_name``)."""
+    return path.with_name(f".{path.name[:_NAME_ROOM]}.{secrets.token_hex(4)}{suffix}")
+
+
+def create_temp_file(path: Path, suffix: str = TEMP_SUFFIX) -> tuple[int, str]:
+    """Create a new, empty temp file next to ``path`` for writing; returns (fd, name).
+
+    Mode 0666 before the umask, exactly what ``open(path, "w")`` would create (mkstemp's 0600
+    would make every file the app writes private to its owner).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = temp_name(path, suffix)
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temp file next to {path}")
+
+
+def keep_mode(fd: int, path: Path) -> None:
+    """Give the open temp file ``fd`` the permission bits of the file it will replace, if any."""
+    if not hasattr(os, "fchmod"):
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # a new file: the umask already applied
+    if stat.S_ISREG(st.st_mode):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    if os.name != "posix":
+        return
+    try:
+        dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -14,7 +14,6 @@ import io
 import os
 import pickletools
 import re
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transfer_studio.config import create_temp_file, fsync_dir
 from transfer_studio.errors import Cancelled, UserError
 
 ProgressFn = Callable[[int, int], None]
@@ -295,7 +295,7 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256_prefix: str 
         raise UserError(f"downloads are disabled (TS_OFFLINE is set): cannot fetch {url}; "
                         f"copy the file to {dest} instead")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = create_temp_file(dest, ".part")  # 0666 minus the umask, as any new file
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -325,6 +325,7 @@ def download_file(url: str, dest: str | os.PathLike[str], *, sha256_prefix: str 
             raise UserError(f"download of {url} is corrupt: its sha256 does not start with {sha256_prefix} "
                             "as its file name says; try again")
         os.replace(tmp, dest)
+        fsync_dir(dest.parent)
         return dest
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", None) or exc
