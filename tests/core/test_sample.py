@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from PIL import Image
 
-from transfer_studio.config import Project
+from transfer_studio.config import Project, RunRecord
 from transfer_studio.errors import UserError
-from transfer_studio.sample import CLASSES, make_sample_project, sample_project_path
+from transfer_studio.sample import (
+    CLASSES,
+    make_sample_project,
+    open_sample_project,
+    reset_sample_project,
+    sample_project_path,
+)
 
 
 def test_sample_project_writes_digits_and_a_project(tmp_path):
@@ -42,3 +50,41 @@ def test_sample_dataset_is_reused_and_rebuilt_when_incomplete(tmp_path):
 def test_bad_sample_arguments_are_user_errors(tmp_path, kwargs):
     with pytest.raises(UserError):
         make_sample_project(tmp_path, **kwargs)
+
+
+def test_a_saved_sample_opens_as_saved_and_only_an_explicit_reset_replaces_it(tmp_path):
+    """Issue 12.1: opening the sample again rewrote the user's saved sample project."""
+    project, path = open_sample_project(tmp_path)
+    assert path == sample_project_path(tmp_path.resolve()) and path.is_file()
+    project.train.epochs = 3
+    project.runs.append(RunRecord(run_dir=str(tmp_path / "runs" / "a"), status="finished"))
+    project.save(path)
+    saved = path.read_bytes()
+    (tmp_path / "digits" / "4" / "4_000.png").unlink()  # the user's change to the images
+
+    again, same = open_sample_project(tmp_path)
+    assert same == path and path.read_bytes() == saved
+    assert again.train.epochs == 3 and len(again.runs) == 1
+    assert len(list((tmp_path / "digits" / "4").glob("*.png"))) == 39  # left as the user made it
+    with pytest.raises(UserError, match="already exists"):
+        make_sample_project(tmp_path)
+    assert path.read_bytes() == saved
+
+    fresh, _ = reset_sample_project(tmp_path)
+    assert fresh.runs == [] and fresh.train.epochs == 10
+    assert Project.load(path).to_dict() == fresh.to_dict()
+    assert len(list((tmp_path / "digits" / "4").glob("*.png"))) == 40
+
+
+def test_a_sample_whose_images_were_deleted_gets_them_back_without_touching_the_project(tmp_path):
+    open_sample_project(tmp_path)
+    path = sample_project_path(tmp_path.resolve())
+    before = path.read_bytes()
+    shutil.rmtree(tmp_path / "digits")
+    project, _ = open_sample_project(tmp_path)
+    assert path.read_bytes() == before
+    assert all(len(list((tmp_path / "digits" / c).glob("*.png"))) == 40 for c in CLASSES)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="corrupt"):
+        open_sample_project(tmp_path)
+    assert path.read_text() == "{not json"  # an unreadable file is reported, never replaced

@@ -226,6 +226,54 @@ def test_looking_at_the_sample_leaves_it_unmodified(qtbot, main_window, app_stat
     assert not main_window.windowTitle().rstrip().endswith("*")
 
 
+def _open_sample(qtbot, window, *, reset: bool = False) -> None:
+    with qtbot.waitSignal(window.state.projectReplaced, timeout=TIMEOUT):
+        assert (window.reset_sample() if reset else window.open_sample())
+    qtbot.waitUntil(lambda: not window.busy_bar.is_busy() and not window._sample_task.is_running(),
+                    timeout=TIMEOUT)
+
+
+def test_reopening_the_sample_keeps_what_was_saved_and_reset_asks_first(qtbot, main_window, app_state,
+                                                                        monkeypatch):
+    """Issue 12.1: a second --sample rewrote the saved sample (runs list and changes lost)."""
+    from transfer_studio.config import RunRecord
+
+    w = main_window
+    _open_sample(qtbot, w)
+    path = app_state.path
+    assert path == mw.sample_dir() / "digits-sample.tsproj"
+    app_state.project.train.epochs = 3
+    run_dir = str(path.parent / "runs" / "run-1")
+    app_state.project.runs.append(RunRecord(run_dir=run_dir, status="finished", epochs_completed=3))
+    app_state.mark_changed("runs")
+    assert w.save()
+    saved = path.read_bytes()
+    app_state.new_project(Project(name="Other"))
+
+    _open_sample(qtbot, w)  # what `transfer-studio --sample` does the second time
+    assert path.read_bytes() == saved
+    assert app_state.path == path and not app_state.modified
+    assert app_state.project.train.epochs == 3 and [r.run_dir for r in app_state.project.runs] == [run_dir]
+    assert "Reset the Sample" in w.act_reset_sample.text()
+
+    asked = []
+
+    def answer(button):
+        def question(*args, **_kwargs):
+            asked.append(args[2])
+            return button
+        return question
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Cancel))
+    assert not w.reset_sample()
+    assert len(asked) == 1 and "runs" in asked[0] and path.read_bytes() == saved
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Reset))
+    _open_sample(qtbot, w, reset=True)
+    assert len(asked) == 2
+    assert app_state.project.runs == [] and app_state.project.train.epochs == 10 and not app_state.modified
+    assert Project.load(path).runs == []
+
+
 def test_recent_projects_on_the_welcome_page(qtbot, main_window, app_state, tmp_path):
     a, b = tmp_path / "a.tsproj", tmp_path / "b.tsproj"
     Project(name="A").save(a)

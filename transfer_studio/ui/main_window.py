@@ -76,6 +76,11 @@ def data_dir() -> Path:
     return Path(location or Path.home() / ".transfer-studio")
 
 
+def sample_dir() -> Path:
+    """The sample project's folder (its project file, dataset and runs)."""
+    return data_dir() / "sample"
+
+
 def detect_compute_device() -> str:
     """One line for the status bar. Imports torch, so it runs on a worker thread."""
     import torch
@@ -221,6 +226,9 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.act_sample = self._action("Try the &Sample Project", self.open_sample, None, "action_sample", "sample",
                                        "Handwritten digits with the bundled EfficientNet-Lite0 (no download)")
+        self.act_reset_sample = self._action("&Reset the Sample Project…", self.reset_sample, None,
+                                             "action_reset_sample", "",
+                                             "Put the sample project back to its defaults (asks first)")
         self.act_save = self._action("&Save", self.save, QKeySequence(SK.Save), "action_save", "save")
         self.act_save_as = self._action("Save &As…", self.save_as, QKeySequence("Ctrl+Shift+S"), "action_save_as")
         self.act_quit = self._action("&Quit", self.close, QKeySequence("Ctrl+Q"), "action_quit")
@@ -228,6 +236,7 @@ class MainWindow(QMainWindow):
             f.addAction(a)
         f.addMenu(self.recent_menu)
         f.addAction(self.act_sample)
+        f.addAction(self.act_reset_sample)
         f.addSeparator()
         f.addAction(self.act_save)
         f.addAction(self.act_save_as)
@@ -498,18 +507,45 @@ class MainWindow(QMainWindow):
         return True
 
     def open_sample(self) -> bool:
-        """Write the digits sample (background task) and open it on the Model page."""
+        """Open the digits sample on the Model page: as the user saved it, or created first.
+
+        A saved sample is never rewritten here (``sample.open_sample_project``); going back to its
+        defaults is ``reset_sample``, which asks first.
+        """
+        return self._sample_job(reset=False)
+
+    def reset_sample(self) -> bool:
+        """Put the sample project back to its defaults, after the user confirms; then open it."""
+        from transfer_studio.sample import sample_project_path
+
+        path = sample_project_path(sample_dir())
+        is_open = self.state.path is not None and _same_file(self.state.path, path)
+        # The question below covers unsaved edits of the sample itself; another project's edits
+        # get the usual prompt first.
+        if not is_open and not self.maybe_save("resetting the sample project"):
+            return False
+        B = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Reset the sample project",
+            "Reset the sample project to its defaults?\n\nIts settings, model changes and list of "
+            "runs are replaced by the original ones, and its images are written again. Run folders "
+            f"stay on disk ({path.parent / 'runs'}).", B.Reset | B.Cancel, B.Cancel)
+        if answer != B.Reset:
+            return False
+        return self._sample_job(reset=True)
+
+    def _sample_job(self, *, reset: bool) -> bool:
         if self._sample_task is not None and self._sample_task.is_running():
             return False
-        if not self.maybe_save("opening the sample project"):
+        if not reset and not self.maybe_save("opening the sample project"):
             return False
-        dest = data_dir() / "sample"
+        dest = sample_dir()
 
         def make(progress, cancel) -> tuple[Project, str]:
-            from transfer_studio.sample import make_sample_project, sample_project_path
+            from transfer_studio.sample import open_sample_project, reset_sample_project
 
-            project = make_sample_project(dest)
-            return project, str(sample_project_path(dest))
+            project, path = reset_sample_project(dest) if reset else open_sample_project(dest)
+            return project, str(path)
 
         def done(result: tuple[Project, str]) -> None:
             project, path = result
@@ -518,16 +554,21 @@ class MainWindow(QMainWindow):
             self.state.new_project(project, Path(path))
             self.settings.add_recent_project(path)
             self.show_page("model")
-            self.state.status("Sample project ready: handwritten digits with the bundled EfficientNet-Lite0.")
+            self.state.status(("Sample project reset to its defaults" if reset else "Sample project ready")
+                              + ": handwritten digits with the bundled EfficientNet-Lite0.")
 
         def failed(message: str, details: str) -> None:
             self.busy_bar.stop()
-            self.banner.show_message(f"Could not create the sample project: {message}", "error",
-                                     details=details or None)
+            what = "reset" if reset else "open"
+            self.banner.show_message(f"Could not {what} the sample project: {message}", "error",
+                                     details=details or None,
+                                     action_text=None if reset else "Reset the sample…",
+                                     action=None if reset else self.reset_sample)
 
         self._sample_task = worker.run_task(make, name="sample", on_result=done, on_error=failed,
                                             on_cancelled=self.busy_bar.stop)
-        self.busy_bar.start("Preparing the sample project (digits + EfficientNet-Lite0)…", handle=self._sample_task)
+        self.busy_bar.start(("Resetting" if reset else "Preparing")
+                            + " the sample project (digits + EfficientNet-Lite0)…", handle=self._sample_task)
         return True
 
     # -- view ----------------------------------------------------------------------------------
@@ -645,6 +686,13 @@ class MainWindow(QMainWindow):
                     traceback.print_exc()
         finish_tasks()
         worker.cancel_all()
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _safe_name(name: str) -> str:
