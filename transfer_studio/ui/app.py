@@ -7,6 +7,7 @@ Nothing heavy is imported here: torch and the pages' dependencies load after the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,8 +111,28 @@ def create_window(argv: list[str] | None = None, *, before_show: Callable[[MainW
     return app, window, args  # type: ignore[return-value]
 
 
+def _startup_probe(path: str) -> Callable[[MainWindow], None]:
+    """``TS_STARTUP_PROBE=FILE``: once the first frame is painted, write its time (``time.time()``)
+    to FILE as JSON and quit. packaging/measure_startup.py times an installed app or a PyInstaller
+    bundle this way, from outside the process."""
+    import json
+    import time
+
+    def hook(window: MainWindow) -> None:
+        def painted() -> None:
+            marks = {"painted": time.time(), "torch_at_show": "torch" in sys.modules}
+            Path(path).write_text(json.dumps(marks), encoding="utf-8")
+            window.close()
+
+        # Queued after the first paint of the window: the user sees it by now.
+        window.firstShown.connect(lambda: QTimer.singleShot(0, painted))
+
+    return hook
+
+
 def run_app(argv: list[str] | None = None) -> int:
-    app, window, _args = create_window(argv)
+    probe = os.environ.get("TS_STARTUP_PROBE")
+    app, window, _args = create_window(argv, before_show=_startup_probe(probe) if probe else None)
     code = app.exec()
     window.shutdown()
     return int(code)

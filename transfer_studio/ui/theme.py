@@ -1,8 +1,8 @@
 """Light and dark palettes, the stylesheet and icons from ``resources/``.
 
 Resources live in the repository's top-level ``resources/`` folder; the wheel maps that folder into
-the package as ``transfer_studio/resources`` (pyproject's force-include). ``resource_path`` finds it
-either way: first through importlib.resources, then beside the package in an editable install.
+the package as ``transfer_studio/resources`` (pyproject's force-include).
+``transfer_studio.resources_path`` finds it either way.
 
 Widgets use palette roles for everything except *semantic* colours (frozen / trainable / modified,
 and message levels), which come from ``semantic_colors()`` in a light and a dark variant.
@@ -10,14 +10,13 @@ and message levels), which come from ``semantic_colors()`` in a light and a dark
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QApplication
+
+from transfer_studio.resources_path import resource_path, resources_dir  # noqa: F401 - re-exported
 
 THEMES = ("system", "light", "dark")
 
@@ -26,30 +25,7 @@ _ICON_INK = "#1f2933"
 
 
 # -- resources ---------------------------------------------------------------------------------
-@functools.cache
-def resources_dir() -> Path:
-    """The folder holding icons/, style.qss, the app icon and the .desktop entry."""
-    try:
-        root = importlib.resources.files("transfer_studio.resources")
-        candidate = Path(str(root))
-        if (candidate / "style.qss").is_file():
-            return candidate
-    except (ModuleNotFoundError, TypeError):
-        pass
-    # Editable install / source checkout: <repo>/resources next to <repo>/transfer_studio.
-    candidate = Path(__file__).resolve().parents[2] / "resources"
-    if (candidate / "style.qss").is_file():
-        return candidate
-    raise FileNotFoundError(
-        "Transfer Studio's resources folder is missing (expected transfer_studio/resources in an "
-        "installed wheel or resources/ in a source checkout); reinstall the package."
-    )
-
-
-def resource_path(name: str) -> Path:
-    return resources_dir() / name
-
-
+# Found without Qt (transfer_studio.resources_path): the CLI's desktop-entry command needs them too.
 def resource_text(name: str) -> str:
     return resource_path(name).read_text(encoding="utf-8")
 
@@ -216,8 +192,15 @@ def icon(name: str, color: QColor | str | None = None) -> QIcon:
 
 
 def app_icon() -> QIcon:
-    path = resource_path("transfer-studio.svg")
-    return QIcon(str(path)) if path.is_file() else QIcon()
+    """The application icon: the PNG sizes generated from the SVG (packaging/make_icons.py), which
+    need no SVG plugin (a frozen build may lack it), plus the SVG itself for any other size."""
+    result = QIcon()
+    for png in sorted(resource_path("app-icon").glob("transfer-studio-*.png")):
+        result.addFile(str(png))
+    svg = resource_path("transfer-studio.svg")
+    if svg.is_file():
+        result.addFile(str(svg))
+    return result
 
 
 def swatch(color: QColor, size: int = 12) -> QPixmap:
