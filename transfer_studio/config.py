@@ -235,6 +235,14 @@ def temp_name(path: Path, suffix: str = TEMP_SUFFIX) -> Path:
     return path.with_name(f".{path.name[:_NAME_ROOM]}.{secrets.token_hex(4)}{suffix}")
 
 
+def is_temp_name(name: str) -> bool:
+    """True for a name ``temp_name`` makes: what a write killed before its rename leaves behind."""
+    stem, dot, suffix = name.rpartition(".")
+    head, _, token = stem.rpartition(".")
+    return (name.startswith(".") and bool(dot) and f".{suffix}" in (TEMP_SUFFIX, ".part") and len(head) > 1
+            and len(token) == 8 and all(c in "0123456789abcdef" for c in token))
+
+
 def create_temp_file(path: Path, suffix: str = TEMP_SUFFIX) -> tuple[int, str]:
     """Create a new, empty temp file next to ``path`` for writing; returns (fd, name).
 

@@ -4,6 +4,13 @@
 ``torch.load(weights_only=True)`` (never unpickling code). Every file is written to a temp file and
 then renamed: a full disk or a crash mid-write leaves the previous file intact.
 
+Integrity: ``checkpoint_last.pt`` carries a SHA-256 of its own content in the zip archive's comment
+(``seal``): still a plain ``torch.save`` file, yet a flipped bit or a cut-off tail is detected on load
+(torch itself checks neither). Before a new checkpoint replaces it, the current one becomes
+``checkpoint_prev.pt`` (a hard link: no copy); a damaged latest checkpoint is set aside and the
+previous one is used, with a note saying so. ``run_lock`` keeps one process at a time writing a run
+folder, and tells a live run from one whose process was killed.
+
 Weights that no phase of the run ever trains (the frozen backbone of a head-only run) are written
 once, to ``frozen.safetensors``; the per-epoch checkpoint holds the rest. A head-only epoch on cached
 features takes milliseconds, and re-writing an unchanged backbone every epoch would cost far more.
@@ -11,11 +18,18 @@ features takes milliseconds, and re-writing an unchanged backbone every epoch wo
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
+import logging
+import os
 import random
+import shutil
+import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +46,12 @@ HISTORY = "history.json"
 RUN = "run.json"
 PROJECT = "project.json"
 FROZEN = "frozen.safetensors"
+PREVIOUS = "checkpoint_prev.pt"  # the checkpoint before the latest: used when the latest is damaged
+DAMAGED_SUFFIX = ".damaged"  # a damaged checkpoint is renamed to this, never deleted
+LOCK = ".run.lock"
 FORMAT = 1
+
+log = logging.getLogger("transfer_studio.training")
 
 
 def rng_state() -> dict[str, Any]:
@@ -72,7 +91,93 @@ def checkpoint_bytes(state: dict[str, Any]) -> bytes:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    config.atomic_write_bytes(Path(path), checkpoint_bytes(state))
+    write_checkpoint(Path(path), checkpoint_bytes(state))
+
+
+# -- integrity: a checksum in the zip comment, and the previous checkpoint kept --------------------
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: the last 22 bytes of torch.save's file
+_SEAL = b"transfer-studio sha256="
+_SEAL_LEN = len(_SEAL) + 64
+
+
+class CheckpointDamaged(UserError):
+    """A checkpoint file that is missing, truncated, corrupt or not ours; ``reason`` says which."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"checkpoint {path} cannot be read: {reason}")
+        self.path, self.reason = path, reason
+
+
+def seal(payload: bytes) -> bytes:
+    """``payload`` (a torch.save zip) with its SHA-256 as the archive comment: a valid zip that
+    torch.load reads as before, and whose every byte ``verify_seal`` can check."""
+    if len(payload) < 22 or payload[-22:-18] != _EOCD or payload[-2:] != b"\0\0":
+        raise ValueError("not a torch.save archive without a comment")
+    body = payload[:-2]
+    comment = _SEAL + hashlib.sha256(body).hexdigest().encode("ascii")
+    return body + struct.pack("<H", len(comment)) + comment
+
+
+def verify_seal(data: bytes) -> str | None:
+    """None when ``data`` is intact (or carries no seal: an older checkpoint); else the reason."""
+    tail = data[-_SEAL_LEN:]
+    if not tail.startswith(_SEAL):
+        if _SEAL[:8] in data[-2 * _SEAL_LEN:]:
+            return "its checksum record is cut off (the file is truncated or was modified)"
+        if len(data) < 22 or _EOCD not in data[-65536 - 22:]:
+            return "it is truncated (no end of archive)"
+        return None  # written before checksums: torch.load still checks its structure
+    body = data[:-_SEAL_LEN - 2]
+    if data[-_SEAL_LEN - 2:-_SEAL_LEN] != struct.pack("<H", _SEAL_LEN) or body[-20:-16] != _EOCD:
+        return "its checksum record is damaged"
+    if hashlib.sha256(body).hexdigest().encode("ascii") != tail[len(_SEAL):]:
+        return "its checksum does not match its content (the file is corrupt)"
+    return None
+
+
+def write_checkpoint(path: Path, payload: bytes) -> None:
+    """Seal ``payload`` and write it atomically as ``path``; the file it replaces is kept as
+    ``checkpoint_prev.pt`` first (so at every moment the latest name holds a complete file)."""
+    path = Path(path)
+    data = seal(payload)
+    prev = path.with_name(PREVIOUS)
+    held = _link_aside(path, prev) if path.is_file() else None  # the current file, under a temp name
+    try:
+        config.atomic_write_bytes(path, data)
+    except BaseException:
+        if held is not None:  # a failed write leaves the folder as it was
+            with contextlib.suppress(OSError):
+                os.unlink(held)
+        raise
+    if held is not None:
+        os.replace(held, prev)
+
+
+def _link_aside(path: Path, prev: Path) -> Path:
+    """A second name for ``path``'s current file (a temp name next to ``prev``): a hard link where
+    the file system has them, else a copy. A killed write leaves it as a stale temp file."""
+    tmp = config.temp_name(prev)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        try:
+            shutil.copyfile(path, tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return tmp
+
+
+def _keep_previous(path: Path, prev: Path) -> None:
+    """prev := path's current file, atomically."""
+    os.replace(_link_aside(path, prev), prev)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """True when the run folder holds a checkpoint to resume from (the latest or the previous)."""
+    run_dir = Path(run_dir)
+    return (run_dir / CHECKPOINT).is_file() or (run_dir / PREVIOUS).is_file()
 
 
 def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -112,7 +217,10 @@ class BackgroundWriter:
             for path, data in files:
                 t0 = time.perf_counter()
                 try:
-                    config.atomic_write_bytes(path, data)
+                    if path.name == CHECKPOINT:
+                        write_checkpoint(path, data)  # sealed, the previous one kept
+                    else:
+                        config.atomic_write_bytes(path, data)
                 except OSError as exc:
                     self._error = WriteFailed(path.name, exc)
                     return
@@ -140,19 +248,161 @@ class BackgroundWriter:
             raise error
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """The state in ``path`` (checked against its checksum, loaded with weights_only=True).
+
+    When it is missing or damaged and ``checkpoint_prev.pt`` beside it is intact, the damaged file
+    is set aside (renamed ``*.damaged``, never deleted), the previous checkpoint takes its place,
+    and a sentence saying so is logged and appended to ``notes``. UserError when neither is usable.
+    """
     path = Path(path)
-    if not path.is_file():
+    prev = path.with_name(PREVIOUS)
+    if not path.is_file() and not prev.is_file():
         raise UserError(f"no checkpoint to resume from: {path} does not exist (the run never "
                         "finished its first epoch)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
-        raise UserError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
-                        "it is corrupt or not a Transfer Studio checkpoint") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UserError(f"{path} is not a Transfer Studio checkpoint (format {FORMAT})")
+        return _read_checkpoint(path)
+    except CheckpointDamaged as exc:
+        if path.name != CHECKPOINT or not prev.is_file():
+            raise
+        damaged = exc
+    try:
+        state = _read_checkpoint(prev)
+    except CheckpointDamaged as exc:
+        raise UserError(f"the run's checkpoints are both damaged: {damaged.path.name}: {damaged.reason}; "
+                        f"{prev.name}: {exc.reason}. Start a new run") from exc
+    note = (f"{path.name} is damaged ({damaged.reason}): resumed from the previous checkpoint, "
+            f"epoch {state.get('epoch')}; the epochs after it are trained again")
+    try:
+        if path.exists():
+            os.replace(path, path.with_name(path.name + DAMAGED_SUFFIX))
+        _keep_previous(prev, path)
+    except OSError as exc:  # a read-only folder: resuming still works, the next write will fail clearly
+        note += f" (could not set the damaged file aside: {exc.strerror or exc})"
+    log.warning(note)
+    if notes is not None:
+        notes.append(note)
     return state
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CheckpointDamaged(path, "it is missing") from exc
+    except OSError as exc:
+        raise CheckpointDamaged(path, f"it cannot be read ({exc.strerror or exc})") from exc
+    reason = verify_seal(data)
+    if reason is not None:
+        raise CheckpointDamaged(path, reason)
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointDamaged(path, f"it cannot be read ({type(exc).__name__}: {first}); it is corrupt "
+                                "or not a Transfer Studio checkpoint") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointDamaged(path, f"it is not a Transfer Studio checkpoint (format {FORMAT})")
+    return state
+
+
+# -- one process at a time per run folder -----------------------------------------------------------
+class RunLocked(UserError):
+    """Another process (or another thread of this one) is training this run folder."""
+
+
+_LOCKED: set[str] = set()  # run folders locked by this process (POSIX locks are per process)
+_LOCKED_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock while training it; RunLocked if someone else holds it.
+
+    An OS lock on ``.run.lock``: the kernel releases it when the process dies, however it dies,
+    so a held lock means a live run, and a free one on a run whose run.json says "running" means
+    an interrupted one. POSIX record locks are not inherited by forked DataLoader workers, so a
+    killed run's orphaned workers do not keep it locked. Stale temp files of a killed write are
+    removed once the lock is held (no one else writes the folder then).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = os.path.normcase(str(run_dir.resolve()))
+    with _LOCKED_GUARD:
+        if key in _LOCKED:
+            raise RunLocked(f"the run in {run_dir} is already being trained by this app")
+        _LOCKED.add(key)
+    fd = None
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        if not _try_lock(fd):
+            pid = _read_pid(fd)
+            who = f" (process {pid})" if pid else ""
+            raise RunLocked(f"the run in {run_dir} is being trained by another process{who}: wait for it "
+                            "to finish or stop it first")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        remove_stale_temp_files(run_dir)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+        with _LOCKED_GUARD:
+            _LOCKED.discard(key)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """True while a live process (this one included) trains the run in ``run_dir``."""
+    run_dir = Path(run_dir)
+    with _LOCKED_GUARD:
+        if os.path.normcase(str(run_dir.resolve())) in _LOCKED:
+            return True
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False  # no lock file: never trained by a version that locks, or not a run
+    try:
+        return not _try_lock(fd)
+    finally:
+        os.close(fd)  # closing releases a lock taken just now
+
+
+def _try_lock(fd: int) -> bool:
+    if os.name == "nt":  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return int(os.read(fd, 32).decode("ascii").strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[str]:
+    """Delete the temp files a killed write left in a run folder (``.NAME.XXXXXXXX.tmp``)."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(run_dir):
+            if config.is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    return removed
 
 
 def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

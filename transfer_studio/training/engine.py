@@ -144,8 +144,8 @@ def _load_resume(project: Project | None, run_dir: Path) -> tuple[Project, dict[
                 setattr(snapshot.train, name, new)
                 notes.append(f"resume: {name} changed from {old} to {new}")
     state = None
-    if (run_dir / ckpt.CHECKPOINT).is_file():
-        state = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT)
+    if ckpt.has_checkpoint(run_dir):  # the latest, or the previous one if the latest is damaged
+        state = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT, notes)
     else:
         notes.append("resume: the run had not finished an epoch; starting it from the beginning")
     return snapshot, state, notes

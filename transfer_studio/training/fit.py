@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transfer_studio.config import Project
 from transfer_studio.training.callbacks import Callback, Dispatcher
+from transfer_studio.training.checkpoint import run_lock
 from transfer_studio.training.control import Control
 from transfer_studio.training.engine import prepare
 from transfer_studio.training.events import RunResult
@@ -30,4 +31,5 @@ def fit(project: Project | None, callbacks: Iterable[Callback] = (), control: Co
     """
     dispatch = Dispatcher(callbacks)
     setup = prepare(project, run_dir=run_dir, resume=resume)
-    return Trainer(setup, dispatch, control or Control()).run()
+    with run_lock(setup.run_dir):  # one process per run folder; tells a killed run from a live one
+        return Trainer(setup, dispatch, control or Control()).run()
