@@ -28,3 +28,14 @@ def test_new_text_is_not_cut_after_a_few_words(qtbot):
     qtbot.wait(20)
     assert label.width() == label.maximumWidth()
     assert label.height() >= 3 * label.fontMetrics().lineSpacing() and _all_shown(empty)
+
+
+def test_an_empty_placeholder_gives_qt_no_negative_size(qtbot, qtlog):
+    """Issue 12.10: "QWidget::setMinimumSize: Negative sizes (8,-1)" for the Evaluate placeholder."""
+    empty = EmptyState("evaluate", "", "")
+    qtbot.addWidget(empty)
+    empty.show()
+    empty.set_content("Title", "Some text.")
+    empty.set_content("", "")
+    assert not [r.message for r in qtlog.records if "Negative sizes" in r.message]
+    assert empty.text_label.minimumHeight() == 0 and empty.text_label.isHidden()

@@ -59,10 +59,20 @@ class EmptyState(QWidget):
         # A word-wrapped label centred in a layout gets its size hint, which Qt guessed for the
         # previous text: a new, longer text was cut after a few words. Give it the width the text
         # needs (wrapping beyond the maximum) and the height of its lines at that width.
-        width = min(self.text_label.maximumWidth(), self.text_label.fontMetrics().horizontalAdvance(text) + 8)
+        # No text: no minimum (heightForWidth is -1 then, and Qt warns about a negative size).
+        width = min(self.text_label.maximumWidth(),
+                    self.text_label.fontMetrics().horizontalAdvance(text) + 8) if text else 0
         self.text_label.setMinimumWidth(width)
-        self.text_label.setMinimumHeight(self.text_label.heightForWidth(width))
+        self.text_label.setMinimumHeight(max(0, self.text_label.heightForWidth(width)) if text else 0)
+        self.text_label.setVisible(bool(text))
         self._refresh_icon()
+
+    def set_actions_visible(self, visible: bool) -> None:
+        """Show or hide the action buttons (e.g. while the work they would start is running)."""
+        for i in range(self._buttons.count()):
+            widget = self._buttons.itemAt(i).widget()
+            if widget is not None:
+                widget.setVisible(visible)
 
     def add_action(self, text: str, callback: Callable[[], None], *, object_name: str = "",
                    primary: bool = False) -> QPushButton:
