@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers.images import make_class_folder
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QPushButton
 
 from transfer_studio.config import ModelSpec, Project, RunRecord
 from transfer_studio.core import metrics
@@ -230,3 +231,25 @@ def test_errors_show_in_the_page_and_cancel_stops(qtbot, trained, pages, tmp_pat
         pass
     assert cancelled and page.report is None and not page.busy_indicator.isVisible()
     assert page.evaluate_button.isEnabled()
+
+
+def test_the_placeholder_says_evaluating_while_an_evaluation_runs(qtbot, trained, pages):
+    """Issue 12.4: "Not evaluated yet — Press Evaluate" showed while the evaluation ran (button disabled)."""
+    page = make_page(qtbot, trained)
+    pages(page)
+    assert page.busy() and not page.evaluate_button.isEnabled()  # started by itself
+    assert page.results_stack.currentIndex() == 0
+    assert page.placeholder.title_label.text() == "Evaluating…"
+    assert "Press Evaluate" not in page.placeholder.text_label.text()
+    assert not any(b.isVisible() for b in page.placeholder.findChildren(QPushButton))  # no "Go to Train"
+    wait_report(qtbot, page)
+    assert page.results_stack.currentIndex() == 1
+    page.set_data_folder(str(trained["data"]))  # not evaluated on that folder yet
+    assert page.placeholder.title_label.text() == "Not evaluated yet"
+    handle = page.evaluate()
+    assert page.placeholder.title_label.text() == "Evaluating…"
+    handle.cancel()
+    with qtbot.waitSignal(handle.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
+    assert page.placeholder.title_label.text() == "Not evaluated yet"  # cancelled: not "Evaluating…"

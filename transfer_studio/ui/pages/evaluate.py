@@ -503,6 +503,7 @@ class EvaluatePage(QWidget):
         what = "its own test/validation images" if folder is None else folder
         self.busy_indicator.start(f"Evaluating {Path(source).name} on {what}…", handle=handle)
         self._update_enabled()
+        self._show_cached_or_placeholder()
         return handle
 
     def _maybe_auto_evaluate(self) -> None:
@@ -539,6 +540,8 @@ class EvaluatePage(QWidget):
         self.busy_indicator.stop()
         self._task = None
         self._update_enabled()
+        if self.report is None:  # failed or cancelled: no longer "Evaluating…"
+            self._show_cached_or_placeholder()
 
     def _show_cached_or_placeholder(self) -> None:
         key = self._key()
@@ -547,7 +550,15 @@ class EvaluatePage(QWidget):
             self.show_report(report)
             return
         self.report = None
-        if self.source_combo.count() == 0:
+        self.placeholder.set_actions_visible(True)
+        if self.busy_now() and key is not None and key == self._task_key:
+            source = Path(self.source_combo.current_path() or "").name
+            folder = self.data_folder()
+            what = "its own test (else validation) images" if folder is None else Path(folder).name
+            self.placeholder.set_content("Evaluating\u2026", f"Measuring {source} on {what}. The results "
+                                         "appear here when it is done.", "evaluate")
+            self.placeholder.set_actions_visible(False)
+        elif self.source_combo.count() == 0:
             self.placeholder.set_content("No trained model yet", "Train a model on the Train page, or choose "
                                          "a run or exported bundle folder above.", "evaluate")
         else:
