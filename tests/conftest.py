@@ -22,3 +22,12 @@ def _isolated_torch_home(tmp_path_factory, monkeypatch):
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("TORCH_HOME", str(home))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_machine_settings(tmp_path_factory, monkeypatch):
+    """No user's machine defaults (settings.json, TS_DEVICE, ...) reach a test unless it sets them."""
+    monkeypatch.setenv("TS_CONFIG_DIR", str(tmp_path_factory.mktemp("ts_config")))
+    for var in ("TS_DEVICE", "TS_NUM_WORKERS", "TS_WEIGHTS_DIR", "TS_RUNS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    yield

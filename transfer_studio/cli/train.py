@@ -136,6 +136,7 @@ def _resolve_auto(project, args: argparse.Namespace) -> None:
 def _build(args: argparse.Namespace):
     """(project, run_dir, resume, project_file) from the arguments."""
     from transfer_studio.config import ModelSpec, Project
+    from transfer_studio.machine_settings import runs_root
 
     modes = [m for m in ("resume", "project") if getattr(args, m)]
     if len(modes) > 1:
@@ -172,7 +173,7 @@ def _build(args: argparse.Namespace):
         if out is None:
             from transfer_studio.training.engine import default_run_dir
 
-            out = default_run_dir(project, project_file.resolve().parent / "runs")
+            out = default_run_dir(project, runs_root(project_file.resolve().parent / "runs"))
         if project.train.strategy == "auto":
             _resolve_auto(project, args)
         return project, out, False, project_file
@@ -188,7 +189,11 @@ def _build(args: argparse.Namespace):
     _apply_flags(project, args)
     if project.train.strategy == "auto":
         _resolve_auto(project, args)
-    return project, (Path(args.out) if args.out else None), False, None
+    if args.out:
+        return project, Path(args.out), False, None
+    from transfer_studio.training.engine import default_run_dir
+
+    return project, default_run_dir(project, runs_root(Path("runs"))), False, None
 
 
 def _record(project_file: Path, result) -> None:

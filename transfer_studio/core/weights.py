@@ -264,8 +264,12 @@ def _first_line(exc: BaseException) -> str:
 
 # -- hub cache and downloads ---------------------------------------------------------------------------
 def hub_checkpoint_dir() -> Path:
-    """torch hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``), read at call time."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """Where pretrained weights files are looked for and downloaded to, read at call time: this
+    machine's weights folder if one is set (Settings, ``TS_WEIGHTS_DIR``), else torch hub's
+    checkpoint folder (``$TORCH_HOME/hub/checkpoints``)."""
+    from transfer_studio.machine_settings import weights_dir
+
+    return weights_dir() or Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def cache_path_for_url(url: str) -> Path:

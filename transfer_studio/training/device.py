@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -17,9 +18,30 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def machine_default(key: str, project_value: Any) -> Any:
+    """The project's value, or this machine's default where the project says auto (device "auto",
+    num_workers None): ``transfer_studio.machine_settings`` (the Settings dialog's file, TS_DEVICE,
+    TS_NUM_WORKERS). A project's explicit value always wins. The one place this rule lives."""
+    if project_value is not None and str(project_value).strip().lower() not in ("", "auto"):
+        return project_value
+    from transfer_studio import machine_settings
+
+    return getattr(machine_settings.effective(), key)
+
+
 def select_device(name: str = "auto") -> torch.device:
-    """auto = CUDA, then Apple MPS, then CPU. Naming an unavailable device is the user's mistake."""
-    name = (name or "auto").strip().lower()
+    """auto = this machine's default device if one is set, else CUDA, then Apple MPS, then CPU.
+    Naming an unavailable device is the user's mistake."""
+    requested = (name or "auto").strip().lower()
+    name = machine_default("device", requested)
+    if name != requested:
+        from transfer_studio import machine_settings
+
+        try:
+            return select_device(name)
+        except UserError as exc:
+            raise UserError(f"{exc} (this machine's default device, set in "
+                            f"{machine_settings.source_of('device')}; the project says auto)") from None
     if name not in DEVICES and not name.startswith("cuda:"):
         raise UserError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
     if name == "auto":
@@ -97,6 +119,7 @@ def loader_settings(device: torch.device, requested_workers: int | None = None,
     Measurements of 0 vs 1-2 workers on that busy shared machine were too noisy to overrule this.
     """
     cores = cores if cores is not None else cpu_count()
+    requested_workers = machine_default("num_workers", requested_workers)
     if requested_workers is not None:
         workers = max(0, int(requested_workers))
     elif device.type in ("cuda", "mps"):

@@ -255,6 +255,10 @@ class MainWindow(QMainWindow):
         self.act_redo.setData("redo")
         e.addAction(self.act_undo)
         e.addAction(self.act_redo)
+        e.addSeparator()
+        self.act_settings = self._action("&Settings…", self.open_settings, "Ctrl+,", "action_settings")
+        self.act_settings.setMenuRole(QAction.MenuRole.PreferencesRole)
+        e.addAction(self.act_settings)
 
         v = mb.addMenu("&View")
         v.setObjectName("menu_view")
@@ -579,6 +583,14 @@ class MainWindow(QMainWindow):
         self.settings.set_theme(name)
         if name in self.theme_actions:
             self.theme_actions[name].setChecked(True)
+
+    def open_settings(self) -> None:
+        """Edit → Settings…: machine defaults (shared with the CLI) and the theme."""
+        from transfer_studio.ui.settings_dialog import edit_settings
+
+        chosen_theme = edit_settings(self, self.settings, self.device_label.text())
+        if chosen_theme is not None:
+            self.set_theme(chosen_theme)
 
     def _toggle_fullscreen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()

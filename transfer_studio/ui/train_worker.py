@@ -183,7 +183,12 @@ def _filename_in(text: str) -> str | None:
 
 # -- run folders ---------------------------------------------------------------------------------
 def runs_root(project_path: str | Path | None) -> Path:
-    """Where new runs go: ``<project dir>/runs`` for a saved project, else the user's data dir."""
+    """Where new runs go: this machine's runs folder if one is set (Settings, ``TS_RUNS_DIR``), else
+    ``<project dir>/runs`` for a saved project, else the user's data dir."""
+    from transfer_studio.machine_settings import effective
+
+    if effective().runs_dir:
+        return Path(effective().runs_dir)
     if project_path:
         return Path(project_path).resolve().parent / "runs"
     override = os.environ.get("TS_DATA_DIR")  # the app's data folder, as ui.main_window.data_dir()
