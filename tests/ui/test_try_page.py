@@ -244,3 +244,36 @@ def test_grad_cam_layer_choice_keeps_a_usable_resolution():
     assert gradcam.find_target_layer(model, torch.zeros(1, 3, 64, 64)) == "layer2"  # layer4 is 2x2, layer3 4x4
     heat, _, _, layer = gradcam.grad_cam(model, torch.randn(1, 3, 64, 64))
     assert layer == "layer2" and heat.shape == (64, 64) and np.isfinite(heat).all()
+
+
+def test_with_no_trained_model_the_original_model_answers_and_the_page_says_what_is_missing(qtbot, tmp_path):
+    """Issue 12.3: no trained model gave blank results, "Working…" for a non-image, and no pretrained column."""
+    navigated = []
+    state = AppState(Project(name="fresh", model=ModelSpec("efficientnet_lite0")))
+    state.navigateRequested.connect(navigated.append)
+    page = TryPage(state)
+    qtbot.addWidget(page)
+    page.resize(1100, 760)
+    page.show()
+    try:
+        flower = tmp_path / "flower.jpg"
+        shutil.copy(SAMPLES / "flower.jpg", flower)
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not a picture")
+        assert page.add_paths([str(notes)]) == 0
+        assert "Not image files" in page.banner.text() and "notes.txt" in page.banner.text()
+        assert page.paths == [] and not page.busy()
+
+        assert page.add_paths([str(flower)]) == 1
+        idle(qtbot, page)
+        assert page.pretrained_col.bars.rows()[0][0] == "daisy"  # needs no trained model
+        assert "efficientnet_lite0" in page.pretrained_col.title()
+        note = page.trained_col.note
+        assert note.isVisibleTo(page) and "No trained model yet" in note.text() and "Train page" in note.text()
+        assert page.trained_col.bars.rows() == []
+        note.linkActivated.emit("train")
+        assert navigated == ["train"]
+    finally:
+        page.shutdown()
+        worker.cancel_all()
+

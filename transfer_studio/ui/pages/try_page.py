@@ -62,8 +62,8 @@ BATCH = 16
 class ModelInfo:
     """What a task needs to know about a trained source, found without loading it."""
 
-    source: str
-    kind: str  # "run" | "bundle"
+    source: str  # "" for "pretrained": no trained model chosen
+    kind: str  # "run" | "bundle" | "pretrained" (only the project's original model)
     key: tuple  # cache key of the trained model
     base_model: str  # catalog name of the network it was fine-tuned from
     base_weights: str  # "DEFAULT", "none" or a weights file
@@ -121,6 +121,16 @@ def describe_source(source: str) -> ModelInfo:
     except OSError:
         stamp = 0.0
     return ModelInfo(str(path), kind, (kind, norm_path(path), stamp), base, base_weights or "DEFAULT")
+
+
+def project_base_info(name: str, weights: str) -> ModelInfo:
+    """No trained model yet: only the project's original pretrained network answers."""
+    return ModelInfo("", "pretrained", ("pretrained-only",), name, weights or "DEFAULT")
+
+
+NO_TRAINED_NOTE = ("<b>No trained model yet.</b> Train one on the <a href=\"train\">Train page</a>, or "
+                   "choose a training run or an exported bundle with \u201cOther run or bundle\u2026\u201d. "
+                   "Meanwhile the original pretrained model's answers are shown.")
 
 
 def load_trained(info: ModelInfo) -> Any:
@@ -226,8 +236,13 @@ def heatmap_task(cache: ModelCache, info: ModelInfo, path: str, progress: Any = 
                    predictor.class_names[result.class_index], result.score, result.layer)
 
 
-def expand_paths(items: Iterable[str], limit: int = MAX_IMAGES) -> tuple[list[str], int]:
-    """Image files from files and folders (folders recursively, sorted); (paths, number left out)."""
+def expand_paths(items: Iterable[str], limit: int = MAX_IMAGES,
+                 rejected: list[str] | None = None) -> tuple[list[str], int]:
+    """Image files from files and folders (folders recursively, sorted); (paths, number left out).
+
+    Files without an image extension are not images: a folder's are skipped silently, files named
+    one by one are appended to ``rejected`` (when given) so the page can say why they were not added.
+    """
 
     out: list[str] = []
     skipped = 0
@@ -236,6 +251,10 @@ def expand_paths(items: Iterable[str], limit: int = MAX_IMAGES) -> tuple[list[st
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
         elif p.is_file():
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                if rejected is not None:
+                    rejected.append(str(p))
+                continue
             files = [p]
         else:
             continue
@@ -319,6 +338,8 @@ class _Column(QGroupBox):
         self.note = QLabel()
         self.note.setObjectName(f"{name}_note")
         self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                          | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
         self.note.setProperty("role", "muted")
         self.bars = TopKBars(object_name=f"{name}_bars")
         lay = QVBoxLayout(self)
@@ -327,7 +348,9 @@ class _Column(QGroupBox):
         lay.addStretch(1)
         self.note.setVisible(False)
 
-    def show_note(self, text: str) -> None:
+    def show_note(self, text: str, *, rich: bool = False) -> None:
+        """A plain-text note (messages from files and the core), or ``rich`` text of our own (links)."""
+        self.note.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
         self.note.setText(text)
         self.note.setVisible(bool(text))
 
@@ -431,6 +454,7 @@ class TryPage(QWidget):
         self.preview_caption.setWordWrap(True)
         self.preview_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.trained_col = _Column("Your trained model", "try_trained")
+        self.trained_col.note.linkActivated.connect(self.state.navigateRequested.emit)
         self.pretrained_col = _Column("Original pretrained model (ImageNet classes)", "try_pretrained")
         answers = QHBoxLayout()
         answers.addWidget(self.trained_col, 1)
@@ -492,7 +516,15 @@ class TryPage(QWidget):
             self.refresh()
 
     def _on_project_changed(self, section: str) -> None:
-        if self._loading or section not in ("runs", "ui"):
+        if self._loading:
+            return
+        if section == "model" and self.info is not None and self.info.kind == "pretrained":
+            self.info = None  # the project's original network changed: it answers instead
+            self._show_current()
+            if self.isVisible():
+                self.refresh(retry=True)
+            return
+        if section not in ("runs", "ui"):
             return
         current = self.source_combo.current_path()
         self._loading = True
@@ -544,10 +576,18 @@ class TryPage(QWidget):
         self._on_source_changed()
 
     def _model_info(self) -> ModelInfo | None:
-        """The current source described (cheap: JSON files only); errors go to the banner."""
+        """The current source described (cheap: JSON files only); errors go to the banner.
+
+        With no trained model to choose, the project's own pretrained network still answers.
+        """
         source = self.source_combo.current_path()
         if not source:
-            return None
+            model = self.state.project.model
+            if not model.name:
+                self.info = None
+                return None
+            self.info = project_base_info(model.name, model.weights)
+            return self.info
         if self.info is None or self.info.source != source:
             try:
                 self.info = describe_source(source)
@@ -560,14 +600,22 @@ class TryPage(QWidget):
     # -- images ----------------------------------------------------------------------------------
     def add_paths(self, items: Iterable[str]) -> int:
         """Add image files (and the images inside folders); returns how many were new."""
-        found, left_out = expand_paths(items)
+        rejected: list[str] = []
+        found, left_out = expand_paths(items, rejected=rejected)
         known = set(self.paths)
         new = [p for p in found if p not in known]
+        not_images = ""
+        if rejected:
+            names = ", ".join(Path(p).name for p in rejected[:3]) + (" …" if len(rejected) > 3 else "")
+            not_images = (f"Not image files, so not added: {names}. The Try page reads JPEG, PNG, BMP, GIF, "
+                          "WebP and TIFF images.")
         if not found:
-            self.banner.show_message("No images there: drop image files (JPEG, PNG, …) or folders holding them.",
-                                     "warning")
+            self.banner.show_message(not_images or "No images there: drop image files (JPEG, PNG, …) or "
+                                     "folders holding them.", "warning")
             return 0
         self.banner.clear()
+        if not_images:
+            self.banner.show_message(not_images, "warning")
         if left_out:
             self.banner.show_message(f"Added the first {MAX_IMAGES} images; {left_out} more were left out.", "info")
         self.paths.extend(new)
@@ -647,14 +695,13 @@ class TryPage(QWidget):
         pre_key = ("catalog", info.base_model, info.base_weights)
         trained = self.predictions.get(info.key, {})
         pretrained = self.predictions.get(pre_key, {})
+        want_trained = info.kind != "pretrained" and info.key not in self.notes
+        want_pre = pre_key not in self.notes
         todo = [p for p in self.paths if p not in self.unreadable and
-                ((p not in trained and info.key not in self.notes) or
-                 (p not in pretrained and pre_key not in self.notes))]
+                ((want_trained and p not in trained) or (want_pre and p not in pretrained))]
         if not todo:
             self._maybe_heatmap()
             return None
-        want_trained = info.key not in self.notes
-        want_pre = pre_key not in self.notes
         handle = run_task(predict_task, self.cache, info, todo, want_trained, want_pre, name="try-predict",
                           on_result=self._on_predictions, on_error=self._on_error,
                           on_finished=self._on_task_finished)
@@ -705,11 +752,18 @@ class TryPage(QWidget):
             self.trained_col.show_note("")
             self.pretrained_col.show_note("")
             return
-        self.trained_col.setTitle(f"Your trained model ({Path(info.source).name})" if info else "Your trained model")
+        only_pretrained = info is not None and info.kind == "pretrained"
+        self.trained_col.setTitle(f"Your trained model ({Path(info.source).name})"
+                                  if info and not only_pretrained else "Your trained model")
         if info is not None:
             self.pretrained_col.setTitle(f"Original pretrained {info.base_model} (ImageNet classes)")
+        predicting = self._task is not None and self._task.is_running()
         for col, key in ((self.trained_col, info.key if info else None),
                          (self.pretrained_col, ("catalog", info.base_model, info.base_weights) if info else None)):
+            if col is self.trained_col and (info is None or only_pretrained):
+                col.bars.set_predictions([])
+                col.show_note(NO_TRAINED_NOTE, rich=True)
+                continue
             rows = self.predictions.get(key, {}).get(path) if key else None
             col.bars.set_predictions(rows[:k] if rows else [])
             if path in self.unreadable:
@@ -717,7 +771,7 @@ class TryPage(QWidget):
             elif key in self.notes:
                 col.show_note(self.notes[key])
             else:
-                col.show_note("" if rows else "Working…" if self.busy() else "")
+                col.show_note("" if rows else "Working…" if predicting else "")
         self._show_preview(path)
 
     def _show_preview(self, path: str) -> None:
@@ -764,8 +818,8 @@ class TryPage(QWidget):
         info = self.info
         if path is None or info is None or not self.heatmap_box.isChecked() or self._closing:
             return
-        if info.key in self.notes or path in self.unreadable:
-            self._pending_heatmap = None
+        if info.kind == "pretrained" or info.key in self.notes or path in self.unreadable:
+            self._pending_heatmap = None  # Grad-CAM explains the trained model's answer
             return
         if self._task is not None and self._task.is_running():
             return  # after the running task (_on_task_finished -> refresh -> here)
