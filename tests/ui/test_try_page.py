@@ -277,3 +277,24 @@ def test_with_no_trained_model_the_original_model_answers_and_the_page_says_what
         page.shutdown()
         worker.cancel_all()
 
+
+def test_trying_pictures_does_not_mark_the_project_modified(qtbot, tmp_path):
+    """Issue 12.10: using only the Try page led to an unsaved-changes prompt."""
+    state = AppState(Project(name="fresh", model=ModelSpec("resnet18", weights="none")))
+    state.path = tmp_path / "p.tsproj"
+    page = TryPage(state)
+    qtbot.addWidget(page)
+    page.show()
+    try:
+        image = make_class_folder(tmp_path / "imgs", {"cat": 1}, size=16) / "cat" / "cat_0000.png"
+        assert page.add_paths([str(image)]) == 1
+        page.topk_spin.setValue(3)
+        page.heatmap_box.setChecked(True)
+        idle(qtbot, page)
+        assert not state.modified
+        # still remembered with the project when it is saved
+        assert state.project.ui["try_images"] == [str(image)] and state.project.ui["try_top_k"] == 3
+        assert state.project.ui["try_heatmap"] is True
+    finally:
+        page.shutdown()
+        worker.cancel_all()

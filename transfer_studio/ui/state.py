@@ -75,6 +75,21 @@ class AppState(QObject):
         self._set_modified(True)
         self.projectChanged.emit(section)
 
+    def set_view_state(self, **values: Any) -> bool:
+        """Remember page view state in ``project.ui`` (images on the Try page, top-k, ...).
+
+        View state is saved with the project but is not an edit: it does not mark the project
+        modified (looking at pictures must not lead to an unsaved-changes prompt) and emits no
+        ``projectChanged``. Returns whether anything changed.
+        """
+        ui = self.project.ui
+        changed = False
+        for key, value in values.items():
+            if ui.get(key) != value:
+                ui[key] = value
+                changed = True
+        return changed
+
     def set_scan(self, report: Any) -> None:
         self.scan = report
         self.scanChanged.emit(report)

@@ -536,18 +536,9 @@ class TryPage(QWidget):
             self._on_source_changed()
 
     def _save_ui(self, **values: Any) -> None:
-        ui = self.state.project.ui
-        changed = False
-        for key, value in values.items():
-            if ui.get(key) != value:
-                ui[key] = value
-                changed = True
-        if changed:
-            self._loading = True
-            try:
-                self.state.mark_changed("ui")
-            finally:
-                self._loading = False
+        # The page's view state (images, chosen model, top-k, heat map): kept with the project, but
+        # trying pictures is not an edit of the project (no unsaved-changes prompt).
+        self.state.set_view_state(**values)
 
     # -- sources ---------------------------------------------------------------------------------
     def _on_source_changed(self, *_: Any) -> None:
