@@ -214,3 +214,39 @@ def test_errors_cancel_and_state(qtbot, make_page, trained, tmp_path, monkeypatc
     state.new_project(state.project.copy())
     assert page.dir_edit.text() == str(tmp_path / "c") and page.name_edit.text() == ""
     assert page.bundle_name() == f"Pets-co-{trained.name}" and page.results.isHidden()
+
+
+def test_export_progress_names_each_step_as_it_moves(qtbot, make_page, tmp_path):
+    """Issue 12.9: the export bar sat at "0%" with no word about what was happening."""
+    page = make_page(export_dir=str(tmp_path / "out"), export_formats=["safetensors", "onnx"])
+    handle = page.export()
+    seen: list[tuple[int, int, str, int]] = []
+    busy = page.busy_indicator
+    handle.progress.connect(lambda d, t: seen.append((d, t, busy.label.text(), busy.progress.value())))
+    assert busy.label.text().startswith("Exporting run") and "step 1 of 5: loading the run" in busy.label.text()
+    finish(qtbot, handle)
+    assert page.result is not None and page.result.passed
+    steps = export_page.export_steps(["safetensors", "onnx"])
+    assert {t for _d, t, _l, _v in seen} == {len(steps)}  # the page's step names match the core's steps
+    texts = [label for _d, _t, label, _v in seen]
+    assert any("step 2 of 5: writing and checking model.safetensors" in t for t in texts)
+    assert any("model.onnx" in t for t in texts)
+    assert max(v for *_rest, v in seen) == len(steps) and not busy.isVisible()
+
+
+def test_a_long_task_shows_how_long_it_has_run(qtbot):
+    from transfer_studio.ui.widgets import BusyIndicator
+
+    busy = BusyIndicator()
+    qtbot.addWidget(busy)
+    busy.start("Working", steps=["first", "second"])
+    busy.show()
+    busy._tick()
+    assert busy.elapsed_text() == ""  # a short task shows no clock
+    busy._t0 -= 65
+    busy._tick()
+    assert busy.elapsed_text() == "1:05" and busy.label.text() == "Working — step 1 of 2: first"
+    busy.set_progress(1, 2)
+    assert busy.label.text() == "Working — step 2 of 2: second"
+    busy.stop()
+    assert busy.elapsed_text() == "" and not busy._clock.isActive()

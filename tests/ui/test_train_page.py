@@ -444,3 +444,27 @@ def test_record_of_a_project_run_list_is_offered_only_with_checkpoint(qtbot, tmp
     assert page.resume_run_combo.count() == 1
     assert page.resume_run_combo.currentData() == str(with_ckpt)
     assert "interrupted, 2 epoch(s)" in page.resume_run_combo.currentText()
+
+
+def test_the_eta_stands_still_while_paused_and_leaves_the_pause_out(qtbot, tmp_path, cleanup, monkeypatch):
+    """Issue 12.9: the training ETA kept counting while the run was paused."""
+    import types
+
+    from transfer_studio.ui.pages import train as train_page
+
+    now = [1000.0]
+    monkeypatch.setattr(train_page, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    page = make_page(qtbot, tmp_path, tiny_project(tmp_path))
+    cleanup(page)
+    page._epochs_total, page._session_t0, page._session_fraction0 = 10, now[0], 0.0
+    now[0] += 10.0
+    page._set_progress(1, 5, 10)  # 5 % done in 10 s: 190 s to go
+    assert page.eta_label.text() == "ETA 3:10"
+    page._on_paused()
+    now[0] += 300.0  # five minutes paused
+    page._set_progress(1, 5, 10)
+    assert page.eta_label.text() == "ETA \u2013 (paused)"
+    page._on_resumed()
+    now[0] += 10.0
+    page._set_progress(1, 10, 10)  # 10 % in 20 s of training: 180 s to go, the pause left out
+    assert page.eta_label.text() == "ETA 3:00"

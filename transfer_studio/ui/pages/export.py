@@ -61,6 +61,17 @@ BUNDLE_FILES = ("model.json", "model.safetensors", "model.onnx", "model.pt2")
 _open_url = QDesktopServices.openUrl  # indirection: tests replace it instead of opening a file manager
 
 
+def export_steps(formats: list[str]) -> list[str]:
+    """What each progress step of ``core.export.export_run`` does, in its order (3 + one per file
+    format besides safetensors; a test checks the count against the core's reports)."""
+    steps = ["loading the run and computing reference outputs", "writing and checking model.safetensors"]
+    if "pt2" in formats:
+        steps.append("exporting and checking model.pt2 (torch.export)")
+    if "onnx" in formats:
+        steps.append("exporting and checking model.onnx (onnxruntime)")
+    return [*steps, "comparing the outputs", "writing model.json"]
+
+
 # -- background work ---------------------------------------------------------------------------------
 def run_export(run_dir: str, out_dir: str, formats: list[str], progress: Any = None,
                cancel: Any = None) -> tuple[Any, str]:
@@ -458,7 +469,8 @@ class ExportPage(QWidget):
                           on_cancelled=lambda: self.state.status("Export cancelled", 3000),
                           on_finished=self._on_finished)
         self._task = handle
-        self.busy_indicator.start(f"Exporting {Path(run).name} to {out}…", handle=handle)
+        self.busy_indicator.start(f"Exporting {Path(run).name}", handle=handle,
+                                  steps=export_steps(self.formats()))
         self._update_target()
         return handle
 

@@ -125,6 +125,8 @@ class TrainPage(QWidget):
         self._start_epoch = 1
         self._session_t0 = 0.0
         self._session_fraction0 = 0.0
+        self._paused_since: float | None = None  # monotonic time of the pause under way
+        self._paused_s = 0.0  # this session's paused time: not training, so not in the ETA's pace
         self._best_row = -1
         self._failure: tuple[str, str, str] | None = None  # shown when the thread has ended
         self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
@@ -667,6 +669,7 @@ class TrainPage(QWidget):
         for note in ev.notes:
             self.log(note)
         self._session_t0 = time.monotonic()
+        self._paused_since, self._paused_s = None, 0.0
         self._session_fraction0 = (self._start_epoch - 1) / max(1, self._epochs_total)
         self._set_progress(self._start_epoch, 0, max(1, ev.steps_per_epoch))
 
@@ -724,11 +727,16 @@ class TrainPage(QWidget):
         self.checkpoint_path = path
 
     def _on_paused(self) -> None:
+        self._paused_since = time.monotonic()
+        self.eta_label.setText("ETA \u2013 (paused)")
         self.status_label.setText("Paused \u2014 press Resume to continue or Stop to end the run")
         self.log("Paused")
         self._update_buttons()
 
     def _on_resumed(self) -> None:
+        if self._paused_since is not None:
+            self._paused_s += time.monotonic() - self._paused_since
+            self._paused_since = None
         self.status_label.setText("Training")
         self.log("Resumed")
         self._update_buttons()
@@ -919,10 +927,10 @@ class TrainPage(QWidget):
         fraction = min(1.0, max(0.0, fraction))
         self.run_progress.setValue(int(1000 * fraction))
         self.run_progress.setFormat(f"Run {fraction * 100:.0f}%")
-        if epoch_done is None:
-            # ETA from this session's pace (a resumed run's earlier epochs do not count).
+        if epoch_done is None and self._paused_since is None:
+            # ETA from this session's pace (a resumed run's earlier epochs and paused time do not count).
             done = fraction - self._session_fraction0
-            elapsed = time.monotonic() - self._session_t0
+            elapsed = time.monotonic() - self._session_t0 - self._paused_s
             if done > 0.002 and elapsed > 1.0:
                 self.eta_label.setText(f"ETA {_duration(elapsed * (1.0 - fraction) / done)}")
 

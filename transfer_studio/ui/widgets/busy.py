@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Sequence
 
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QPainter, QPalette, QPen
@@ -54,7 +56,14 @@ class BusyIndicator(QWidget):
         busy.start("Loading resnet50…", handle=handle)   # progress + Cancel wired to the handle
 
     Without a handle, call ``set_progress`` yourself and connect ``cancelRequested``.
+
+    A task that reports few, long steps (``progress(k, n)`` once per step) can name them:
+    ``start(text, handle=h, steps=["Loading", "Writing", ...])`` shows the step under way next to the
+    text, so a bar that rests on one value for a while still says what is happening. The time since
+    the start shows once a task has run for a few seconds.
     """
+
+    ELAPSED_AFTER_S = 3.0  # shorter tasks do not need a clock
 
     cancelRequested = Signal()
 
@@ -69,6 +78,10 @@ class BusyIndicator(QWidget):
         self.progress.setObjectName(f"{object_name}_progress")
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
+        self.elapsed_label = QLabel()
+        self.elapsed_label.setObjectName(f"{object_name}_elapsed")
+        self.elapsed_label.setToolTip("Time since this started")
+        self.elapsed_label.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName(f"{object_name}_cancel")
         self.cancel_button.clicked.connect(self._on_cancel)
@@ -76,19 +89,32 @@ class BusyIndicator(QWidget):
         lay.setContentsMargins(4, 2, 4, 2)
         lay.addWidget(self.spinner)
         lay.addWidget(self.label, 1)
+        lay.addWidget(self.elapsed_label)
         lay.addWidget(self.progress)
         lay.addWidget(self.cancel_button)
         self._handle: TaskHandle | None = None
         self._busy = False
+        self._text = ""
+        self._steps: list[str] = []
+        self._t0 = 0.0
+        self._clock = QTimer(self)
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._tick)
         self.setVisible(False)
 
-    def start(self, text: str, *, cancellable: bool = True, handle: TaskHandle | None = None) -> None:
+    def start(self, text: str, *, cancellable: bool = True, handle: TaskHandle | None = None,
+              steps: Sequence[str] | None = None) -> None:
         self._disconnect()
         self._handle = handle
         if handle is not None:
             handle.progress.connect(self.set_progress)
         self._busy = True
-        self.label.setText(text)
+        self._text = text
+        self._steps = list(steps or [])
+        self._t0 = time.monotonic()
+        self.elapsed_label.setVisible(False)
+        self._clock.start()
+        self.label.setText(self._step_text(0) if self._steps else text)
         self.progress.setRange(0, 0)  # indeterminate until the first progress report
         self.progress.setVisible(True)
         self.cancel_button.setEnabled(True)
@@ -97,12 +123,16 @@ class BusyIndicator(QWidget):
         self.setVisible(True)
 
     def set_text(self, text: str) -> None:
+        self._text = text
+        self._steps = []
         self.label.setText(text)
 
     def set_progress(self, done: int, total: int) -> None:
         if total <= 0:
             self.progress.setRange(0, 0)
             return
+        if self._steps:
+            self.label.setText(self._step_text(done))
         # QProgressBar holds ints: scale byte counts (downloads) down to a safe range.
         scale = max(1, total // 1_000_000)
         self.progress.setRange(0, total // scale)
@@ -112,7 +142,26 @@ class BusyIndicator(QWidget):
         self._disconnect()
         self._handle = None
         self._busy = False
+        self._clock.stop()
+        self.elapsed_label.setVisible(False)
         self.setVisible(False)
+
+    def elapsed_text(self) -> str:
+        """The time since ``start`` as shown ("0:42"), or "" while it is not shown yet."""
+        return self.elapsed_label.text() if self.elapsed_label.isVisibleTo(self) else ""
+
+    def _step_text(self, done: int) -> str:
+        """``text — step k of n: name`` for the step under way after ``done`` finished steps."""
+        n = len(self._steps)
+        k = min(max(done, 0), n - 1)
+        return f"{self._text} \u2014 step {k + 1} of {n}: {self._steps[k]}"
+
+    def _tick(self) -> None:
+        seconds = int(time.monotonic() - self._t0)
+        if seconds < self.ELAPSED_AFTER_S:
+            return
+        self.elapsed_label.setText(f"{seconds // 60}:{seconds % 60:02d}")
+        self.elapsed_label.setVisible(True)
 
     def is_busy(self) -> bool:
         return self._busy
