@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers.images import make_class_folder
@@ -204,6 +205,10 @@ def test_stop_then_resume_from_checkpoint(qtbot, tmp_path, cleanup):
     assert page.resume_run_button.isVisible() and page.resume_run_button.isEnabled()
     assert page.resume_run_combo.currentData() == rec.run_dir
 
+    page.charts.flush()
+    before_x = page.charts.series("batch_loss").x.copy()
+    assert before_x.size and before_x[0] < 1.0
+
     # continue it to done + 1 epochs (the page's epoch count applies to the resumed run)
     page.epochs_spin.setValue(done + 1)
     starts = []
@@ -221,6 +226,15 @@ def test_stop_then_resume_from_checkpoint(qtbot, tmp_path, cleanup):
     assert page.resume_run_combo.count() == 0 and not page.resume_run_button.isVisible()
     # the unfreeze after the head epoch is marked once, whether it happened before or after the stop
     assert page.charts.phases == [(1.0, "unfreeze")]
+    assert len(page.charts.loss_chart.markers) == 1
+    # Issue 12.7: the per-batch curves before the stop are still drawn after the resume (the run's
+    # history.json has none): the same points, up to the checkpoint's epoch.
+    page.charts.flush()
+    after = page.charts.series("batch_loss")
+    kept = before_x[before_x <= done]
+    assert len(kept) and np.array_equal(after.x[:len(kept)], kept)
+    assert np.all(np.diff(after.x) > 0) and after.x[-1] > done  # then the new epoch, nothing twice
+    assert page.charts.point_count("smooth_loss") == after.n and page.charts.series("lr").n == after.n
 
 
 def test_interrupted_run_found_on_disk_can_be_resumed(qtbot, tmp_path, cleanup):

@@ -7,15 +7,21 @@ into a burst of repaints on the GUI thread.
 
 The x axis of every chart is the epoch: batch ``i`` (0-based) of ``n`` in epoch ``e`` (1-based) sits
 at ``e - 1 + (i + 1) / n`` and the epoch's own figures at ``x = e``, so per-batch and per-epoch curves
-share one axis. A phase change (blocks unfrozen) draws a vertical marker where its epoch starts.
+share one axis. A phase change (blocks unfrozen) draws a vertical marker where its epoch starts,
+named above the plot area (on a top axis) where no data point can hide under the name.
+
+The learning rate is shown in plain scientific notation ("2e-4"): pyqtgraph's automatic SI scaling
+labelled its axis "lr (x1e-06)" with ticks around 900.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QImage, QPainter, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 # Redraws a second, at most. Each redraw calls into Python dozens of times (pyqtgraph items paint
@@ -29,6 +35,7 @@ TRAIN_COLOUR = QColor(31, 119, 220)
 VAL_COLOUR = QColor(232, 120, 20)
 LR_COLOUR = QColor(40, 160, 90)
 PHASE_COLOUR = QColor(170, 80, 200)
+EPOCH_SERIES = ("train_loss", "val_loss", "train_acc", "val_acc")  # one point per epoch
 
 
 class Series:
@@ -108,11 +115,37 @@ def _legend_html() -> str:
     return "&nbsp;&nbsp;&nbsp;&nbsp;".join(items)
 
 
+def sci_tick(value: float, spacing: float) -> str:
+    """A tick label in compact scientific notation, with the digits the tick spacing needs:
+    ``sci_tick(0.0004, 0.0002) == "4e-4"``, ``sci_tick(0.00025, 0.00005) == "2.5e-4"``."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    exp = math.floor(math.log10(abs(value)))
+    step = math.floor(math.log10(spacing)) if spacing > 0 and math.isfinite(spacing) else exp
+    digits = min(6, max(0, exp - step))
+    mantissa, _, power = f"{value:.{digits}e}".partition("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(power)}"
+
+
+class ScientificAxis(pg.AxisItem):
+    """An axis for small quantities (learning rates): "2e-4", never a scale factor in the label."""
+
+    def __init__(self, orientation: str, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph override
+        return [sci_tick(float(v) * scale, float(spacing) * scale) for v in values]
+
+
 class _Chart:
     """One PlotWidget and its curves."""
 
-    def __init__(self, title: str, y_label: str):
-        self.widget = pg.PlotWidget()
+    def __init__(self, title: str, y_label: str, *, scientific: bool = False):
+        axes = {"left": ScientificAxis("left")} if scientific else None
+        self.widget = pg.PlotWidget(axisItems=axes)
         self.widget.setObjectName(f"chart_{title.lower().replace(' ', '_')}")
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         self.plot.setTitle(title)
@@ -125,6 +158,22 @@ class _Chart:
         self.plot.setMenuEnabled(False)
         self.widget.setMinimumSize(220, 150)
         self.markers: list[pg.InfiniteLine] = []
+        # Marker names sit on a top axis, shown once there is a marker: above the data, never on it.
+        top = self.plot.getAxis("top")
+        top.setPen(pg.mkPen(None))
+        top.setTextPen(pg.mkPen(PHASE_COLOUR))
+        top.setStyle(tickLength=0, hideOverlappingLabels=False)
+        self.plot.hideAxis("top")
+
+    def set_marker_labels(self, marks: list[tuple[float, str]]) -> None:
+        """Name the vertical markers above the plot area (none: the top axis hides)."""
+        top = self.plot.getAxis("top")
+        top.setTicks([[(x, label) for x, label in marks], []])
+        if marks:
+            self.plot.showAxis("top")
+            top.setStyle(showValues=True)
+        else:
+            self.plot.hideAxis("top")
 
     def curve(self, colour: QColor, width: float = 2.0, symbol: str | None = None,
               style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> pg.PlotDataItem:
@@ -145,6 +194,24 @@ class _Chart:
             axis.setTextPen(pg.mkPen(text))
         self.plot.titleLabel.setText(self.plot.titleLabel.text, color=text)
 
+    def marker_label_rects(self) -> list[tuple[str, object]]:
+        """(label, scene rectangle) of each marker name drawn (tests: nothing overlaps the data)."""
+        top = self.plot.getAxis("top")
+        if not top.isVisible():
+            return []
+        return [(label, top.mapRectToScene(rect)) for rect, _flags, label in _axis_text_specs(top)]
+
+
+def _axis_text_specs(axis: pg.AxisItem) -> list[tuple[object, int, str]]:
+    """The text rectangles an axis lays out for its tick labels (pyqtgraph's own drawing specs)."""
+    image = QImage(8, 8, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return list(specs[2]) if specs else []
+
 
 class TrainingCharts(QWidget):
     """Loss, accuracy and learning-rate charts fed by training events (plain numbers/arrays)."""
@@ -154,7 +221,7 @@ class TrainingCharts(QWidget):
         self.setObjectName("training_charts")
         self.loss_chart = _Chart("Loss", "loss")
         self.acc_chart = _Chart("Accuracy", "accuracy (%)")
-        self.lr_chart = _Chart("Learning rate", "lr")
+        self.lr_chart = _Chart("Learning rate", "lr", scientific=True)
         # One shared legend above the charts: an in-plot legend would cover the curves.
         self.legend = QLabel(_legend_html())
         self.legend.setObjectName("training_charts_legend")
@@ -223,18 +290,44 @@ class TrainingCharts(QWidget):
                 self._dirty.add(key)
 
     def mark_phase(self, epoch_start: float, label: str) -> None:
-        """A vertical marker on every chart at x = epoch_start (where the new phase begins)."""
+        """A vertical marker on every chart at x = epoch_start (where the new phase begins), named
+        above the plot area. Marking the same place twice (a resumed run) draws it once."""
+        if (float(epoch_start), label) in self._phases:
+            return
         self._phases.append((float(epoch_start), label))
         for chart in (self.loss_chart, self.acc_chart, self.lr_chart):
-            line = pg.InfiniteLine(
-                pos=float(epoch_start), angle=90, movable=False,
-                pen=pg.mkPen(PHASE_COLOUR, width=1.5, style=Qt.PenStyle.DashLine),
-                label=label if chart is self.loss_chart else None,
-                labelOpts={"position": 0.95, "color": PHASE_COLOUR, "anchors": [(-0.05, 0), (-0.05, 0)]},
-            )
+            line = pg.InfiniteLine(pos=float(epoch_start), angle=90, movable=False,
+                                   pen=pg.mkPen(PHASE_COLOUR, width=1.5, style=Qt.PenStyle.DashLine))
             line.setObjectName("phase_marker")
             chart.plot.addItem(line)
             chart.markers.append(line)
+            chart.set_marker_labels(self._phases)
+
+    def truncate(self, last_epoch: float) -> None:
+        """Forget what was drawn after ``last_epoch`` (a resumed run continues from its checkpoint:
+        the batches of an interrupted epoch are trained again). Earlier points stay."""
+        limit = float(last_epoch) + 1e-9
+        for key, series in self._series.items():
+            keep = int(np.searchsorted(series.x, limit, side="right"))
+            if keep < series.n:
+                series.n = keep
+                self._dirty.add(key)
+        batch = self._series["batch_loss"]
+        _smooth, self._ema_state = ema_debiased(batch.y, (0.0, 0))  # continue from the kept points
+        kept = [(x, label) for x, label in self._phases if x <= limit]
+        if kept != self._phases:
+            self._phases[:] = kept
+            for chart in (self.loss_chart, self.acc_chart, self.lr_chart):
+                for line in list(chart.markers):
+                    if line.value() > limit:
+                        chart.plot.removeItem(line)
+                        chart.markers.remove(line)
+                chart.set_marker_labels(self._phases)
+
+    def add_epoch_lr(self, epochs: np.ndarray, lrs: np.ndarray) -> None:
+        """Learning rates known only per epoch (a run's saved history), drawn at x = epoch."""
+        self._series["lr"].extend(np.asarray(epochs, np.float64), np.asarray(lrs, np.float64))
+        self._dirty.add("lr")
 
     def set_epoch_range(self, epochs: int) -> None:
         """Fix the x axes to the run's epochs [0, epochs].
@@ -247,15 +340,22 @@ class TrainingCharts(QWidget):
             chart.plot.enableAutoRange(x=False)
             chart.plot.setXRange(0, max(1, int(epochs)), padding=0.02)
 
-    def clear(self) -> None:
-        for series in self._series.values():
-            series.clear()
+    def clear(self, *, keep_batches: bool = False) -> None:
+        """Empty the charts; ``keep_batches`` keeps the per-batch traces, the learning rate and the
+        markers (the same run resumes: its epoch figures are reloaded from its history)."""
+        for key, series in self._series.items():
+            if not keep_batches or key in EPOCH_SERIES:
+                series.clear()
+                self._dirty.add(key)
+        if keep_batches:
+            self.flush()
+            return
         self._ema_state = (0.0, 0)
-        self._dirty.update(self._series)
         for chart in (self.loss_chart, self.acc_chart, self.lr_chart):
             for line in chart.markers:
                 chart.plot.removeItem(line)
             chart.markers.clear()
+            chart.set_marker_labels([])
             chart.plot.enableAutoRange(x=True)
         self._phases.clear()
         self.flush()

@@ -130,6 +130,7 @@ class TrainPage(QWidget):
         self._best_row = -1
         self._failure: tuple[str, str, str] | None = None  # shown when the thread has ended
         self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
+        self._shown_run: str | None = None  # the run whose curves the charts hold
         self._devices: dict[str, Any] | None = None
         self._device_task: Any = None  # device probe + engine warm-up (ui.worker task)
         self._pending: tuple[RunRecord, Path, Any, bool] | None = None  # Start during the warm-up
@@ -493,6 +494,7 @@ class TrainPage(QWidget):
                            strategy=project.train.strategy, status="running")
         project.runs.append(record)
         self._clear_run_display()
+        self._shown_run = str(run_dir)
         self.log(f"New run in {run_dir}")
         self._remember_launch_settings(str(run_dir))
         self._launch(record, run_dir, project.copy(), resume=False)
@@ -526,8 +528,12 @@ class TrainPage(QWidget):
             self.state.project.runs.append(record)
         project, changes = self._resume_project(str(run_dir), batch_size)
         record.status = "running"
-        self._clear_run_display()
-        self._load_history(Path(run_dir))
+        # The charts already show this run (stopped or failed in this session): keep its per-batch
+        # curves, which history.json does not hold; otherwise draw what the history has.
+        same = self._shown_run is not None and _same_dir(self._shown_run, str(run_dir))
+        self._clear_run_display(keep_batches=same)
+        self._shown_run = str(run_dir)
+        self._load_history(Path(run_dir), with_lr=not same)
         self.log(f"Resuming {run_dir} from its last checkpoint"
                  + (" with " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
                     if changes else " with its own settings"))
@@ -665,6 +671,7 @@ class TrainPage(QWidget):
             + (" (cached backbone features)" if ev.cached_features else ""))
         if ev.resumed:
             self.log(f"Resumed at epoch {ev.start_epoch} of {ev.epochs}")
+            self.charts.truncate(ev.start_epoch - 1)  # an interrupted epoch is trained again
             self._mark_earlier_unfreeze(Path(ev.run_dir), ev.start_epoch)
         for note in ev.notes:
             self.log(note)
@@ -828,8 +835,10 @@ class TrainPage(QWidget):
         stamp = _dt.datetime.now().strftime("%H:%M:%S")
         self.log_view.appendPlainText(f"{stamp}  {text}")
 
-    def _clear_run_display(self) -> None:
-        self.charts.clear()
+    def _clear_run_display(self, *, keep_batches: bool = False) -> None:
+        if not keep_batches:
+            self._shown_run = None
+        self.charts.clear(keep_batches=keep_batches)
         self.table.setRowCount(0)
         self._best_row = -1
         self._fit_start = None
@@ -842,12 +851,19 @@ class TrainPage(QWidget):
         self.speed_label.setText("\u2013 images/s")
         self.eta_label.setText("ETA \u2013")
 
-    def _load_history(self, run_dir: Path) -> None:
-        """Show the epochs a resumed run already has (its history.json) before it continues."""
+    def _load_history(self, run_dir: Path, *, with_lr: bool = True) -> None:
+        """Show the epochs a resumed run already has (its history.json) before it continues; with
+        ``with_lr`` also their learning rates (per epoch: the history keeps no per-batch values)."""
         data = _read_json(run_dir / "history.json")
         rows = data.get("history", []) if isinstance(data, dict) else data
         if not isinstance(rows, list):
             return
+        if with_lr:
+            lrs = [(float(r["epoch"]), float(r["lr"])) for r in rows
+                   if isinstance(r, dict) and isinstance(r.get("epoch"), int | float)
+                   and isinstance(r.get("lr"), int | float)]
+            if lrs:
+                self.charts.add_epoch_lr(*zip(*lrs, strict=True))
         for row in rows:
             try:
                 epoch = int(row["epoch"])
