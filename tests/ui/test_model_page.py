@@ -380,3 +380,24 @@ def test_load_reports_a_weights_file_that_does_not_fit(qtbot, page, app_state, t
     assert app_state.project.model.weights == "none"  # unchanged
     assert app_state.undo_stack.count() == 0
 
+
+
+def test_fit_to_view_shows_the_whole_graph(qtbot, page):
+    """Issue 12.8: "Fit to view" went back to the top at 100 % instead of fitting the graph."""
+    from PySide6.QtCore import QRectF
+
+    view = page.view
+    view.expand_all()
+    qtbot.waitUntil(lambda: not view.is_layout_pending(), timeout=TIMEOUT)
+    view.reset_zoom()
+    view.centerOn(0, 0)
+    layout = view.current_layout()
+    assert layout.height > 2 * view.viewport().height()  # a tall graph: this needs fitting
+    for trigger in (lambda: qtbot.mouseClick(page.fit_button, Qt.MouseButton.LeftButton),
+                    lambda: qtbot.keyClick(view, Qt.Key.Key_0)):
+        view.reset_zoom()
+        view.centerOn(0, 0)
+        trigger()
+        visible = view.mapToScene(view.viewport().rect()).boundingRect().adjusted(-1, -1, 1, 1)
+        assert visible.contains(QRectF(0, 0, layout.width, layout.height))
+        assert view.zoom() < 0.5

@@ -1274,7 +1274,8 @@ class GraphView(QGraphicsView):
         self._set_zoom(1.0)
 
     def fit(self) -> None:
-        """Fit the graph's width (tall networks: start at the top, readable), or all of it."""
+        """The starting view of a new graph: all of it when readable, else its width from the top
+        (tall networks). "Fit to view" is ``fit_all``."""
         if self._layout is None:
             return
         vw, vh = max(1, self.viewport().width()), max(1, self.viewport().height())
@@ -1290,11 +1291,13 @@ class GraphView(QGraphicsView):
             self.centerOn(QPointF(lw / 2, vh / (2 * self.zoom())))
 
     def fit_all(self) -> None:
+        """Fit to view: the whole graph in the window, centred (never zoomed in past 100 %)."""
         if self._layout is None:
             return
-        self.fitInView(QRectF(0, 0, self._layout.width, self._layout.height),
-                       Qt.AspectRatioMode.KeepAspectRatio)
-        self._set_zoom(self.zoom())
+        vw, vh = max(1, self.viewport().width()), max(1, self.viewport().height())
+        lw, lh = self._layout.width, self._layout.height
+        self._set_zoom(min(1.0, vw / lw, vh / lh))
+        self.centerOn(QPointF(lw / 2, lh / 2))
 
     def wheelEvent(self, event) -> None:  # noqa: N802
         if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
@@ -1312,7 +1315,7 @@ class GraphView(QGraphicsView):
         elif key == Qt.Key.Key_Minus:
             self.zoom_out()
         elif key == Qt.Key.Key_0 or event.matches(QKeySequence.StandardKey.Refresh):
-            self.fit()
+            self.fit_all()
         else:
             super().keyPressEvent(event)
 

@@ -274,7 +274,7 @@ class ModelPage(QWidget):
         self.next_button.setText("›")
         self.zoom_out_button = tool("zoom_out", "zoom-out", "Zoom out (−)", self.view.zoom_out)
         self.zoom_in_button = tool("zoom_in", "zoom-in", "Zoom in (+)", self.view.zoom_in)
-        self.fit_button = tool("fit_view", "fit", "Fit to view (0)", self.view.fit)
+        self.fit_button = tool("fit_view", "fit", "Fit to view (0)", self.view.fit_all)
         self.expand_button = tool("expand_all", "expand", "Expand all blocks", self.view.expand_all)
         self.collapse_button = tool("collapse_all", "collapse", "Collapse all blocks", self.view.collapse_all)
         self.minimap_button = tool("toggle_minimap", "", "Show or hide the overview", self._toggle_minimap)
@@ -963,7 +963,7 @@ class ModelPage(QWidget):
         if not unit:
             menu.addAction("Expand all", self.view.expand_all).setObjectName("ctx_expand_all")
             menu.addAction("Collapse all", self.view.collapse_all).setObjectName("ctx_collapse_all")
-            menu.addAction("Fit to view", self.view.fit).setObjectName("ctx_fit")
+            menu.addAction("Fit to view", self.view.fit_all).setObjectName("ctx_fit")
             menu.addSeparator()
             menu.addAction("Freeze everything", lambda: self.push_freeze_ops([SurgeryOp("freeze", "*")], "Freeze everything")).setObjectName("ctx_freeze_all")
             menu.addAction("Unfreeze everything", lambda: self.push_freeze_ops([SurgeryOp("unfreeze", "*")], "Unfreeze everything")).setObjectName("ctx_unfreeze_all")
