@@ -401,3 +401,12 @@ def test_fit_to_view_shows_the_whole_graph(qtbot, page):
         visible = view.mapToScene(view.viewport().rect()).boundingRect().adjusted(-1, -1, 1, 1)
         assert visible.contains(QRectF(0, 0, layout.width, layout.height))
         assert view.zoom() < 0.5
+
+
+def test_the_trainable_share_never_rounds_up_to_100_percent(qtbot, page):
+    """Issue 12.5: "Trainable … (100%)" while a block was frozen."""
+    assert page.count_label.text().endswith("(100%)")  # all of it trains
+    assert page.set_frozen("n:conv1", True)
+    trainable, total = page.trainable_counts()
+    assert 0.999 < trainable / total < 1
+    assert page.count_label.text().endswith("(99.9%)")

@@ -212,3 +212,12 @@ def test_apply_recolours_the_model_pages_graph(qtbot, main_window, report):
 
     state.undo_stack.undo()
     qtbot.waitUntil(lambda: view.status_of("n:conv1").freeze == "trainable", timeout=60000)
+
+
+def test_the_trainable_share_reads_as_a_percentage(qtbot, page):
+    """Issue 12.5: the page printed "(1e+02 %)" when the whole network trains."""
+    page.show()
+    qtbot.waitUntil(lambda: "parameters" in page.trainable_label.text(), timeout=60000)
+    wait_counts(qtbot, page)
+    text = page.trainable_label.text()
+    assert text.endswith("parameters (100%)") and "e+" not in text

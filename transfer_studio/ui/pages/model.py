@@ -73,7 +73,7 @@ from transfer_studio.ui.pages.model_display import (
     try_structural,
 )
 from transfer_studio.ui.state import AppState
-from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_count
+from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_count, format_share
 from transfer_studio.ui.worker import TaskHandle, run_task
 
 __all__ = ["ModelPage", "ProjectEditCommand", "ReplaceHeadDialog", "project_key"]
@@ -1087,8 +1087,8 @@ class ModelPage(QWidget):
         weights = {"DEFAULT": "pretrained", "none": "random init"}.get(spec.weights, os.path.basename(spec.weights))
         ops = len(d.ops)
         self.current_label.setText(f"{spec.name} · {weights}" + (f" · {ops} change{'s' if ops != 1 else ''}" if ops else ""))
-        pct = 100.0 * trainable / total if total else 0.0
-        self.count_label.setText(f"Trainable: {format_count(trainable)} of {format_count(total)} parameters ({pct:.0f}%)")
+        self.count_label.setText(f"Trainable: {format_count(trainable)} of {format_count(total)} parameters "
+                                 f"({format_share(trainable, total)})")
         self.count_label.setAccessibleName(f"{trainable} of {total} parameters trainable")
 
     def trainable_counts(self) -> tuple[int, int]:

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.config import Project, SurgeryOp
 from transfer_studio.ui.state import AppState
-from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count
+from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count, format_share
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
 
@@ -696,8 +696,7 @@ class StrategyPage(QWidget):
             return
         self.counts = dict(zip(keys, result, strict=True))
         trainable, total = self.counts["current"]
-        share = 100 * trainable / total if total else 0.0
-        text = f"The project trains {trainable:,} of {total:,} parameters ({share:.2g} %)"
+        text = f"The project trains {trainable:,} of {total:,} parameters ({format_share(trainable, total)})"
         if self._previous_trainable is not None and self._previous_trainable != trainable:
             text += f" — was {self._previous_trainable:,}"
         self.trainable_label.setText(text)

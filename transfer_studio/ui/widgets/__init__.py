@@ -5,7 +5,7 @@
 - ``BusyIndicator``: spinner + text + progress bar + Cancel, for a background task (ui/worker.py).
 - ``EmptyState``: a centred icon, title, explanation and action buttons for a page with nothing to
   show yet.
-- ``format_count`` / ``format_shape`` / ``format_bytes``: compact numbers for labels.
+- ``format_count`` / ``format_share`` / ``format_shape`` / ``format_bytes``: compact numbers for labels.
 
 Only Qt is imported here; nothing heavy (torch) loads with these widgets.
 """
@@ -13,7 +13,7 @@ Only Qt is imported here; nothing heavy (torch) loads with these widgets.
 from transfer_studio.ui.widgets.banner import MessageBanner
 from transfer_studio.ui.widgets.busy import BusyIndicator, Spinner
 from transfer_studio.ui.widgets.empty_state import EmptyState
-from transfer_studio.ui.widgets.formatting import format_bytes, format_count, format_shape
+from transfer_studio.ui.widgets.formatting import format_bytes, format_count, format_shape, format_share
 
 __all__ = ["BusyIndicator", "EmptyState", "MessageBanner", "Spinner", "format_bytes", "format_count",
-           "format_shape"]
+           "format_shape", "format_share"]

@@ -18,6 +18,23 @@ def format_count(n: int | float | None) -> str:
     return f"{n:.0f}" if n == int(n) else f"{n:.2f}"
 
 
+def format_share(part: int | float, total: int | float) -> str:
+    """``part`` of ``total`` as a percentage that never rounds to a whole it is not: "100%" only when
+    all of it, "0%" only when none (4,640,000 of 4,652,008 -> "99.7%", not "100%")."""
+    if not total or total < 0:
+        return "–"
+    if part >= total:
+        return "100%"
+    if part <= 0:
+        return "0%"
+    share = 100.0 * part / total
+    for digits in (0, 1, 2):
+        text = f"{share:.{digits}f}"
+        if 0.0 < float(text) < 100.0:
+            return f"{text}%"
+    return "<0.01%" if share < 1 else ">99.99%"
+
+
 def format_shape(shape: Sequence[int] | None, drop_batch: bool = True) -> str:
     """[1, 64, 56, 56] -> "64×56×56" (the batch dimension is dropped)."""
     if not shape:
