@@ -373,3 +373,21 @@ def test_resources_are_found_and_complete():
     for name in names:
         assert not theme.icon(name).isNull(), name
     assert "@" not in theme.stylesheet(dark=True)  # every variable filled in
+
+
+def test_top_level_help_lists_the_desktop_apps_options(capsys):
+    """Issue 12.10: `transfer-studio --help` did not list --sample, --project or --reset-settings."""
+    import re
+
+    from transfer_studio.__main__ import APP_HELP, main
+    from transfer_studio.ui.app import parse_args
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "COMMAND" in out and "train" in out  # the CLI's commands are still there
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    app_options = set(re.findall(r"--[a-z][a-z-]+", capsys.readouterr().out)) - {"--help"}
+    assert {"--sample", "--project", "--reset-settings", "--theme"} <= app_options
+    for option in app_options:  # every option of the app's own parser
+        assert option in APP_HELP and option in out
