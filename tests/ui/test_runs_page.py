@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMessageBox
 from transfer_studio.config import ModelSpec, Project, RunRecord
 from transfer_studio.ui import worker
 from transfer_studio.ui.pages.runs import RunsPage, format_created, format_duration, run_label
+from transfer_studio.ui.state import AppState
 
 SHOTS = Path(__file__).resolve().parents[2] / "shots"
 B = QMessageBox.StandardButton
@@ -214,3 +215,25 @@ def test_open_evaluation_shows_the_run_on_the_evaluate_page(qtbot, trained, tmp_
     assert not page.open_evaluation(recs[2].run_dir)
     assert "no longer exists" in page.banner.text()
     worker.cancel_all()
+
+
+def test_run_choosers_open_in_the_projects_runs_folder(qtbot, tmp_path, monkeypatch):
+    """Issue 12.10: "Other run or bundle…" opened in the home folder instead of the runs folder."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from transfer_studio.ui.pages.evaluate import EvaluatePage
+    from transfer_studio.ui.pages.try_page import TryPage
+
+    monkeypatch.delenv("TS_RUNS_DIR", raising=False)
+    (tmp_path / "runs").mkdir()
+    opened: list[str] = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda _parent, _caption, start="", *a, **k: opened.append(start) or "")
+    for cls in (EvaluatePage, TryPage):
+        state = AppState(Project(name="p"))
+        state.path = tmp_path / "p.tsproj"
+        page = cls(state)
+        qtbot.addWidget(page)
+        page.browse_button.click()
+        page.shutdown()
+    assert opened == [str(tmp_path / "runs")] * 2

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, default_run, find_record, norm_path
+from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run, find_record, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
@@ -422,9 +422,8 @@ class EvaluatePage(QWidget):
         self._show_cached_or_placeholder()
 
     def _browse_source(self) -> None:
-        start = self.source_combo.current_path() or str(Path.home())
         path = QFileDialog.getExistingDirectory(self, "Choose a training run or an exported bundle folder",
-                                                str(Path(start).parent))
+                                                browse_start(self.state.path, self.source_combo.current_path()))
         if path:
             self.set_source(path)
 

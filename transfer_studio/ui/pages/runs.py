@@ -7,7 +7,8 @@ to the Evaluate page through the project (``project.ui["evaluate_run"]``) and as
 show it. Deleting asks first, removes the record, and removes the folder only when the user agrees.
 
 The module also holds the small run-choosing helpers the Evaluate, Try and Export pages share
-(``run_label``, ``default_run``, ``RunCombo``). pyqtgraph loads only when the page is built.
+(``run_label``, ``default_run``, ``RunCombo``, ``browse_start``). pyqtgraph loads only when the page
+is built.
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ def norm_path(path: str | Path) -> str:
         return str(Path(path).expanduser().resolve())
     except (OSError, RuntimeError):
         return str(path)
+
+
+def browse_start(project_path: str | Path | None, current: str | None = None) -> str:
+    """Where a "choose a run or bundle folder" dialog opens: beside the run chosen now, else the
+    project's runs folder (where the Train page puts them), else the project's folder, else home."""
+    from transfer_studio.ui.train_worker import runs_root
+
+    candidates = [Path(current).parent] if current else []
+    candidates.append(runs_root(project_path))
+    if project_path:
+        candidates.append(Path(project_path).parent)
+    for folder in candidates:
+        if folder.is_dir():
+            return str(folder)
+    return str(Path.home())
 
 
 def format_created(created: str) -> str:

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path
+from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
@@ -553,7 +553,8 @@ class TryPage(QWidget):
             self.refresh(retry=True)
 
     def _browse_source(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a training run or an exported bundle folder")
+        path = QFileDialog.getExistingDirectory(self, "Choose a training run or an exported bundle folder",
+                                                browse_start(self.state.path, self.source_combo.current_path()))
         if path:
             self.set_source(path)
 
