@@ -73,19 +73,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=("auto", "head", "partial", "full"),
                         help="what trains: auto (the advisor's choice, default), head only, partial "
                              "(head, then the last blocks), or full")
-    parser.add_argument("--epochs", type=_positive_int, metavar="N")
-    parser.add_argument("--batch-size", type=_positive_int, metavar="N")
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help="training epochs (default: the advisor's with --strategy auto, else the project's)")
+    parser.add_argument("--batch-size", type=_positive_int, metavar="N",
+                        help="images per step (default: the advisor's with --strategy auto, else the project's)")
     parser.add_argument("--lr", type=_positive_float, metavar="X", help="learning rate of the new head")
-    parser.add_argument("--augment", choices=("none", "light", "medium", "strong"))
+    parser.add_argument("--augment", choices=("none", "light", "medium", "strong"),
+                        help="augmentation preset (default: the advisor's with --strategy auto, else the "
+                             "project's)")
     parser.add_argument("--image-size", type=_positive_int, metavar="N",
                         help="input size in pixels (default: the model's own)")
     parser.add_argument("--val-split", type=_fraction, metavar="F", help="validation share (default 0.2)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where training runs (default: auto = this machine's default device, see "
+                             "`transfer-studio settings`, else CUDA, then MPS, then CPU)")
     parser.add_argument("--seed", type=int, metavar="N", help="seed for the split, order and augmentation")
     parser.add_argument("--workers", type=int, metavar="N", help="data-loading worker processes "
-                        "(default: chosen for the device and core count)")
-    parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: runs/MODEL-TIME, "
-                        "next to the project file with --project)")
+                        "(default: this machine's default, else chosen for the device and core count)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: MODEL-TIME in "
+                        "this machine's runs folder if set, else in runs/ next to the project file with "
+                        "--project, else in ./runs)")
 
 
 def _given(args: argparse.Namespace, names) -> list[str]:

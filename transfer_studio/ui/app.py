@@ -23,7 +23,8 @@ from transfer_studio.ui.state import AppState
 from transfer_studio.ui.worker import start_preload
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The desktop app's options (docs/cli.md is generated from this parser and the CLI's)."""
     parser = argparse.ArgumentParser(prog="transfer-studio", description=f"Open the {APP_NAME} desktop app.")
     parser.add_argument("file", nargs="?", help=f"a project file (*{PROJECT_SUFFIX}) to open")
     parser.add_argument("--project", metavar="FILE", help="open this project file")
@@ -32,6 +33,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reset-settings", action="store_true",
                         help="forget window layout, recent projects and theme before starting")
     parser.add_argument("--theme", choices=("system", "light", "dark"), help="colour theme for this session")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = build_arg_parser()
     args = parser.parse_args(argv)
     if args.file and args.project:
         parser.error("give the project file either as an argument or with --project, not both")
