@@ -216,9 +216,11 @@ def test_looking_at_the_sample_leaves_it_unmodified(qtbot, main_window, app_stat
     """Visiting the pages of a just-opened project is not an edit: no "unsaved changes" prompt."""
     qtbot.mouseClick(main_window.page("welcome").sample_button, Qt.MouseButton.LeftButton)
     _wait_display(qtbot, main_window)
-    assert app_state.project.data.split is None  # the sample file stores no split
-    main_window.show_page("data")
+    assert Project.load(app_state.path).data.split is None  # the sample file stores no split
+    # its dataset is scanned in the background at once (the split filled in), no visit to Data needed
     qtbot.waitUntil(lambda: app_state.project.data.split is not None, timeout=TIMEOUT)
+    assert not app_state.modified
+    main_window.show_page("data")
     for key in ("strategy", "augment", "train", "evaluate", "export"):
         main_window.show_page(key)
         qtbot.wait(50)
@@ -391,3 +393,23 @@ def test_top_level_help_lists_the_desktop_apps_options(capsys):
     assert {"--sample", "--project", "--reset-settings", "--theme"} <= app_options
     for option in app_options:  # every option of the app's own parser
         assert option in APP_HELP and option in out
+
+
+def test_an_opened_projects_dataset_is_scanned_without_visiting_the_data_page(qtbot, main_window, app_state,
+                                                                              tmp_path):
+    """Issue 12.10: the sample's dataset was not scanned until the user visited Data (Strategy said
+    there was no dataset)."""
+    from helpers.images import make_class_folder
+
+    root = make_class_folder(tmp_path / "ds", {"a": 3, "b": 3}, size=16)
+    project = Project(name="With data")
+    project.data.root = str(root)
+    path = tmp_path / "with-data.tsproj"
+    project.save(path)
+    assert main_window.open_project(str(path))
+    assert main_window.current_page_key() == "model"
+    qtbot.waitUntil(lambda: app_state.scan is not None, timeout=TIMEOUT)
+    assert app_state.scan.num_images == 6 and main_window.current_page_key() == "model"
+    main_window.show_page("strategy")
+    strategy = main_window.page("strategy")
+    assert strategy.content.isVisibleTo(strategy) and not strategy.empty.isVisibleTo(strategy)

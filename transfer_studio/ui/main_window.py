@@ -188,6 +188,7 @@ class MainWindow(QMainWindow):
         s.modifiedChanged.connect(self._update_title)
         s.pathChanged.connect(self._update_title)
         s.projectReplaced.connect(self._update_title)
+        s.projectReplaced.connect(self._on_project_replaced)
         s.projectChanged.connect(self._on_project_changed)
         s.statusMessage.connect(self._show_status)
         s.navigateRequested.connect(self.show_page)
@@ -413,6 +414,20 @@ class MainWindow(QMainWindow):
             sig.connect(self.open_project)
 
     # -- project files -------------------------------------------------------------------------
+    def _on_project_replaced(self) -> None:
+        """A project with a dataset opened: scan it now, in the background, whatever page is shown.
+
+        The scan lives with the Data page, built lazily: without this, Strategy (which needs the
+        scan) said "no dataset" until the user happened to visit Data. Built after this event has
+        reached every page, so the Data page starts from the new project.
+        """
+        if self.state.project.data.root and "data" not in self.pages and not self._closing:
+            QTimer.singleShot(0, self._build_data_page)
+
+    def _build_data_page(self) -> None:
+        if not self._closing and self.state.project.data.root:
+            self._ensure_page("data")
+
     def _on_project_changed(self, section: str) -> None:
         if section == "name":
             self._update_title()
