@@ -214,7 +214,8 @@ def test_sample_project_loads_the_bundled_model(qtbot, main_window, app_state, t
 
 def test_looking_at_the_sample_leaves_it_unmodified(qtbot, main_window, app_state):
     """Visiting the pages of a just-opened project is not an edit: no "unsaved changes" prompt."""
-    qtbot.mouseClick(main_window.page("welcome").sample_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(app_state.projectReplaced, timeout=TIMEOUT):
+        qtbot.mouseClick(main_window.page("welcome").sample_button, Qt.MouseButton.LeftButton)
     _wait_display(qtbot, main_window)
     assert Project.load(app_state.path).data.split is None  # the sample file stores no split
     # its dataset is scanned in the background at once (the split filled in), no visit to Data needed
