@@ -414,3 +414,22 @@ def test_an_opened_projects_dataset_is_scanned_without_visiting_the_data_page(qt
     main_window.show_page("strategy")
     strategy = main_window.page("strategy")
     assert strategy.content.isVisibleTo(strategy) and not strategy.empty.isVisibleTo(strategy)
+
+
+def test_a_long_recent_project_path_is_shortened_not_scrolled(qtbot, tmp_path):
+    """Issue 12.10: the Welcome page's recent-project path was cut with a horizontal scrollbar."""
+    from transfer_studio.ui.pages.welcome import WelcomePage
+
+    deep = tmp_path.joinpath(*[f"a-rather-long-folder-name-{i}" for i in range(6)])
+    deep.mkdir(parents=True)
+    Project(name="Deep").save(deep / "deep.tsproj")
+    Settings().add_recent_project(deep / "deep.tsproj")
+    page = WelcomePage(AppState())
+    qtbot.addWidget(page)
+    page.resize(1100, 700)
+    page.show()
+    qtbot.waitExposed(page)
+    lst = page.recent_list
+    assert lst.count() == 1 and str(deep) in lst.item(0).text()
+    assert not lst.horizontalScrollBar().isVisible()
+    assert lst.textElideMode() == Qt.TextElideMode.ElideMiddle and str(deep) in lst.item(0).toolTip()

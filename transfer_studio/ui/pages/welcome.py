@@ -74,6 +74,11 @@ class WelcomePage(QWidget):
         self.recent_list.setObjectName("recent_list")
         self.recent_list.setAccessibleName("Recent projects")
         self.recent_list.setIconSize(QSize(18, 18))
+        # Long paths are shortened in the middle (the full path is the tooltip): a horizontal
+        # scrollbar cut them and hid the list's last row.
+        self.recent_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.recent_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.recent_list.setUniformItemSizes(True)
         self.recent_list.itemActivated.connect(self._open_item)
         self.recent_empty = QLabel("Projects you save or open show up here.")
         self.recent_empty.setObjectName("recent_empty")
