@@ -55,7 +55,7 @@ def test_torch_alone_does_not_notice_a_flipped_bit_in_tensor_data():
     """Why the seal exists: torch.load happily returns a corrupted tensor."""
     payload = _payload(1)
     data = bytearray(payload)
-    i = bytes(data).index((torch.tensor([100.0]).numpy().tobytes()))
+    i = bytes(data).index(torch.tensor([100.0]).numpy().tobytes())
     data[i + 1] ^= 0x01
     loaded = torch.load(io.BytesIO(bytes(data)), weights_only=True)
     assert not torch.equal(loaded["w"], torch.arange(256.0))  # silently wrong ...
@@ -156,9 +156,8 @@ def test_one_process_at_a_time_trains_a_run_folder(tiny_data, tmp_path):
     try:
         assert started.wait(60)
         assert ckpt.is_locked(tmp_path / "run")
-        with pytest.raises(ckpt.RunLocked, match="already being trained"):
-            with ckpt.run_lock(tmp_path / "run"):
-                pass
+        with pytest.raises(ckpt.RunLocked, match="already being trained"), ckpt.run_lock(tmp_path / "run"):
+            pass
     finally:
         control.request_stop()
         control.resume()
