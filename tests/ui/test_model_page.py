@@ -410,3 +410,31 @@ def test_the_trainable_share_never_rounds_up_to_100_percent(qtbot, page):
     trainable, total = page.trainable_counts()
     assert 0.999 < trainable / total < 1
     assert page.count_label.text().endswith("(99.9%)")
+
+
+def test_a_long_training_message_does_not_squeeze_the_catalog(qtbot, page, app_state):
+    """Issue 12.6: during training a long status line pushed the catalog aside (Top-1 and GFLOPs gone)."""
+    import types
+
+    from transfer_studio.ui.pages.model_catalog import COLUMNS
+
+    page.resize(1280, 720)
+    qtbot.wait(50)
+    browser_width = page.splitter.sizes()[0]
+    min_width = page.minimumSizeHint().width()
+    event = types.SimpleNamespace(
+        epoch=1, phase="head", unfrozen=[],
+        description="fitting the new head to convergence on cached backbone features (L-BFGS; "
+                    "regularisation chosen by cross-validation on the training images)")
+    app_state.trainingPhaseChanged.emit(event)
+    qtbot.wait(50)
+    label = page.phase_label
+    assert label.isVisible() and label.text().startswith("Training, epoch 1: fitting the new head")
+    assert page.minimumSizeHint().width() <= min_width  # the message asks for no room of its own
+    assert page.width() == 1280 and page.splitter.sizes()[0] >= browser_width - 2  # the browser kept its width
+    header = page.table.horizontalHeader()
+    for name in ("Top-1", "GFLOPs"):
+        col = COLUMNS.index(name)
+        assert not header.isSectionHidden(col) and header.sectionSize(col) > 20
+        assert header.sectionViewportPosition(col) + header.sectionSize(col) <= page.table.viewport().width()
+    assert label.is_elided() and label.text() in label.toolTip()  # shortened, the whole text on hover

@@ -74,6 +74,7 @@ from transfer_studio.ui.pages.model_display import (
 )
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_count, format_share
+from transfer_studio.ui.widgets.elided_label import ElidedLabel
 from transfer_studio.ui.worker import TaskHandle, run_task
 
 __all__ = ["ModelPage", "ProjectEditCommand", "ReplaceHeadDialog", "project_key"]
@@ -315,14 +316,17 @@ class ModelPage(QWidget):
             self._legend_layout.addWidget(sw)
             self._legend_layout.addWidget(lab)
             self._legend_layout.addSpacing(10)
-        self.phase_label = QLabel("")
+        # One line, shortened to the room left: a long training message must not widen the graph
+        # panel (it squeezed the catalog until its Top-1 and GFLOPs columns disappeared).
+        self.phase_label = ElidedLabel("", min_chars=12,
+                                       hint="The colours follow the running training; the project is unchanged.")
         self.phase_label.setObjectName("phase_label")
+        self.phase_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.phase_label.setVisible(False)
         hint = QLabel("Click a layer's dot to freeze or unfreeze it · right-click for more · double-click a block to open it")
         hint.setProperty("role", "muted")
         hint.setObjectName("graph_hint")
-        self._legend_layout.addStretch(1)
-        self._legend_layout.addWidget(self.phase_label)
+        self._legend_layout.addWidget(self.phase_label, 1)
         self.selection_label = QLabel("")
         self.selection_label.setObjectName("selection_label")
         self.selection_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -1103,7 +1107,6 @@ class ModelPage(QWidget):
         self._phase_overlay = event
         self.phase_label.setText(f"Training, epoch {getattr(event, 'epoch', '?')}: "
                                  f"{getattr(event, 'description', '') or getattr(event, 'phase', '')}")
-        self.phase_label.setToolTip("The colours follow the running training; the project is unchanged.")
         self.phase_label.setVisible(True)
         self._apply_overlay()
 
