@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import secrets
@@ -210,8 +211,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     power cut.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temp_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = create_temp_file(path)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError.wrap(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -219,11 +225,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             keep_mode(fh.fileno(), path)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError.wrap(exc, path) from exc
         raise
     fsync_dir(path.parent)
+
+
+class WriteError(OSError):
+    """A file could not be written; the file under its name, if any, is unchanged.
+
+    An OSError with the original errno and strerror (callers that test ``errno == ENOSPC`` keep
+    working) whose text is one sentence for a person: which file, and why in plain words.
+    """
+
+    @classmethod
+    def wrap(cls, exc: OSError, path: Path) -> WriteError:
+        return cls(exc.errno, exc.strerror or str(exc), str(path))
+
+    @property
+    def reason(self) -> str:
+        if self.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return "the disk is full"
+        if self.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "the folder is read-only or not yours to write"
+        return (self.strerror or "an unknown error").lower()
+
+    def __str__(self) -> str:
+        return f"could not write {self.filename}: {self.reason} (a previous file of that name is unchanged)"
+
 
 
 TEMP_SUFFIX = ".tmp"

@@ -152,9 +152,14 @@ def test_load_bundle_rejects_broken_bundles(full_bundle, tmp_path):
         export.load_bundle(bundle("nokey", json.dumps({k: v for k, v in meta.items() if k != "preprocessing"})))
     with pytest.raises(UserError, match="no model.safetensors"):
         export.load_bundle(bundle("noweights", json.dumps(meta), weights=False))
-    wrong = bundle("wrongweights", json.dumps(meta))
-    state = load_file(str(wrong / "model.safetensors"))
+    replaced = bundle("replaced", json.dumps(meta))
+    state = load_file(str(replaced / "model.safetensors"))
     state["fc.2.weight"] = torch.zeros(5, 16)
+    save_file(state, str(replaced / "model.safetensors"))
+    with pytest.raises(UserError, match="does not match the checksum"):
+        export.load_bundle(replaced)
+    # without checksums (a bundle from an older version) the shapes are still compared
+    wrong = bundle("wrongweights", json.dumps({k: v for k, v in meta.items() if k != "checksums"}))
     save_file(state, str(wrong / "model.safetensors"))
     with pytest.raises(UserError, match="does not fit the network"):
         export.load_bundle(wrong)

@@ -35,3 +35,17 @@ def umask():
 
     yield set_mask
     os.umask(saved)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_data):
+    """A finished 1-epoch run (random-init shufflenet at 32 px): a run folder to export and load."""
+    from helpers.training import make_project
+
+    from transfer_studio.training import fit
+
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = fit(make_project(tiny_data, strategy="full", epochs=1), run_dir=run_dir)
+    assert result.status == "finished"
+    return run_dir
