@@ -433,3 +433,24 @@ def test_a_long_recent_project_path_is_shortened_not_scrolled(qtbot, tmp_path):
     assert lst.count() == 1 and str(deep) in lst.item(0).text()
     assert not lst.horizontalScrollBar().isVisible()
     assert lst.textElideMode() == Qt.TextElideMode.ElideMiddle and str(deep) in lst.item(0).toolTip()
+
+
+def test_a_long_status_message_stops_short_of_the_project_path(qtbot, main_window, app_state, tmp_path):
+    """Issue 12.6: transient status messages ran into the permanent project path."""
+    w = main_window
+    w.resize(1280, 720)
+    deep = tmp_path.joinpath(*[f"folder-number-{i}" for i in range(8)])
+    app_state.path = deep / "project.tsproj"
+    w._update_title()
+    text = f"Scanned {deep}/digits: 400 images in 10 classes"
+    app_state.status(text, 0)
+    qtbot.wait(50)
+    bar = w.statusBar()
+    shown = bar.currentMessage()
+    assert shown != text and shown.endswith("…") and bar.toolTip() == text
+    end_of_message = 6 + bar.fontMetrics().horizontalAdvance(shown)
+    assert end_of_message < w.path_label.geometry().left()
+    assert w.path_label.text() == str(app_state.path) and w.path_label.is_elided()
+    assert str(app_state.path) in w.path_label.toolTip()
+    app_state.status("Saved", 0)
+    assert bar.currentMessage() == "Saved" and bar.toolTip() == ""

@@ -37,7 +37,7 @@ from transfer_studio.errors import UserError
 from transfer_studio.ui import theme, worker
 from transfer_studio.ui.settings import Settings
 from transfer_studio.ui.state import AppState
-from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets import BusyIndicator, ElidedLabel, EmptyState, MessageBanner
 
 APP_NAME = "Transfer Studio"
 
@@ -174,7 +174,9 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("Detecting compute device…")
         self.device_label.setObjectName("device_label")
         self.device_label.setToolTip("Where training runs")
-        self.path_label = QLabel()
+        # The project path shortens in the middle (full path on hover), and messages shorten to the
+        # room left of it: a long message used to run into the path.
+        self.path_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle, min_chars=16)
         self.path_label.setObjectName("path_label")
         self.statusBar().setObjectName("status_bar")
         self.statusBar().addPermanentWidget(self.path_label)
@@ -433,7 +435,24 @@ class MainWindow(QMainWindow):
             self._update_title()
 
     def _show_status(self, text: str, timeout_ms: int) -> None:
-        self.statusBar().showMessage(text, timeout_ms)
+        bar = self.statusBar()
+        self._fit_status_widgets()
+        room = bar.width() - 32  # the status bar's own margins and a gap before the path
+        for widget in (self.path_label, self.device_label):
+            if widget.isVisible():  # the width the layout will give it (it may not have run yet)
+                hint = widget.sizeHint().width()
+                room -= min(max(hint, widget.minimumSizeHint().width()), widget.maximumWidth()) + 8
+        shown = bar.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, max(room, 40))
+        bar.setToolTip(text if shown != text else "")
+        bar.showMessage(shown, timeout_ms)
+
+    def _fit_status_widgets(self) -> None:
+        """The path takes at most a third of the status bar; messages get the rest."""
+        self.path_label.setMaximumWidth(max(160, self.statusBar().width() // 3))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_status_widgets()
 
     def _update_title(self, *_args: object) -> None:
         name = self.state.title
