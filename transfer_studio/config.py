@@ -14,6 +14,8 @@ import json
 import os
 import secrets
 import stat
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,9 +147,11 @@ class Project:
                 f"reads up to {SCHEMA_VERSION}). Update Transfer Studio to open it."
             )
         try:
-            return _from_dict(cls, data)
+            project = _from_dict(cls, data)
         except (TypeError, ValueError, KeyError) as exc:
             raise UserError(f"project file has an invalid structure: {exc}") from exc
+        check_paths(project)
+        return project
 
     def copy(self) -> Project:
         return Project.from_dict(json.loads(self.to_json()))
@@ -170,25 +174,125 @@ class Project:
 
 
 
-def _from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a dataclass from plain data; unknown keys are ignored (forward compatible)."""
+def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build a dataclass from plain data; unknown keys are ignored (forward compatible). Every value
+    must have its field's type (TypeError naming the field otherwise): a hand-edited file fails
+    here, with a message, rather than later inside the app."""
     if not isinstance(data, dict):
-        raise TypeError(f"{cls.__name__} must be an object, got {type(data).__name__}")
+        raise TypeError(f"{where or cls.__name__} must be an object, got {type(data).__name__}")
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
+        name = f"{where}.{f.name}" if where else f.name
         sub = _FIELD_TYPES.get((cls.__name__, f.name))
         if sub is not None and value is not None:
             if isinstance(sub, list):
                 if not isinstance(value, list):
-                    raise TypeError(f"{cls.__name__}.{f.name} must be a list")
-                value = [_from_dict(sub[0], v) for v in value]
+                    raise TypeError(f"{name} must be a list")
+                value = [_from_dict(sub[0], v, f"{name}[{i}]") for i, v in enumerate(value)]
             else:
-                value = _from_dict(sub, value)
+                value = _from_dict(sub, value, name)
+        else:
+            problem = _type_problem(value, hints.get(f.name, Any))
+            if problem:
+                raise TypeError(f"{name} must be {problem} (got {_short_repr(value)})")
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        try:
+            _HINTS[cls] = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation only a type checker resolves: not checked
+            _HINTS[cls] = {}
+    return _HINTS[cls]
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """None when ``value`` (plain JSON data) fits the type ``hint``; else what it should be."""
+    return None if _fits(value, hint) else _describe(hint)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, o) for o in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint in (bool, str):
+        return isinstance(value, hint)
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        _key, item = typing.get_args(hint) or (str, Any)
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, item) for k, v in value.items())
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return True  # a type this check does not know: left to the code that uses the field
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(o) for o in typing.get_args(hint))
+    if origin is list:
+        return f"a list of {_plural(typing.get_args(hint))}"
+    if origin is dict:
+        return f"an object of {_plural(typing.get_args(hint)[1:])}"
+    names = {type(None): "null", bool: "true or false", int: "a whole number", float: "a number",
+             str: "a string"}
+    return names.get(hint, "an object")
+
+
+def _plural(args: tuple) -> str:
+    if not args or args[0] is Any:
+        return "values"
+    text = _describe(args[0])
+    return {"a string": "strings", "a number": "numbers", "a whole number": "whole numbers"}.get(text, "values")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_paths(project: Project) -> None:
+    """UserError when the project's split names files outside its data folder or a class name is
+    not a plain folder name: what the app reads is always under ``data.root``."""
+    for name in project.data.classes:
+        if not _plain_name(name):
+            raise UserError(f"project file has an invalid class name {_short_repr(name)}: a class is the "
+                            "name of one folder in the data folder")
+    for part, paths in (project.data.split or {}).items():
+        for rel in paths:
+            if not is_inside_relpath(rel):
+                raise UserError(f"project file's data split ({part}) names {_short_repr(rel)}, which is outside "
+                                "the data folder: a split lists image paths relative to the data folder")
+
+
+def _plain_name(name: str) -> bool:
+    seps = ("/", "\\", ":") if os.name == "nt" else ("/",)
+    return name not in ("", ".", "..") and "\0" not in name and not any(s in name for s in seps)
+
+
+def is_inside_relpath(rel: str) -> bool:
+    """True for a relative path (``/``-separated, as a scan records it) that stays inside its folder."""
+    if not rel or "\0" in rel or rel.startswith("/") or (os.name == "nt" and (":" in rel or rel.startswith("\\"))):
+        return False
+    parts = rel.replace("\\", "/").split("/") if os.name == "nt" else rel.split("/")
+    return ".." not in parts and all(parts)
 
 
 _FIELD_TYPES: dict[tuple[str, str], Any] = {
