@@ -82,9 +82,18 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _tolerant_streams() -> None:
+    """File names that are not valid UTF-8 reach us as lone surrogates (os.fsdecode): print them
+    escaped (\\udcff) rather than failing on a terminal whose encoding is strict."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", "") == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     as_json = "--json" in argv
+    _tolerant_streams()
     try:
         parser, modules = build_parser()
         args = parser.parse_args(argv)

@@ -33,6 +33,7 @@ from transfer_studio.core.imageio import (
     ImageReadError,
     load_rgb,
     probe_bytes,
+    size_problem,
     sniff_format,
     truncation_reason,
     verify_decode,
@@ -258,6 +259,15 @@ def _subdirs(directory: Path) -> tuple[list[os.DirEntry[str]], int]:
     return dirs, nfiles
 
 
+def _no_loops(dirs: list[os.DirEntry[str]], root: Path, warnings: list[str]) -> list[os.DirEntry[str]]:
+    """Class folders, minus links that point back at the data folder or above it."""
+    keep = [d for d in dirs if not (d.is_symlink() and _loops_back(d.path, str(root), root))]
+    if len(keep) < len(dirs):
+        names = [d.name for d in dirs if d not in keep]
+        warnings.append(f"folder link(s) {_names(names)} point back to the data folder (a loop) and are not classes")
+    return keep
+
+
 def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str | None, str, Path]], list[str]]:
     """("flat" | "split", [(split, class name, folder)], split names present)."""
     dirs, loose = _subdirs(root)
@@ -282,7 +292,7 @@ def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str
             )
         if loose:
             warnings.append(f"{loose} file(s) directly in the data folder are outside any class folder and were ignored")
-        return "flat", [(None, d.name, Path(d.path)) for d in dirs], []
+        return "flat", [(None, d.name, Path(d.path)) for d in _no_loops(dirs, root, warnings)], []
 
     others = [d.name for d in dirs if d.name.lower() not in SPLIT_DIR_NAMES]
     if others:
@@ -296,7 +306,7 @@ def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str
         if loose_in_split:
             warnings.append(f"{loose_in_split} file(s) directly in {split_dirs[split].name}/ are outside any "
                             "class folder and were ignored")
-        groups.extend((split, d.name, Path(d.path)) for d in sub)
+        groups.extend((split, d.name, Path(d.path)) for d in _no_loops(sub, root, warnings))
     train_classes = set(class_sets["train"])
     if not train_classes:
         raise UserError(f"{split_dirs['train'].path} has no class sub-folders: put each class's images "
@@ -318,20 +328,42 @@ def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str
     return "split", groups, order
 
 
+def _contains(folder: str, path: str) -> bool:
+    """True when ``path`` is ``folder`` or inside it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _loops_back(link: str, where: str, root: Path) -> bool:
+    """A folder link that points at the data folder, at one of its parents, or at a folder that
+    contains the link itself: following it would scan images twice, under other classes, or walk
+    the whole disk."""
+    try:
+        target = os.path.realpath(link)
+    except (OSError, ValueError):
+        return True
+    return _contains(target, str(root)) or _contains(target, where)
+
+
 def _walk_files(directory: Path, warnings: list[str], root: Path, cancel: Cancel | None) -> list[tuple[str, int]]:
-    """(path, size) of every visible file under a class folder, following nested folders."""
+    """(path, size) of every visible file under a class folder, following nested folders.
+
+    Folder links are followed (a dataset assembled from links is common) except those that loop
+    back (``_loops_back``): they are reported in one warning and skipped.
+    """
     out: list[tuple[str, int]] = []
     stack = [str(directory)]
     seen: set[tuple[int, int]] = set()
+    loops: list[str] = []
     while stack:
         current = stack.pop()
         _check_cancel(cancel)
         try:
             st = os.stat(current)
             key = (st.st_dev, st.st_ino)
-            if key in seen:  # a symlink loop
+            if key in seen:  # reached twice (through a link)
                 continue
             seen.add(key)
+            real_current = os.path.realpath(current)
             with os.scandir(current) as it:
                 for e in it:
                     if _ignored(e.name):
@@ -341,6 +373,9 @@ def _walk_files(directory: Path, warnings: list[str], root: Path, cancel: Cancel
                     except OSError:
                         continue  # dangling symlink
                     if stat.S_ISDIR(st_e.st_mode):
+                        if e.is_symlink() and _loops_back(e.path, real_current, root):
+                            loops.append(_rel(e.path, root))
+                            continue
                         stack.append(e.path)
                     elif stat.S_ISREG(st_e.st_mode):
                         out.append((e.path, st_e.st_size))
@@ -351,9 +386,17 @@ def _walk_files(directory: Path, warnings: list[str], root: Path, cancel: Cancel
                 raise UserError(f"data folder {root} disappeared while scanning") from None
             continue
         except OSError as exc:
-            rel = Path(current).relative_to(root).as_posix()
-            warnings.append(f"folder {rel}/ could not be read ({exc.strerror or exc}) and was ignored")
+            warnings.append(f"folder {_rel(current, root)}/ could not be read ({exc.strerror or exc}) and was "
+                            "ignored")
+    if loops:
+        warnings.append(f"{len(loops)} folder link(s) point back to a folder that contains them (a loop) and "
+                        f"were not followed (e.g. {sorted(loops)[0]})")
     return out
+
+
+def _rel(path: str, root: Path) -> str:
+    prefix = str(root).rstrip(os.sep) + os.sep
+    return (path[len(prefix):] if path.startswith(prefix) else path).replace(os.sep, "/")
 
 
 def _probe_file(entry: _Entry, verify: bool) -> _Probe:
@@ -385,6 +428,9 @@ def _probe_file(entry: _Entry, verify: bool) -> _Probe:
         return _Probe(False, str(exc))
     if info.width <= 0 or info.height <= 0:
         return _Probe(False, f"invalid image size {info.width}x{info.height}")
+    problem = size_problem(info.width, info.height)
+    if problem:
+        return _Probe(False, problem)
     if verify:
         try:
             verify_decode(entry.path)
@@ -511,7 +557,7 @@ def _stratified(report: ScanReport, indices: list[int], val: float, test: float,
     for label in sorted(by_class):
         heads = by_class[label]
         # Seeded per class name: adding images to one class does not reshuffle the others.
-        rng = np.random.default_rng([seed, zlib.crc32(report.classes[label].encode("utf-8"))])
+        rng = np.random.default_rng([seed, zlib.crc32(report.classes[label].encode("utf-8", "surrogateescape"))])
         order = [heads[k] for k in rng.permutation(len(heads))]
         n = len(order)
         n_test = _share(n, test, available=n, reserve=1 + int(val > 0))
@@ -575,7 +621,8 @@ class ImageDataset(torch.utils.data.Dataset):
         if len(relpaths) != len(labels):
             raise ValueError(f"{len(relpaths)} paths but {len(labels)} labels")
         self.root = os.fspath(root)
-        encoded = [p.encode("utf-8") for p in relpaths]
+        # surrogateescape: file names that are not valid UTF-8 (os.fsdecode's lone surrogates) round-trip
+        encoded = [p.encode("utf-8", "surrogateescape") for p in relpaths]
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
         self._buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
@@ -589,7 +636,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def relpath(self, index: int) -> str:
         start, end = self._offsets[index], self._offsets[index + 1]
-        return self._buffer[start:end].tobytes().decode("utf-8")
+        return self._buffer[start:end].tobytes().decode("utf-8", "surrogateescape")
 
     def path(self, index: int) -> str:
         return os.path.join(self.root, self.relpath(index))

@@ -33,6 +33,23 @@ IMAGE_EXTENSIONS = frozenset(
 
 _PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk type followed by its (constant) CRC
 
+# Decompression bombs and absurd proportions: a few kilobytes of PNG can declare 20000 x 20000 pixels
+# (1.2 GB decoded), and a 1 x 60000 strip resized to a 256-pixel shorter side is 15 gigapixels.
+# Images beyond these limits are refused (by size, before any pixel is decoded), not loaded.
+MAX_PIXELS = 89_478_485  # PIL's own warning threshold (it refuses only at twice that)
+MAX_ASPECT_RATIO = 100  # longer side / shorter side
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is refused, or None when it is fine."""
+    if width * height > MAX_PIXELS:
+        return (f"image too large ({width} x {height} = {width * height / 1e6:.0f} megapixels; the limit is "
+                f"{MAX_PIXELS / 1e6:.0f}): possibly a decompression bomb")
+    if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+        return (f"extreme proportions ({width} x {height}, more than {MAX_ASPECT_RATIO}:1): resized for the "
+                "network it would need far too much memory")
+    return None
+
 
 class ImageReadError(UserError):
     """An image file that cannot be read (missing, not an image, corrupt or truncated)."""
@@ -221,6 +238,9 @@ def verify_decode(path: str | os.PathLike[str]) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
+                problem = size_problem(*im.size)
+                if problem:
+                    raise ImageReadError(problem)
                 im.load()
     except UnidentifiedImageError as exc:
         raise ImageReadError("not an image (unrecognised format)") from exc
@@ -244,6 +264,9 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
+                problem = size_problem(*im.size)  # before decoding a single pixel
+                if problem:
+                    raise ImageReadError(f"{path}: {problem}")
                 im.load()
                 return to_rgb(_apply_orientation(im))
     except FileNotFoundError as exc:
