@@ -16,6 +16,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Feature store and trial timings in the test session's own folder, never the user's cache."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("TS_FEATURE_CACHE", str(base / "feature_cache"))
+    monkeypatch.setenv("TS_TRIAL_CACHE", str(base / "trials.json"))
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _isolated_torch_home(tmp_path_factory, monkeypatch):
     """An empty torch hub cache, so 'available offline' depends only on what a test puts there."""
     home = tmp_path_factory.getbasetemp() / "torch_home"

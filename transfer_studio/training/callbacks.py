@@ -90,8 +90,9 @@ class ProgressPrinter:
                    if event.val_loss is not None else "no validation split")
             best = " *" if event.is_best else ""
             self._print(f"epoch {event.epoch}/{event.epochs}  loss {event.train_loss:.4f} "
-                        f"acc {event.train_accuracy:.3f}  {val}  lr {event.lr:.2e}  "
-                        f"{event.seconds:.1f}s  eta {_fmt_seconds(event.eta_s)}{best}")
+                        f"acc {event.train_accuracy:.3f}  {val}  "
+                        + ("head fit (L-BFGS)  " if event.lr is None else f"lr {event.lr:.2e}  ")
+                        + f"{event.seconds:.1f}s  eta {_fmt_seconds(event.eta_s)}{best}")
         elif isinstance(event, ev.Notice):
             self._print(f"note: {event.message}")
         elif isinstance(event, ev.Paused):

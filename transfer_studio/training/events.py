@@ -80,7 +80,7 @@ class EpochEnd:
     train_accuracy: float
     val_loss: float | None
     val_accuracy: float | None
-    lr: float
+    lr: float | None  # None for head-phase epochs fitted by L-BFGS (no learning rate)
     seconds: float
     eta_s: float  # estimated seconds until the planned last epoch ends
     is_best: bool

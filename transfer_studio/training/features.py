@@ -1,4 +1,4 @@
-"""Feature cache for head-only training: run the frozen backbone once, train the head many times.
+"""Feature cache for the head phase: run the frozen backbone once, fit the head on its output.
 
 The head's input is captured with a forward pre-hook that then aborts the forward pass, so whatever
 the network does before its head (pooling, flatten, dropout, functional code in ``forward``) is
@@ -6,16 +6,17 @@ reproduced exactly, for any architecture. Caching is only valid when the head's 
 network's output and every trainable parameter lives in the head; ``find_cacheable_head`` checks
 both with a dry forward pass and answers None otherwise (the run then trains uncached and says so).
 
-Augmentation still counts: the training images are passed K times with K different augmentation
-seeds; each epoch picks one of the K cached versions of every image. K = 0 caches un-augmented
-images once.
+Every training image is cached as the model sees it at evaluation (the clean pass, which the
+feature store keeps on disk for later runs and the advisor); head-only training with augmentation
+adds K augmented passes (K different augmentation seeds per image), and the head is fitted on all
+of them (``training.head_fit``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -85,11 +86,11 @@ def _is_terminal(model: nn.Module, module: nn.Module, example: torch.Tensor) -> 
 @dataclass
 class FeatureCache:
     head_name: str
-    train: torch.Tensor  # (passes, N, *feature_shape)
+    train: torch.Tensor  # (passes, N, *feature_shape): the clean pass first, then augmented ones
     train_labels: torch.Tensor  # (N,)
     val: torch.Tensor | None  # (M, *feature_shape)
     val_labels: torch.Tensor | None
-    passes: int  # augmented passes cached (1 when augmentation is off)
+    passes: int  # passes cached (the clean one + augmented ones)
     augmented: bool
     seconds: float
 
@@ -103,24 +104,9 @@ class FeatureCache:
         if self.val is not None:
             self.val, self.val_labels = self.val.to(device), self.val_labels.to(device)
 
-    def epoch_batches(self, generator: torch.Generator, batch_size: int,
-                      weights: Sequence[float] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of (features, labels) batches: every image once in shuffled order (or drawn in
-        proportion to ``weights``), each in one of its cached augmented versions, chosen at random.
-        No single-sample last batch, like the image sampler."""
-        n = len(self.train_labels)
-        if weights is not None:
-            order = torch.multinomial(torch.as_tensor(weights, dtype=torch.double), n, replacement=True,
-                                      generator=generator)
-        else:
-            order = torch.randperm(n, generator=generator)
-        which = torch.randint(self.passes, (n,), generator=generator)
-        order, which = order.to(self.train.device), which.to(self.train.device)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            if idx.numel() == 1 and n > 1:
-                return
-            yield self.train[which[idx], idx], self.train_labels[idx]
+    def rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every cached training feature (all passes) with its label: the head phase's full batch."""
+        return self.train.flatten(0, 1), self.train_labels.repeat(self.train.shape[0])
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, len(self.val), batch_size):
@@ -131,8 +117,9 @@ class FeatureCache:
 class CachePlan:
     head_name: str
     head: nn.Module
-    passes: int  # passes over the training images to cache
+    passes: int  # augmented passes over the training images, on top of the clean pass
     augmented: bool  # passes use the training (augmenting) transform
+    feature_shape: tuple[int, ...] = ()  # one image's head input
 
 
 def cache_limit_bytes() -> int:
@@ -146,8 +133,13 @@ def cache_limit_bytes() -> int:
 
 def plan_cache(model: nn.Module, example: torch.Tensor, *, cache_passes: int, augment_preset: str,
                n_train: int, n_val: int, autocast: Callable[[], contextlib.AbstractContextManager],
-               ) -> tuple[CachePlan | None, str]:
-    """Whether (and how) the head strategy can train on cached features, with a note for the user."""
+               head_only: bool = True) -> tuple[CachePlan | None, str]:
+    """Whether (and how) the head phase can train on cached features, with a note for the user.
+
+    Every training image is cached once as the model sees it at evaluation (the clean pass, kept in
+    the feature store); the head-only strategy adds ``cache_passes`` augmented passes when
+    augmentation is on. The head phase of partial and full (the LP of LP-FT) uses the clean pass.
+    """
     name = find_cacheable_head(model, example)
     if name is None:
         return None, ("backbone features are not cached: the trainable layers are not a final head of the "
@@ -156,22 +148,22 @@ def plan_cache(model: nn.Module, example: torch.Tensor, *, cache_passes: int, au
     feats, _ = extract(model, head, [(example, torch.zeros(len(example), dtype=torch.long))],
                        device=example.device, autocast=autocast)
     augment_off = augment_preset == "none"
-    passes = 1 if cache_passes == 0 or augment_off else int(cache_passes)
-    need = feats[0].numel() * 4 * (passes * n_train + n_val)
+    passes = int(cache_passes) if head_only and not augment_off and cache_passes > 0 else 0
+    need = feats[0].numel() * 4 * ((1 + passes) * n_train + n_val)
     limit = cache_limit_bytes()
     if need > limit:
         return None, (f"backbone features are not cached: they would take {need / 2**30:.1f} GiB "
                       f"(limit {limit / 2**30:.1f} GiB); every epoch runs the whole network")
-    if cache_passes == 0:
-        note = ("train.cache_passes = 0: features are cached WITHOUT augmentation, so the head sees the same "
-                "un-augmented images every epoch")
-    elif augment_off:
-        note = "augmentation is off (preset none): features are cached once"
+    if not head_only:
+        note = ("the new head is first fitted to convergence on cached backbone features (linear probe), "
+                "then the network is fine-tuned")
+    elif passes:
+        note = (f"head-only training on cached backbone features: each training image as the model sees it "
+                f"plus {passes} augmented version(s); epochs after the first skip the backbone")
     else:
-        note = (f"head-only training on cached backbone features: {passes} augmented pass(es) of each "
-                "training image; epochs after the first skip the backbone")
-    # With augmentation off the training transform is deterministic, so one pass of it is exact.
-    return CachePlan(name, head, passes, augmented=cache_passes > 0), note
+        note = ("head-only training on cached backbone features of each training image as the model sees it"
+                + (" (augmentation is off)" if augment_off else " (train.cache_passes = 0: no augmented copies)"))
+    return CachePlan(name, head, passes, augmented=passes > 0, feature_shape=tuple(feats.shape[1:])), note
 
 
 def extract(model: nn.Module, head: nn.Module, batches, *, device: torch.device,

@@ -2,10 +2,12 @@
 
 Strategies:
   head     only the new head (and layers surgery added) trains, for every epoch.
-  partial  head only for ``train.head_epochs`` epochs, then the chosen blocks unfreeze too: from
+  partial  head only for ``train.head_epochs`` epochs (on cached features: fitted to convergence, see
+           ``training.head_fit``), then the chosen blocks unfreeze too: from
            ``train.unfreeze_from`` onwards, else what the surgery freeze map leaves trainable, else the
            last quarter of the blocks. The pretrained body gets ``lr * body_lr_factor``.
-  full     everything the surgery map leaves trainable (all of it by default), from the first epoch.
+  full     everything the surgery map leaves trainable (all of it by default), after ``train.head_epochs``
+           epochs of the new head alone (LP-FT; 0 = from the first epoch).
 
 A frozen BatchNorm layer must not update its running statistics either: ``requires_grad=False`` does
 not stop that, and a parent's ``.train()`` undoes a child's ``.eval()``, so ``train_mode`` re-applies
@@ -97,11 +99,15 @@ def plan(model: nn.Module, strategy: str, *, epochs: int, head_epochs: int = 1,
 
     if strategy == "head":
         return FreezePlan(strategy, head, [Phase("head", 1, set(head))], notes)
+    head_epochs = max(0, int(head_epochs))
     if strategy == "full":
         trainable = surgery_trainable | head
         if surgery_freezes:
             notes.append(f"the project's freeze map keeps {len(set(names) - trainable)} parameter "
                          "tensors frozen in full training")
+        if 0 < head_epochs < epochs:  # LP-FT: the new head converges before the body moves
+            return FreezePlan(strategy, head, [Phase("head", 1, set(head)), Phase("full", head_epochs + 1, trainable)],
+                              notes)
         return FreezePlan(strategy, head, [Phase("full", 1, trainable)], notes)
 
     # partial
@@ -120,7 +126,6 @@ def plan(model: nn.Module, strategy: str, *, epochs: int, head_epochs: int = 1,
         body = {n for n in names if any(_under(_owner(n), b) for b in unfrozen_blocks)}
         notes.append(f"partial: no unfreeze point set; unfreezing the last {k} block(s) from "
                      f"{unfrozen_blocks[0]!r}")
-    head_epochs = max(0, int(head_epochs))
     phases = []
     if head_epochs > 0:
         phases.append(Phase("head", 1, set(head)))

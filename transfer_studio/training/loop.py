@@ -26,7 +26,8 @@ from transfer_studio.training import checkpoint as ckpt
 from transfer_studio.training import data as tdata
 from transfer_studio.training import events as ev
 from transfer_studio.training import features as tfeatures
-from transfer_studio.training import finetune
+from transfer_studio.training import finetune, head_fit
+from transfer_studio.training.backbone import BackboneFeatures
 from transfer_studio.training.callbacks import Dispatcher
 from transfer_studio.training.control import Control
 from transfer_studio.training.device import describe
@@ -135,6 +136,7 @@ class Trainer:
         # feature cache (head strategy)
         self.cache_plan: tfeatures.CachePlan | None = None
         self.cache: tfeatures.FeatureCache | None = None
+        self.head_setup: head_fit.HeadSetup | None = None  # the head phase's C, chosen by cross-validation
 
         split = setup.split
         self.n_train = len(split.labels["train"])
@@ -231,7 +233,10 @@ class Trainer:
         self.announced_phase = self.phase
         phase = self.s.plan.phases[self.phase]
         trainable, total = surgery.param_counts(self.model)
-        if phase.name == "head":
+        if phase.name == "head" and self.cache_plan is not None:
+            text = ("fitting the new head to convergence on cached backbone features (L-BFGS; "
+                    "regularisation chosen by cross-validation on the training images)")
+        elif phase.name == "head":
             text = "training the new head only (the pretrained network stays frozen)"
         elif phase.name == "unfrozen":
             where = f"from {phase.unfrozen_blocks[0]} " if phase.unfrozen_blocks else ""
@@ -288,6 +293,8 @@ class Trainer:
             "project": self._snapshot_json(),
             "split": self.s.project.data.split,
             "classes": self.classes,
+            "head_setup": ({"c": self.head_setup.c, "scale": self.head_setup.scale, "cv": self.head_setup.cv}
+                           if self.head_setup is not None else {}),
         }
 
     def _snapshot_json(self) -> str:
@@ -316,6 +323,9 @@ class Trainer:
         self.best = dict(state["best"])
         self.stopped_early = bool(state.get("stopped_early", False))
         self.previous_duration = float(state.get("duration_s", 0.0))
+        hs = state.get("head_setup") or {}
+        self.head_setup = (head_fit.HeadSetup(float(hs["c"]), float(hs["scale"]), dict(hs.get("cv", {})))
+                           if hs.get("c") else None)
         self._best_dirty, self._best_state = False, None
         if state.get("best_dirty") and self.best["epoch"] is not None:
             # The run ended before its best weights reached best.safetensors: write them now.
@@ -461,7 +471,7 @@ class Trainer:
             self._enter_phase(s.plan.phase_index(1), fresh=True)
             if self.t.allow_oom_retry:
                 self._initial_state = self._variable_state(copy=True)
-        if s.plan.strategy == "head" and self.t.cache_features:
+        if self.t.cache_features and self._in_head_phase():
             self._plan_cache()
         try:
             s.run_dir.mkdir(parents=True, exist_ok=True)
@@ -502,11 +512,14 @@ class Trainer:
             self._announce_phase(e)
             oom = None
             try:
-                if self.cache_plan is not None and self.cache is None:
+                cached = self.cache_plan is not None and self._in_head_phase()
+                if cached and self.cache is None:
                     self._build_cache(e)
+                elif not cached and self.cache is not None:
+                    self.cache = None  # the head phase is over: fine-tuning runs on images
                 self._paused_s = 0.0
                 t0 = time.perf_counter()
-                if self.cache is not None:
+                if cached:
                     train = self._train_cached(e)
                     val = self._validate_cached(e)
                 else:
@@ -574,10 +587,13 @@ class Trainer:
             best.update(epoch=e, val_loss=val_loss, val_accuracy=val_acc, bad_epochs=0)
         else:
             best["bad_epochs"] = int(best["bad_epochs"]) + 1
-        lr = float(self.optimizer.param_groups[0]["lr"])
+        phase = self.s.plan.phases[self.phase].name
+        probe_epoch = phase == "head" and self.cache is not None
+        # L-BFGS has no learning rate: its epochs record None (charts leave a gap there).
+        lr = None if probe_epoch else float(self.optimizer.param_groups[0]["lr"])
         self.history.append({"epoch": e, "train_loss": train_loss, "train_accuracy": train_acc,
                              "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
-                             "seconds": round(seconds, 4)})
+                             "seconds": round(seconds, 4), "phase": "probe" if probe_epoch else phase})
         self.epoch = e
         # Serialise now (a consistent snapshot); the disk writes overlap the next epoch.
         self._confirm_writes()  # the previous epoch's (normally long done; measures the write speed)
@@ -687,50 +703,96 @@ class Trainer:
         return self._eval_batches(e, self.val_loader, self.model, images=True)
 
     # -- feature cache (head strategy) ---------------------------------------------------------
+    def _in_head_phase(self) -> bool:
+        return self.phase is not None and self.s.plan.phases[self.phase].name == "head"
+
     def _plan_cache(self) -> None:
         example = torch.zeros((2, *self.s.input_shape[1:]), device=self.device)
         example = example.contiguous(memory_format=self.memory_format)
         plan, note = tfeatures.plan_cache(
             self.model, example, cache_passes=self.t.cache_passes, augment_preset=self.s.project.augment.preset,
-            n_train=self.n_train, n_val=self.n_val, autocast=self._autocast)
+            n_train=self.n_train, n_val=self.n_val, autocast=self._autocast,
+            head_only=self.s.plan.strategy == "head")
         self.notes.append(note)
         self.cache_plan = plan
 
     def _build_cache(self, e: int) -> None:
+        """Features of every training image as the model sees it (from the feature store when it has
+        them), of the validation images, and of the head strategy's augmented passes."""
         plan = self.cache_plan
         t0 = time.perf_counter()
         check = lambda: self._check_control(e, 0)  # noqa: E731
+        split = self.s.split
+        bb = BackboneFeatures.of(self.s.project, len(self.classes), model=self.model, device=self.device,
+                                 capture=plan.head_name, batch_size=self.batch_size)
+        shape = plan.feature_shape
+
+        def stored(part: str) -> tuple[torch.Tensor, int]:
+            feats, computed = bb.features(split.root, split.split[part], check=check)
+            return feats.view(len(feats), *shape), computed
+
+        clean, computed = stored("train")
+        labels = torch.as_tensor(split.labels["train"], dtype=torch.long)
+        passes = [clean]
         kw = dict(device=self.device, autocast=self._autocast, memory_format=self.memory_format, check=check)
-        ds = tdata.image_dataset(self.s.split, "train",
-                                 self.s.train_transform if plan.augmented else self.s.eval_transform)
-        passes, labels = [], None
-        for k in range(plan.passes):
-            sampler = tdata.EpochBatchSampler(self.n_train, self.batch_size, self.seed, shuffle=False,
-                                              purpose=tdata.CACHE, pass_index=k)
-            f, labels = tfeatures.extract(self.model, plan.head, tdata.make_loader(ds, sampler, self.s.loader), **kw)
-            passes.append(f)
+        if plan.passes:
+            ds = tdata.image_dataset(split, "train", self.s.train_transform)
+            for k in range(plan.passes):
+                sampler = tdata.EpochBatchSampler(self.n_train, self.batch_size, self.seed, shuffle=False,
+                                                  purpose=tdata.CACHE, pass_index=k)
+                f, _ = tfeatures.extract(self.model, plan.head, tdata.make_loader(ds, sampler, self.s.loader), **kw)
+                passes.append(f)
+                computed += self.n_train
         val = val_labels = None
-        if self.val_loader is not None:
-            val, val_labels = tfeatures.extract(self.model, plan.head, self.val_loader, **kw)
+        if self.n_val:
+            val, n = stored("val")
+            computed += n
+            val_labels = torch.as_tensor(split.labels["val"], dtype=torch.long)
         cache = tfeatures.FeatureCache(plan.head_name, torch.stack(passes), labels, val, val_labels,
-                                       plan.passes, plan.augmented, 0.0)
+                                       len(passes), plan.augmented, 0.0)
         if self.device.type != "cpu" and cache.nbytes <= CACHE_ON_GPU_BYTES:
             cache.to(self.device)
         cache.seconds = time.perf_counter() - t0
         self.cache = cache
-        text = (f"cached backbone features of {self.n_train} training image(s) x {plan.passes} pass(es)"
-                f" and {self.n_val} validation image(s) in {cache.seconds:.1f}s ({cache.nbytes / 2**20:.1f} MiB)")
+        reused = (1 + plan.passes) * self.n_train + self.n_val - computed
+        text = (f"backbone features of {self.n_train} training image(s)"
+                + (f" x {len(passes)} pass(es)" if plan.passes else "")
+                + f" and {self.n_val} validation image(s) ready in {cache.seconds:.1f}s"
+                + (f" ({reused} read from the feature cache)" if reused else ""))
         self.notes.append(text)
         self.emit(ev.Notice(text))
+        if self.head_setup is None:
+            t1 = time.perf_counter()
+            self.head_setup = head_fit.choose(clean, labels, len(self.classes), seed=self.seed,
+                                              class_weight=self._class_weight(), check=check)
+            cv = self.head_setup.cv
+            text = (f"head regularisation C = {self.head_setup.c:g}, chosen by {cv['folds']}-fold "
+                    f"cross-validation on the training images (out-of-fold accuracy {cv['accuracy']:.1%}, "
+                    f"{time.perf_counter() - t1:.1f}s)")
+            self.notes.append(text)
+            self.emit(ev.Notice(text))
+
+    def _class_weight(self) -> torch.Tensor | None:
+        if self.s.balance in ("weighted_loss", "sampler"):
+            return tdata.class_weights(self.s.split.counts("train"))
+        return None
+
+    def _head_epochs(self) -> int:
+        plan = self.s.plan
+        if plan.strategy == "head":
+            return self.t.epochs
+        return plan.phases[1].first_epoch - 1 if len(plan.phases) > 1 else self.t.epochs
 
     def _train_cached(self, e: int) -> tuple[float, float]:
         head = self.cache_plan.head
-        head.train()
-        tdata.seed_everything(tdata.derive_seed(self.seed, e - 1, tdata.GLOBAL))
-        g = torch.Generator().manual_seed(tdata.derive_seed(self.seed, e - 1, tdata.ORDER))
-        batches = self.cache.epoch_batches(g, self.batch_size, self.sample_weights)
-        with _one_cpu_thread(self.device):
-            return self._step_batches(e, batches, len(self.train_sampler), head, images=False)
+        x, y = self.cache.rows()
+        cw = self._class_weight()
+        cw = cw.to(x.device) if cw is not None else None
+        with _one_cpu_thread(self.device) if x.shape[0] * x[0].numel() < 2_000_000 else contextlib.nullcontext():
+            loss, acc = head_fit.epoch(head, x, y, self.head_setup,
+                                       max_iter=head_fit.iterations_per_epoch(self._head_epochs()),
+                                       class_weight=cw, check=lambda: self._check_control(e, 0))
+        return loss, acc
 
     def _validate_cached(self, e: int) -> tuple[float, float] | None:
         if self.cache.val is None:
