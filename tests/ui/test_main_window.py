@@ -439,6 +439,7 @@ def test_a_long_status_message_stops_short_of_the_project_path(qtbot, main_windo
     """Issue 12.6: transient status messages ran into the permanent project path."""
     w = main_window
     w.resize(1280, 720)
+    qtbot.waitUntil(lambda: not w.device_label.text().startswith("Detecting"), timeout=TIMEOUT)
     deep = tmp_path.joinpath(*[f"folder-number-{i}" for i in range(8)])
     app_state.path = deep / "project.tsproj"
     w._update_title()
@@ -452,5 +453,23 @@ def test_a_long_status_message_stops_short_of_the_project_path(qtbot, main_windo
     assert end_of_message < w.path_label.geometry().left()
     assert w.path_label.text() == str(app_state.path) and w.path_label.is_elided()
     assert str(app_state.path) in w.path_label.toolTip()
+    w.device_label.setText("GPU: a device with a much longer name than before · 80.0 GiB")
+    w._relayout_status()  # what the device detection does when it ends
+    qtbot.wait(50)
+    assert 6 + bar.fontMetrics().horizontalAdvance(bar.currentMessage()) < w.path_label.geometry().left()
     app_state.status("Saved", 0)
     assert bar.currentMessage() == "Saved" and bar.toolTip() == ""
+
+
+def test_strategy_and_augment_settings_lock_while_a_run_trains(qtbot, main_window, app_state):
+    """Issue 12.6: the Strategy page stayed editable during training while the Train page locked its own."""
+    strategy, augment = main_window.page("strategy"), main_window.page("augment")
+    content = strategy.findChild(QObject, "strategy_content")
+    preset_row = augment.findChild(QObject, "augment_preset_row")
+    assert content.isEnabled() and preset_row.isEnabled()
+    app_state.set_training_active(True)
+    assert not content.isEnabled() and not strategy.lr_spin.isEnabled() and not strategy.apply_button.isEnabled()
+    assert not preset_row.isEnabled() and not augment.preset_combo.isEnabled()
+    assert "Locked while a training run" in content.toolTip()
+    app_state.set_training_active(False)
+    assert content.isEnabled() and preset_row.isEnabled() and content.toolTip() == ""

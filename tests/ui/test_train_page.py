@@ -105,9 +105,13 @@ def test_a_run_fills_charts_table_and_run_record(qtbot, tmp_path, cleanup):
         qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
         assert buttons(page) == RUNNING
         assert not page.settings_box.isEnabled()
+        # Issue 12.6: the "Change…" links are plain text while the settings are locked, and the
+        # other pages are told a run trains (they lock their settings too)
+        assert state.training_active and "<a" not in page.model_link.text() + page.strategy_link.text()
     assert epochs_seen == [1, 2, 3]
     assert threads == {threading.main_thread()}  # the worker's signals reach the page in the GUI thread
     assert buttons(page) == IDLE and page.settings_box.isEnabled()
+    assert not state.training_active and '<a href="strategy">' in page.strategy_link.text()
 
     rec = state.project.runs[-1]
     assert rec.status == "finished" and rec.epochs_completed == 3
@@ -395,7 +399,26 @@ def test_frozen_summary_names_strategy_and_model_page_edits():
     p.train.unfreeze_from = "layer3"
     assert "blocks before layer3" in frozen_summary(p)
     p.surgery.append(config.SurgeryOp("freeze", target="layer1"))
-    assert "Model page edits: freeze layer1" in frozen_summary(p)
+    assert "on the Model page: layer1 frozen" in frozen_summary(p)
+
+
+def test_the_settings_header_shows_the_model_and_what_is_frozen_in_full(qtbot, tmp_path, cleanup):
+    """Issue 12.6: the header cut the model name ("(pretrainec") and showed "freeze_before _blocks.14"
+    in a cramped five-line field."""
+    p = tiny_project(tmp_path)
+    p.model = ModelSpec("efficientnet_lite0", weights="DEFAULT")
+    p.train.strategy = "auto"
+    p.surgery = [config.SurgeryOp("freeze_before", target="_blocks.14"),
+                 config.SurgeryOp("unfreeze", target="_blocks.3.*")]
+    page = make_page(qtbot, tmp_path, p)
+    cleanup(page)
+    page.resize(1100, 650)  # the Train page in a 1280x720 window
+    qtbot.wait(50)
+    assert page.model_label.text() == "efficientnet_lite0 · pretrained" and not page.model_label.is_elided()
+    frozen = page.frozen_label.text()
+    assert "everything before _blocks.14 frozen; _blocks.3 trainable" in frozen
+    assert "freeze_before" not in frozen and not page.frozen_label.is_elided()
+    assert page.frozen_label.height() <= 2 * page.frozen_label.fontMetrics().lineSpacing()
 
 
 def test_closing_the_window_mid_run_asks_then_stops_cleanly(qtbot, tmp_path, monkeypatch, qtlog):

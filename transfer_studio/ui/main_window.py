@@ -66,6 +66,15 @@ PAGES: list[PageSpec] = [
 ]
 PAGE_KEYS = [p.key for p in PAGES]
 
+# Widgets (by object name) of other pages that edit a training run's settings: locked while a run
+# trains, as the Train page locks its own (they used to stay editable next to its locked fields).
+LOCKED_WHILE_TRAINING: dict[str, tuple[str, ...]] = {
+    "strategy": ("strategy_content",),
+    "augment": ("augment_preset_row", "augment_controls"),
+}
+TRAINING_LOCK_TIP = ("Locked while a training run uses these settings: stop the run or let it finish "
+                     "to change them.")
+
 
 def data_dir() -> Path:
     """Where the app keeps its own files (the sample project). ``TS_DATA_DIR`` overrides it."""
@@ -181,6 +190,9 @@ class MainWindow(QMainWindow):
         self.statusBar().setObjectName("status_bar")
         self.statusBar().addPermanentWidget(self.path_label)
         self.statusBar().addPermanentWidget(self.device_label)
+        self._status_text = ""  # the message shown, in full (it is shown shortened to fit)
+        self._status_deadline: float | None = None
+        self.statusBar().messageChanged.connect(self._on_status_message_changed)
 
         self._build_menus()
         self._refresh_icons()
@@ -194,6 +206,7 @@ class MainWindow(QMainWindow):
         s.projectChanged.connect(self._on_project_changed)
         s.statusMessage.connect(self._show_status)
         s.navigateRequested.connect(self.show_page)
+        s.trainingActiveChanged.connect(self._apply_training_lock)
         theme.notifier().themeChanged.connect(self._refresh_icons)
         self._update_title()
         self._restore_geometry()
@@ -370,6 +383,8 @@ class MainWindow(QMainWindow):
         holder.layout().addWidget(page)
         if key == "welcome":
             self._wire_welcome(page)
+        if key in LOCKED_WHILE_TRAINING:
+            self._apply_training_lock()
         self.pageBuilt.emit(key)
         return page
 
@@ -405,6 +420,18 @@ class MainWindow(QMainWindow):
         lay.addStretch(1)
         return w
 
+    def _apply_training_lock(self, *_args: object) -> None:
+        active = self.state.training_active
+        for key, names in LOCKED_WHILE_TRAINING.items():
+            page = self.pages.get(key)
+            if page is None:
+                continue
+            for name in names:
+                widget = page.findChild(QWidget, name)
+                if widget is not None:
+                    widget.setEnabled(not active)
+                    widget.setToolTip(TRAINING_LOCK_TIP if active else "")
+
     def _wire_welcome(self, page: QWidget) -> None:
         for signal, slot in (("newRequested", self.new_project), ("openRequested", self.open_project_dialog),
                              ("sampleRequested", self.open_sample)):
@@ -435,6 +462,21 @@ class MainWindow(QMainWindow):
             self._update_title()
 
     def _show_status(self, text: str, timeout_ms: int) -> None:
+        self._status_text = text
+        self._status_deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms > 0 else None
+        self._relayout_status()
+
+    def _relayout_status(self) -> None:
+        """Show the current message shortened to the room there is now (again after the path, the
+        device line or the window's width changed)."""
+        text = self._status_text
+        if not text:
+            return
+        timeout_ms = 0
+        if self._status_deadline is not None:
+            timeout_ms = int((self._status_deadline - time.monotonic()) * 1000)
+            if timeout_ms <= 0:
+                return
         bar = self.statusBar()
         self._fit_status_widgets()
         room = bar.width() - 32  # the status bar's own margins and a gap before the path
@@ -450,15 +492,21 @@ class MainWindow(QMainWindow):
         """The path takes at most a third of the status bar; messages get the rest."""
         self.path_label.setMaximumWidth(max(160, self.statusBar().width() // 3))
 
+    def _on_status_message_changed(self, message: str) -> None:
+        if not message:  # timed out or cleared
+            self._status_text, self._status_deadline = "", None
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         self._fit_status_widgets()
+        self._relayout_status()
 
     def _update_title(self, *_args: object) -> None:
         name = self.state.title
         self.setWindowTitle(f"{name}[*] — {APP_NAME}")
         self.setWindowModified(self.state.modified)
         self.path_label.setText(str(self.state.path) if self.state.path else "Not saved yet")
+        self._relayout_status()
 
     def maybe_save(self, action: str = "continuing") -> bool:
         """True when it is fine to discard the open project (saved, discarded, or unchanged)."""
@@ -673,12 +721,14 @@ class MainWindow(QMainWindow):
 
         def done(text: str) -> None:
             self.device_label.setText(text)
+            self._relayout_status()
             from transfer_studio.ui.app import settle_heap
 
             settle_heap()  # torch is loaded now: keep full GC passes from scanning all of it
 
         def failed(message: str, _details: str) -> None:
             self.device_label.setText("Compute device unknown")
+            self._relayout_status()
             self.device_label.setToolTip(message)
 
         self._device_task = worker.run_task(detect_compute_device, name="device", pass_control=False,

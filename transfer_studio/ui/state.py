@@ -30,6 +30,8 @@ class AppState(QObject):
     # Training changed what is trainable mid-run (training.events.PhaseChanged): the Model page's
     # graph recolours to follow.
     trainingPhaseChanged = Signal(object)
+    # A training run started or ended (the Train page): pages that edit its settings lock them.
+    trainingActiveChanged = Signal(bool)
 
     def __init__(self, project: Project | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -37,6 +39,7 @@ class AppState(QObject):
         self.path: Path | None = None
         self.modified = False
         self.scan: Any = None  # core.dataset.ScanReport of project.data.root, once scanned
+        self.training_active = False
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._on_undo_clean)
 
@@ -89,6 +92,12 @@ class AppState(QObject):
                 ui[key] = value
                 changed = True
         return changed
+
+    def set_training_active(self, active: bool) -> None:
+        """The Train page says a run is starting or running (True) or has ended (False)."""
+        if active != self.training_active:
+            self.training_active = active
+            self.trainingActiveChanged.emit(active)
 
     def set_scan(self, report: Any) -> None:
         self.scan = report

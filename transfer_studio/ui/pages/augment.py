@@ -287,7 +287,10 @@ class AugmentPage(QWidget):
         root.addWidget(title)
         root.addWidget(hint)
 
-        row = QHBoxLayout()
+        self.preset_row = QWidget()
+        self.preset_row.setObjectName("augment_preset_row")
+        row = QHBoxLayout(self.preset_row)
+        row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("Preset"))
         self.preset_combo = QComboBox()
         self.preset_combo.setObjectName("augment_preset")
@@ -304,7 +307,7 @@ class AugmentPage(QWidget):
         row.addWidget(self.preset_combo)
         row.addWidget(self.reset_button)
         row.addWidget(self.override_label, 1)
-        root.addLayout(row)
+        root.addWidget(self.preset_row)
 
         self.banner = MessageBanner(object_name="augment_message")
         root.addWidget(self.banner)

@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -209,17 +208,16 @@ class TrainPage(QWidget):
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(6)
 
-        self.model_label = QLabel()
+        from transfer_studio.ui.widgets import ElidedLabel
+
+        self.model_label = ElidedLabel(min_chars=16)
         self.model_label.setObjectName("train_model_label")
-        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.strategy_combo = QComboBox()
         self.strategy_combo.setObjectName("train_strategy_combo")
         for key, text in STRATEGIES:
             self.strategy_combo.addItem(text, key)
-        self.frozen_label = QLabel()
+        self.frozen_label = ElidedLabel(min_chars=20)
         self.frozen_label.setObjectName("train_frozen_label")
-        self.frozen_label.setWordWrap(True)
-        self.frozen_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.strategy_link = _link("train_strategy_link", "strategy", "Change\u2026",
                                    "Open the Strategy page (what is frozen, the advisor's suggestion)")
         self.strategy_link.linkActivated.connect(self.state.navigateRequested.emit)
@@ -256,27 +254,31 @@ class TrainPage(QWidget):
 
         model_row = QHBoxLayout()
         model_row.setSpacing(4)
-        model_row.addWidget(self.model_label, 1)
+        model_row.addWidget(self.model_label)
         model_row.addWidget(self.model_link)
+        model_row.addStretch(1)
         model_box = QWidget()
         model_box.setLayout(model_row)
         model_row.setContentsMargins(0, 0, 0, 0)
         frozen_row = QHBoxLayout()
         frozen_row.setContentsMargins(0, 0, 0, 0)
         frozen_row.setSpacing(4)
-        frozen_row.addWidget(self.frozen_label, 1)
+        frozen_row.addWidget(self.frozen_label)
         frozen_row.addWidget(self.strategy_link)
+        frozen_row.addStretch(1)
         frozen_box = QWidget()
         frozen_box.setLayout(frozen_row)
 
-        add(0, 0, "&Model", model_box)
-        add(0, 1, "S&trategy", self.strategy_combo)
-        add(0, 2, "Frozen", frozen_box, span=3)
-        add(1, 0, "&Epochs", self.epochs_spin)
-        add(1, 1, "&Batch size", self.batch_spin)
-        add(1, 2, "&Learning rate", self.lr_spin)
-        add(1, 3, "&Augmentation", self.augment_combo)
-        add(1, 4, "De&vice", self.device_combo)
+        # Model and Frozen get whole rows: in one row of five columns the model's name was cut
+        # ("(pretrainec") and the frozen summary wrapped onto five cramped lines.
+        add(0, 0, "&Model", model_box, span=5)
+        add(0, 3, "S&trategy", self.strategy_combo)
+        add(1, 0, "Frozen", frozen_box, span=9)
+        add(2, 0, "&Epochs", self.epochs_spin)
+        add(2, 1, "&Batch size", self.batch_spin)
+        add(2, 2, "&Learning rate", self.lr_spin)
+        add(2, 3, "&Augmentation", self.augment_combo)
+        add(2, 4, "De&vice", self.device_combo)
         for w in (self.epochs_spin, self.batch_spin, self.lr_spin):
             w.setMinimumWidth(90)
             w.setMaximumWidth(140)
@@ -396,7 +398,7 @@ class TrainPage(QWidget):
         try:
             weights = p.model.weights
             source = {"DEFAULT": "pretrained", "none": "random init"}.get(weights, Path(weights).name)
-            self.model_label.setText(f"<b>{p.model.name}</b> ({source})")
+            self.model_label.setText(f"{p.model.name} \u00b7 {source}")
             _select(self.strategy_combo, p.train.strategy)
             self.epochs_spin.setValue(p.train.epochs)
             self.batch_spin.setValue(p.train.batch_size)
@@ -404,7 +406,6 @@ class TrainPage(QWidget):
             _select(self.augment_combo, p.augment.preset)
             _select(self.device_combo, p.train.device)
             self.frozen_label.setText(frozen_summary(p))
-            self.frozen_label.setToolTip(self.frozen_label.text())
         finally:
             self._loading = False
 
@@ -953,14 +954,28 @@ class TrainPage(QWidget):
     def _set_running(self) -> None:
         for w in (self.settings_box,):
             w.setEnabled(False)
+        self._set_links_active(False)
+        self.state.set_training_active(True)
         self._update_buttons()
 
     def _set_idle(self) -> None:
         self.settings_box.setEnabled(True)
+        self._set_links_active(True)
+        self.state.set_training_active(False)
         self.eta_label.setText("ETA \u2013")
         if self.status_label.text().startswith(("Starting", "Stopping", "Pausing", "Resuming", "Preparing")):
             self.status_label.setText("")
         self._update_buttons()
+
+    def _set_links_active(self, active: bool) -> None:
+        """The "Change…" links are links only while the settings can change: a disabled label
+        still drew them as live links."""
+        for link, target in ((self.model_link, "model"), (self.strategy_link, "strategy")):
+            link.setText(f'<a href="{target}">Change\u2026</a>' if active else "Change\u2026")
+            link.setTextInteractionFlags(
+                Qt.TextInteractionFlag.LinksAccessibleByMouse | Qt.TextInteractionFlag.LinksAccessibleByKeyboard
+                if active else Qt.TextInteractionFlag.NoTextInteraction)
+            link.setCursor(Qt.CursorShape.PointingHandCursor if active else Qt.CursorShape.ArrowCursor)
 
     def _update_buttons(self) -> None:
         pending = self._pending is not None
@@ -1056,10 +1071,19 @@ def frozen_summary(project: Any) -> str:
                 f"unfreeze at lr \u00d7 {t.body_lr_factor:g}")
     edits = [op for op in project.surgery if op.op in ("freeze", "unfreeze", "freeze_before")]
     if edits:
-        names = ", ".join(f"{op.op} {op.target or 'all'}" for op in edits[:3])
-        more = f" and {len(edits) - 3} more" if len(edits) > 3 else ""
-        text += f" \u00b7 Model page edits: {names}{more}"
+        names = "; ".join(_freeze_edit_text(op.op, op.target) for op in edits[:3])
+        more = f"; {len(edits) - 3} more" if len(edits) > 3 else ""
+        text += f" \u00b7 on the Model page: {names}{more}"
     return text
+
+
+def _freeze_edit_text(op: str, target: str) -> str:
+    """A freeze edit in words (no internal op names such as "freeze_before")."""
+    what = target.rstrip("*").rstrip(".") if target not in ("", "*") else ""
+    if op == "freeze_before":
+        return f"everything before {what} frozen"
+    state = "frozen" if op == "freeze" else "trainable"
+    return f"{what} {state}" if what else f"everything {state}"
 
 
 def probe_devices(warm_up: bool = True) -> dict[str, Any]:
