@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -88,3 +92,30 @@ def test_a_sample_whose_images_were_deleted_gets_them_back_without_touching_the_
     with pytest.raises(UserError, match="corrupt"):
         open_sample_project(tmp_path)
     assert path.read_text() == "{not json"  # an unreadable file is reported, never replaced
+
+
+def _worked_example() -> list[str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("A worked example on the digits sample", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.strip().splitlines()]
+
+
+def test_the_readme_worked_example_leaves_nothing_untracked_and_can_run_twice(tmp_path):
+    """Issue 12.10: the worked example left sample/ and exported/ untracked in the repository."""
+    repo = Path(__file__).resolve().parents[2]
+    lines = _worked_example()
+    written = {"sample"}
+    for line in lines:
+        written |= {m.split("/")[0] for m in re.findall(r"--out (\S+)", line)}
+    assert written == {"sample", "runs", "exported"}
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    for folder in written:
+        probe = subprocess.run(["git", "check-ignore", "-q", f"{folder}/digits/x.png"], cwd=repo)
+        assert probe.returncode == 0, f"{folder}/ is not ignored by git"
+    # Its first step makes the sample; again, it opens the saved one instead of failing.
+    make = lines[0].replace(".venv/bin/python", sys.executable, 1)
+    for _ in range(2):
+        done = subprocess.run(make, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sample" / "digits-sample.tsproj").is_file()
