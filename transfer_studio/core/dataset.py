@@ -142,7 +142,7 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
     classes = sorted({name for _, name, _ in groups})
     if len(classes) < 2:
         raise UserError(
-            f"{root_path} has only one class ('{classes[0]}'): a classifier needs at least two class "
+            f"{root_path} has only one class ('{shown(classes[0])}'): a classifier needs at least two class "
             "sub-folders" if classes else f"{root_path} has no class sub-folders"
         )
     class_index = {c: i for i, c in enumerate(classes)}
@@ -197,10 +197,10 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
             bad = [s for s in skipped if _class_of(s.path, layout) == c]
             if bad:
                 raise UserError(
-                    f"class '{c}' has no readable image ({len(bad)} file(s) skipped, e.g. {bad[0].path}: "
-                    f"{bad[0].reason}): add readable images or remove the folder"
+                    f"class '{shown(c)}' has no readable image ({len(bad)} file(s) skipped, e.g. {shown(bad[0].path)}: "
+                    f"{shown(bad[0].reason)}): add readable images or remove the folder"
                 )
-            raise UserError(f"class folder '{c}' has no images: add images to it or remove the folder")
+            raise UserError(f"class folder '{shown(c)}' has no images: add images to it or remove the folder")
 
     split_counts: dict[str, dict[str, int]] = {}
     if layout == "split":
@@ -278,7 +278,7 @@ def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str
             continue
         if canonical in split_dirs:
             raise UserError(
-                f"{root} has both {split_dirs[canonical].name}/ and {d.name}/: keep one folder per split"
+                f"{root} has both {shown(split_dirs[canonical].name)}/ and {shown(d.name)}/: keep one folder per split"
             )
         split_dirs[canonical] = d
     # train/ with val/ or test/ beside it, or train/ alone (validation is then carved out of it).
@@ -386,11 +386,11 @@ def _walk_files(directory: Path, warnings: list[str], root: Path, cancel: Cancel
                 raise UserError(f"data folder {root} disappeared while scanning") from None
             continue
         except OSError as exc:
-            warnings.append(f"folder {_rel(current, root)}/ could not be read ({exc.strerror or exc}) and was "
+            warnings.append(f"folder {shown(_rel(current, root))}/ could not be read ({exc.strerror or exc}) and was "
                             "ignored")
     if loops:
         warnings.append(f"{len(loops)} folder link(s) point back to a folder that contains them (a loop) and "
-                        f"were not followed (e.g. {sorted(loops)[0]})")
+                        f"were not followed (e.g. {shown(sorted(loops)[0])})")
     return out
 
 
@@ -476,8 +476,16 @@ def _class_of(rel: str, layout: str) -> str:
 
 
 def _names(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    text = ", ".join(f"'{shown(n)}'" for n in names[:limit])
+    return text + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def shown(text: str) -> str:
+    """A file or folder name as it can be shown on one line: control characters (a newline in a
+    name) and bytes that are not UTF-8 are escaped (\\n, \\udcff)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _data_warnings(counts: dict[str, int], imbalance: float, skipped: list[SkippedFile],
@@ -486,13 +494,14 @@ def _data_warnings(counts: dict[str, int], imbalance: float, skipped: list[Skipp
     out: list[str] = []
     for c, n in counts.items():
         if n < NEAR_EMPTY:
-            out.append(f"class '{c}' has only {n} image(s): the model will barely learn it; add more images")
+            out.append(f"class '{shown(c)}' has only {n} image(s): the model will barely learn it; add more images")
     if imbalance >= IMBALANCE_WARNING:
         big = max(counts, key=lambda c: counts[c])
         small = min(counts, key=lambda c: counts[c])
         out.append(
-            f"classes are imbalanced: '{big}' has {counts[big]} images, '{small}' only {counts[small]} "
-            f"({imbalance:.1f}x); training compensates by weighting classes, but more images of '{small}' help"
+            f"classes are imbalanced: '{shown(big)}' has {counts[big]} images, '{shown(small)}' only "
+            f"{counts[small]} ({imbalance:.1f}x); training compensates by weighting classes, but more images "
+            f"of '{shown(small)}' help"
         )
     if skipped:
         out.append(f"{len(skipped)} file(s) skipped because they cannot be used (listed with reasons)")
@@ -505,7 +514,7 @@ def _data_warnings(counts: dict[str, int], imbalance: float, skipped: list[Skipp
         if conflicts:
             g = conflicts[0]
             out.append(f"{len(conflicts)} group(s) of identical files are filed under different classes "
-                       f"(e.g. {' = '.join(g[:3])}): their labels contradict each other")
+                       f"(e.g. {' = '.join(shown(p) for p in g[:3])}): their labels contradict each other")
     return out
 
 
@@ -585,7 +594,7 @@ def labels_for(report: ScanReport, relpaths: Sequence[str]) -> np.ndarray:
     if missing:
         raise UserError(
             f"{len(missing)} image(s) of the saved split are no longer readable in {report.root} "
-            f"(e.g. {missing[0]}): restore them or make a new split"
+            f"(e.g. {shown(missing[0])}): restore them or make a new split"
         )
     return np.fromiter((label_of[p] for p in relpaths), dtype=np.int64, count=len(relpaths))
 
