@@ -44,6 +44,7 @@ FOOTER = """## Environment variables
 | `TS_NUM_WORKERS` | data-loading workers (`auto` or a number) where a project says `auto`; wins over the settings file |
 | `TS_WEIGHTS_DIR` | folder for pretrained weights files (default: `$TORCH_HOME/hub/checkpoints`) |
 | `TS_RUNS_DIR` | folder for new training runs (default: `runs/` beside the project file, or `./runs`) |
+| `TS_FEATURE_CACHE` | folder of the feature cache, backbone features kept on disk for the advisor and training (default: `~/.cache/transfer-studio/features`) |
 | `TS_CONFIG_DIR` | folder of `settings.json` (default: `~/.config/transfer-studio`, macOS `~/Library/Application Support/transfer-studio`, Windows `%APPDATA%\\transfer-studio`) |
 | `TORCH_HOME` | torch's cache folder; weights are looked for in `$TORCH_HOME/hub/checkpoints` unless a weights folder is set |
 | `TS_OFFLINE=1` | never download: commands that need a missing weights file say which file to place where |

@@ -33,20 +33,22 @@ def test_save_load_and_reset_round_trip():
     assert not path.exists() and ms.load_file() == ms.DEFAULTS
     ms.save(ms.MachineSettings(device="CUDA:1", num_workers=3, weights_dir="~/w", runs_dir=""))
     data = json.loads(path.read_text())
-    assert data == {"device": "cuda:1", "num_workers": 3, "weights_dir": str(Path.home() / "w"), "runs_dir": ""}
-    assert ms.load_file() == ms.MachineSettings("cuda:1", 3, str(Path.home() / "w"), "")
+    assert data == {"device": "cuda:1", "num_workers": 3, "weights_dir": str(Path.home() / "w"), "runs_dir": "",
+                    "feature_cache_dir": ""}
+    assert ms.load_file() == ms.MachineSettings("cuda:1", 3, str(Path.home() / "w"), "", "")
     ms.reset()
-    assert not path.exists() and ms.effective() == ms.DEFAULTS
+    assert not path.exists() and ms.load_file() == ms.DEFAULTS
 
 
 def test_environment_overrides_the_file_and_says_so(monkeypatch):
+    monkeypatch.delenv("TS_FEATURE_CACHE", raising=False)  # the test session's own cache folder
     ms.save(ms.MachineSettings(device="cpu", num_workers=2))
     monkeypatch.setenv("TS_NUM_WORKERS", "5")
     monkeypatch.setenv("TS_RUNS_DIR", "/data/runs")
     settings, sources = ms.resolved()
     assert settings == ms.MachineSettings(device="cpu", num_workers=5, weights_dir="", runs_dir="/data/runs")
     assert sources == {"device": "file", "num_workers": "TS_NUM_WORKERS", "weights_dir": "default",
-                       "runs_dir": "TS_RUNS_DIR"}
+                       "runs_dir": "TS_RUNS_DIR", "feature_cache_dir": "default"}
     monkeypatch.setenv("TS_NUM_WORKERS", "auto")
     assert ms.effective().num_workers is None
 
@@ -144,3 +146,23 @@ def test_settings_command_shows_and_changes_the_file(capsys):
     assert ms.load_file().device == "cpu"  # a refused value changes nothing
     assert cli_main(["settings", "--reset"]) == 0
     assert not ms.settings_path().exists()
+
+
+def test_feature_cache_folder_reaches_the_feature_store(tmp_path, monkeypatch):
+    from transfer_studio.training import feature_store
+
+    monkeypatch.delenv("TS_FEATURE_CACHE", raising=False)
+    default = feature_store.default_root()
+    ms.save(ms.MachineSettings(feature_cache_dir=str(tmp_path / "features")))
+    assert ms.feature_cache_dir() == tmp_path / "features"
+    ms.apply_environment()  # what the app and the CLI do at start and after a change
+    assert feature_store.default_root() == tmp_path / "features"
+    assert ms.resolved()[1]["feature_cache_dir"] == "file"  # set from the file, not a user override
+    ms.save(ms.MachineSettings(feature_cache_dir=""))
+    ms.apply_environment()
+    assert feature_store.default_root() == default  # cleared: back to the store's default
+    monkeypatch.setenv("TS_FEATURE_CACHE", str(tmp_path / "mine"))
+    ms.save(ms.MachineSettings(feature_cache_dir=str(tmp_path / "features")))
+    ms.apply_environment()
+    assert feature_store.default_root() == tmp_path / "mine"  # the user's variable wins
+    assert ms.resolved()[1]["feature_cache_dir"] == "TS_FEATURE_CACHE"

@@ -2,7 +2,8 @@
 
 A project file travels between machines; these do not. They fill in only what a project leaves to
 "auto" — the training device, the number of data-loading workers — and where files go on this
-machine: the pretrained-weights folder and the folder new training runs are written to. A
+machine: the pretrained-weights folder, the folder new training runs are written to, and the
+feature cache (backbone features kept on disk by ``training.feature_store``). A
 project's explicit value always wins (``training.device.machine_default`` holds that rule).
 
 Stored as JSON in the user's configuration folder (``settings_path()``):
@@ -35,8 +36,10 @@ from transfer_studio.errors import UserError
 APP_DIR_NAME = "transfer-studio"
 FILE_NAME = "settings.json"
 CONFIG_DIR_ENV = "TS_CONFIG_DIR"
+# TS_FEATURE_CACHE is the feature store's own variable (training.feature_store), so one name works
+# for both.
 ENV_VARS = {"device": "TS_DEVICE", "num_workers": "TS_NUM_WORKERS", "weights_dir": "TS_WEIGHTS_DIR",
-            "runs_dir": "TS_RUNS_DIR"}
+            "runs_dir": "TS_RUNS_DIR", "feature_cache_dir": "TS_FEATURE_CACHE"}
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 MAX_WORKERS = 64
 
@@ -47,6 +50,7 @@ class MachineSettings:
     num_workers: int | None = None  # None = chosen for the device and core count
     weights_dir: str = ""  # "" = torch hub's checkpoint folder ($TORCH_HOME/hub/checkpoints)
     runs_dir: str = ""  # "" = beside the project file (CLI without a project: ./runs)
+    feature_cache_dir: str = ""  # "" = $XDG_CACHE_HOME/transfer-studio/features (~/.cache/...)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +99,7 @@ def parse_value(key: str, value: Any, origin: str) -> Any:
             raise UserError(f"{origin}: num_workers {value!r} is not auto or a whole number from 0 to "
                             f"{MAX_WORKERS}")
         return number
-    if key in ("weights_dir", "runs_dir"):
+    if key in ("weights_dir", "runs_dir", "feature_cache_dir"):
         if value is None:
             return ""
         if not isinstance(value, str):
@@ -188,14 +192,40 @@ def resolved(env: dict[str, str] | None = None, path: Path | None = None
 
 
 def env_overrides(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The values set by environment variables (``ENV_VARS``), by key; empty variables do not count."""
+    """The values set by environment variables (``ENV_VARS``), by key; empty variables do not count,
+    nor does a variable ``apply_environment`` set from the file."""
     env = os.environ if env is None else env
     found: dict[str, Any] = {}
     for key, var in ENV_VARS.items():
         raw = env.get(var)
-        if raw is not None and raw.strip() != "":
+        if raw is not None and raw.strip() != "" and raw != _exported.get(var):
             found[key] = parse_value(key, raw, f"environment variable {var}")
     return found
+
+
+# Variables this process set from the file (apply_environment), by name: not the user's overrides.
+_exported: dict[str, str] = {}
+
+
+def apply_environment() -> None:
+    """Hand the feature-cache folder to ``training.feature_store``, which reads only its
+    environment variable (TS_FEATURE_CACHE): set it from the settings file unless the user set it.
+
+    The app and the CLI call this at start and after the settings change. (Once the store asks
+    ``feature_cache_dir()`` itself, this can go.)
+    """
+    var = ENV_VARS["feature_cache_dir"]
+    current = os.environ.get(var)
+    if current is not None and current.strip() and current != _exported.get(var):
+        return  # the user's own value wins
+    try:
+        value = load_file().feature_cache_dir
+    except UserError:
+        value = ""  # a broken file is reported where the settings are used
+    if value:
+        os.environ[var] = _exported[var] = value
+    elif var in _exported and os.environ.get(var) == _exported.pop(var):
+        del os.environ[var]  # the setting was cleared: back to the store's default
 
 
 def source_of(key: str) -> str:
@@ -209,6 +239,12 @@ def source_of(key: str) -> str:
 def weights_dir() -> Path | None:
     """The configured pretrained-weights folder, or None for torch hub's own."""
     value = effective().weights_dir
+    return Path(value) if value else None
+
+
+def feature_cache_dir() -> Path | None:
+    """The configured feature-cache folder, or None for the store's default."""
+    value = effective().feature_cache_dir
     return Path(value) if value else None
 
 

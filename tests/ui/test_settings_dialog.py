@@ -35,7 +35,8 @@ def test_ok_stores_machine_defaults_for_the_cli_and_the_theme(qtbot, tmp_path):
     qtbot.mouseClick(d.ok_button, Qt.MouseButton.LeftButton)
     assert d.result() == QDialog.DialogCode.Accepted and d.saved
     data = json.loads(ms.settings_path().read_text())
-    assert data == {"device": "cpu", "num_workers": 2, "weights_dir": "", "runs_dir": str(tmp_path / "runs")}
+    assert data == {"device": "cpu", "num_workers": 2, "weights_dir": "", "runs_dir": str(tmp_path / "runs"),
+                    "feature_cache_dir": ""}
     assert ms.effective().runs_dir == str(tmp_path / "runs")  # what the CLI and the trainer read
     assert runs_root(tmp_path / "elsewhere" / "p.tsproj") == tmp_path / "runs"  # the Train page's new runs
     assert d.theme() == "dark"
@@ -54,10 +55,11 @@ def test_a_typed_gpu_index_is_kept_and_a_bad_device_is_refused_in_place(qtbot):
 
 def test_reset_to_defaults_fills_the_fields_and_ok_stores_them(qtbot, tmp_path):
     ms.save(ms.MachineSettings(device="cpu", num_workers=4, weights_dir=str(tmp_path / "w"),
-                               runs_dir=str(tmp_path / "r")))
+                               runs_dir=str(tmp_path / "r"), feature_cache_dir=str(tmp_path / "f")))
     d = _dialog(qtbot)
     assert d.values() == ms.load_file()  # opens with what is stored
     assert d.workers.value() == 4 and d.weights_dir.text() == str(tmp_path / "w")
+    assert d.feature_cache_dir.text() == str(tmp_path / "f")
     qtbot.mouseClick(d.reset_button, Qt.MouseButton.LeftButton)
     assert d.values() == ms.DEFAULTS and d.theme() == "system"
     assert d.workers.text() == "Auto (chosen for the device and core count)"
@@ -67,6 +69,7 @@ def test_reset_to_defaults_fills_the_fields_and_ok_stores_them(qtbot, tmp_path):
 
 
 def test_environment_overrides_are_shown(qtbot, monkeypatch):
+    monkeypatch.delenv("TS_FEATURE_CACHE", raising=False)  # the test session's own cache folder
     d = _dialog(qtbot)
     assert not d.overrides.isVisible()
     monkeypatch.setenv("TS_DEVICE", "cpu")

@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     as_json = "--json" in argv
     _tolerant_streams()
+    from transfer_studio.machine_settings import apply_environment
+
+    apply_environment()  # the settings file's feature-cache folder, for training.feature_store
     try:
         parser, modules = build_parser()
         args = parser.parse_args(argv)

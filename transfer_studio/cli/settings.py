@@ -8,14 +8,14 @@ from typing import Any
 
 NAME = "settings"
 HELP = ("Show or change this machine's defaults (device and loader workers where a project says auto, "
-        "the weights and runs folders), shared with the app's Settings dialog.")
+        "the weights, runs and feature-cache folders), shared with the app's Settings dialog.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="store a value: device=auto|cpu|cuda|cuda:N|mps, num_workers=auto|N, "
-                             "weights_dir=FOLDER, runs_dir=FOLDER (an empty value restores the default); "
-                             "repeatable")
+                             "weights_dir=FOLDER, runs_dir=FOLDER, feature_cache_dir=FOLDER (an empty value "
+                             "restores the default); repeatable")
     parser.add_argument("--reset", action="store_true", help="forget every stored value (before any --set)")
 
 
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sources": sources, "environment": ms.ENV_VARS}
 
 
-_DEFAULT_TEXT = {"weights_dir": "(torch hub cache)", "runs_dir": "(beside the project)"}
+_DEFAULT_TEXT = {"weights_dir": "(torch hub cache)", "runs_dir": "(beside the project)",
+                 "feature_cache_dir": "(~/.cache/transfer-studio/features)"}
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -48,6 +49,6 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     for key, value in result["settings"].items():
         shown = "auto" if value is None else (value if value != "" else _DEFAULT_TEXT.get(key, "(default)"))
         source = result["sources"][key]
-        lines.append(f"  {key:<12} {shown:<24} from {source}   (override: {result['environment'][key]})")
+        lines.append(f"  {key:<17} {shown:<24} from {source}   (override: {result['environment'][key]})")
     lines.append("device and num_workers apply where a project says auto; a project's own value wins.")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from transfer_studio.config import PROJECT_SUFFIX
+from transfer_studio.machine_settings import apply_environment
 from transfer_studio.ui import theme
 from transfer_studio.ui.main_window import APP_NAME, MainWindow
 from transfer_studio.ui.settings import ORGANIZATION, Settings
@@ -101,6 +102,7 @@ def create_window(argv: list[str] | None = None, *, before_show: Callable[[MainW
     app.setDesktopFileName("transfer-studio")
     app.setWindowIcon(theme.app_icon())
     settings = Settings()
+    apply_environment()  # the settings file's feature-cache folder, for training.feature_store
     if args.reset_settings:
         settings.reset()
     theme.apply_theme(app, args.theme or settings.theme())  # type: ignore[arg-type]

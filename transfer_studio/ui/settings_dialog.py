@@ -1,6 +1,6 @@
 """Settings dialog (Edit → Settings…): this machine's defaults and the colour theme.
 
-Device, data-loader workers, the weights folder and the runs folder are machine defaults
+Device, data-loader workers, the weights, runs and feature-cache folders are machine defaults
 (``transfer_studio.machine_settings``): a JSON file the CLI reads too, applied only where a project
 says auto (``training.device.machine_default``). The theme is window comfort and stays in
 QSettings (``ui.settings``), like the View → Theme menu. Nothing is stored until OK; "Reset to
@@ -39,10 +39,6 @@ DEVICE_CHOICES = [
     ("mps", "Apple MPS (Apple silicon GPU)"),
 ]
 THEME_CHOICES = [("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")]
-FEATURE_CACHE_NOTE = (
-    "Feature cache: head-only training caches the frozen network's features in memory (up to half the free RAM, at "
-    "most 16 GiB) for the run that needs them; nothing is written to disk, so there is no folder to "
-    "choose.")
 
 
 class SettingsDialog(QDialog):
@@ -86,10 +82,10 @@ class SettingsDialog(QDialog):
         self.runs_dir, runs_row = self._folder_row(
             "settings_runs_dir", "Beside the project file (a 'runs' folder)",
             "Where new training runs are written. Empty: next to the project file.")
-        cache_note = QLabel(FEATURE_CACHE_NOTE)
-        cache_note.setObjectName("settings_feature_cache")
-        cache_note.setWordWrap(True)
-        cache_note.setEnabled(False)  # explanatory text, drawn in the palette's disabled colour
+        self.feature_cache_dir, cache_row = self._folder_row(
+            "settings_feature_cache_dir", "~/.cache/transfer-studio/features",
+            "Where backbone features are kept once computed, for the advisor and for training. "
+            "A cache: deleting it only costs the time to compute them again.")
 
         self.theme_box = QComboBox()
         self.theme_box.setObjectName("settings_theme")
@@ -111,6 +107,7 @@ class SettingsDialog(QDialog):
         form.addRow("Data-loader &workers:", self.workers)
         form.addRow("Weights folder:", weights_row)
         form.addRow("Runs folder:", runs_row)
+        form.addRow("Feature cache folder:", cache_row)
         form.addRow("&Theme:", self.theme_box)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -126,7 +123,6 @@ class SettingsDialog(QDialog):
         lay.addWidget(self.banner)
         lay.addWidget(intro)
         lay.addLayout(form)
-        lay.addWidget(cache_note)
         lay.addWidget(self.overrides)
         lay.addWidget(file_label)
         lay.addStretch(1)
@@ -174,6 +170,7 @@ class SettingsDialog(QDialog):
         self.workers.setValue(-1 if values.num_workers is None else values.num_workers)
         self.weights_dir.setText(values.weights_dir)
         self.runs_dir.setText(values.runs_dir)
+        self.feature_cache_dir.setText(values.feature_cache_dir)
         self.theme_box.setCurrentIndex(max(0, self.theme_box.findData(theme)))
 
     def _device_value(self) -> str:
@@ -187,7 +184,8 @@ class SettingsDialog(QDialog):
         """The fields as machine settings; a UserError names a field that is not valid."""
         workers = self.workers.value()
         raw = ms.MachineSettings(device=self._device_value(), num_workers=None if workers < 0 else workers,
-                                 weights_dir=self.weights_dir.text(), runs_dir=self.runs_dir.text())
+                                 weights_dir=self.weights_dir.text(), runs_dir=self.runs_dir.text(),
+                                 feature_cache_dir=self.feature_cache_dir.text())
         return ms.validated(raw, "Settings")
 
     def theme(self) -> str:
@@ -215,6 +213,7 @@ class SettingsDialog(QDialog):
         try:
             values = self.values()
             ms.save(values, self._file)
+            ms.apply_environment()
         except UserError as exc:
             self.banner.show_message(str(exc), "error")
             return
