@@ -115,26 +115,26 @@ def _weights(run_dir):
 
 
 def test_resume_from_a_corrupted_checkpoint_uses_the_previous_one_and_ends_identical(tiny_data, tmp_path):
-    """A 4-epoch run stopped after epoch 3; a bit flips in its checkpoint_last.pt. The resumed run
-    starts from epoch 2's checkpoint (with a note), trains 3 and 4 again, and ends bit-identical to
-    an uninterrupted run."""
-    straight = fit(make_project(tiny_data, strategy="full", epochs=4), run_dir=tmp_path / "straight")
+    """A 3-epoch run stopped after epoch 2; a bit flips in its checkpoint_last.pt. The resumed run
+    starts from epoch 1's checkpoint (with a note), trains 2 and 3, and ends bit-identical to an
+    uninterrupted run."""
+    straight = fit(make_project(tiny_data, strategy="full", epochs=3), run_dir=tmp_path / "straight")
     control = Control()
 
-    def stop_after_3(e):
-        if isinstance(e, ev.EpochEnd) and e.epoch == 3:
+    def stop_after_2(e):
+        if isinstance(e, ev.EpochEnd) and e.epoch == 2:
             control.request_stop()
 
-    first = fit(make_project(tiny_data, strategy="full", epochs=4), [stop_after_3], control,
+    first = fit(make_project(tiny_data, strategy="full", epochs=3), [stop_after_2], control,
                 run_dir=tmp_path / "run")
-    assert straight.status == "finished" and first.status == "stopped" and first.epochs_completed == 3
+    assert straight.status == "finished" and first.status == "stopped" and first.epochs_completed == 2
     _flip(tmp_path / "run" / ckpt.CHECKPOINT, 0.4)
     rec = Recorder()
     resumed = fit(None, [rec], run_dir=tmp_path / "run", resume=True)
-    assert resumed.status == "finished" and resumed.epochs_completed == 4
+    assert resumed.status == "finished" and resumed.epochs_completed == 3
     start = rec.of(ev.FitStart)[0]
-    assert start.resumed and start.start_epoch == 3
-    assert any("damaged" in n and "epoch 2" in n for n in start.notes)
+    assert start.resumed and start.start_epoch == 2
+    assert any("damaged" in n and "epoch 1" in n for n in start.notes)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "run")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]

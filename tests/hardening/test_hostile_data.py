@@ -4,6 +4,7 @@ nothing is read outside the data folder and nothing crashes."""
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import subprocess
@@ -146,12 +147,18 @@ def test_odd_file_names_scan_split_save_and_train(odd_names, tmp_path):
     assert result.status == "finished"
 
 
-def test_the_cli_prints_odd_names_on_a_strict_terminal(odd_names, tmp_path):
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
-    weird = os.fsdecode(os.fsencode(odd_names / "a") + b"/bad\xff\xfe name.png")
+def test_the_cli_prints_odd_names_on_a_strict_terminal(odd_names, monkeypatch):
+    """A desktop terminal's stdout is strict UTF-8: a name that is not UTF-8 is printed escaped."""
+    from transfer_studio.cli import main as cli_main
+
     for args in (["scan", str(odd_names)], ["scan", str(odd_names), "--json"]):
-        out = subprocess.run([sys.executable, "-m", "transfer_studio", *args], capture_output=True, env=env,
-                             cwd=ROOT, timeout=300)
-        assert out.returncode == 0, out.stderr.decode(errors="replace")
-        assert b"caf\\udce9" in out.stdout
-    assert os.path.exists(weird)
+        out, err = io.BytesIO(), io.BytesIO()
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8", errors="strict"))
+        monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="utf-8", errors="strict"))
+        code = cli_main(args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        printed, problems = out.getvalue(), err.getvalue()
+        monkeypatch.undo()
+        assert code == 0, problems.decode(errors="replace")
+        assert b"caf\\udce9" in printed
