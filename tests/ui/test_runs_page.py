@@ -237,3 +237,15 @@ def test_run_choosers_open_in_the_projects_runs_folder(qtbot, tmp_path, monkeypa
         page.browse_button.click()
         page.shutdown()
     assert opened == [str(tmp_path / "runs")] * 2
+
+
+def test_the_latest_run_is_shown_without_a_click(qtbot, trained, tmp_path):
+    """Screenshots of issue 12: the page opened on two empty charts until a run was clicked."""
+    project, recs = make_runs(tmp_path, trained)
+    project.runs = recs[:2]
+    page = make_page(qtbot, project)
+    assert page.selected_runs() == [recs[1].run_dir]  # the newest
+    assert set(page.curves()) == {recs[1].run_dir}
+    project.runs = [recs[2]]  # its folder is gone: nothing to draw, nothing selected
+    page.reload()
+    assert page.selected_runs() == []

@@ -385,6 +385,10 @@ class RunsPage(QWidget):
             self._fill_row(row, rec)
         self.table.blockSignals(blocked)
         self.table.setSortingEnabled(True)
+        if not selected and runs:
+            # Nothing chosen yet: show the latest run's curves rather than two empty charts.
+            latest = default_run(self.state.project)
+            selected = [latest] if latest and Path(latest).is_dir() else []
         self.select_runs(selected)
         has = bool(runs)
         self.empty.setVisible(not has)
