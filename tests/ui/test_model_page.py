@@ -438,3 +438,7 @@ def test_a_long_training_message_does_not_squeeze_the_catalog(qtbot, page, app_s
         assert not header.isSectionHidden(col) and header.sectionSize(col) > 20
         assert header.sectionViewportPosition(col) + header.sectionSize(col) <= page.table.viewport().width()
     assert label.is_elided() and label.text() in label.toolTip()  # shortened, the whole text on hover
+    # When the run ends, the graph and the label show the project again, not the run's last phase.
+    app_state.set_training_active(True)
+    app_state.set_training_active(False)
+    assert not label.isVisible() and page._phase_overlay is None

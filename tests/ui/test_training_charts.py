@@ -34,6 +34,14 @@ def test_the_learning_rate_axis_reads_in_plain_scientific_notation(qtbot, charts
     qtbot.wait(50)
     axis = charts.lr_chart.plot.getAxis("left")
     assert "x1e" not in axis.labelString() and axis.autoSIPrefixScale == 1.0
+    # nor a loss scaled to "loss (x0.001)" with ticks around 600 (small losses: a converged head)
+    charts.clear()
+    for e in range(1, 11):
+        charts.add_epoch(e, 0.4 / e**2, 0.5 + 0.02 * e, 1.0, 0.87)
+    charts.flush()
+    qtbot.wait(50)
+    loss_axis = charts.loss_chart.plot.getAxis("left")
+    assert "(x" not in loss_axis.labelString() and loss_axis.autoSIPrefixScale == 1.0
     assert axis.tickStrings([0.0, 0.0002, 0.0004, 0.0008], 1.0, 0.0002) == ["0", "2e-4", "4e-4", "8e-4"]
     assert sci_tick(0.00025, 0.00005) == "2.5e-4" and sci_tick(0.01, 0.005) == "1e-2"
 

@@ -10,8 +10,9 @@ at ``e - 1 + (i + 1) / n`` and the epoch's own figures at ``x = e``, so per-batc
 share one axis. A phase change (blocks unfrozen) draws a vertical marker where its epoch starts,
 named above the plot area (on a top axis) where no data point can hide under the name.
 
-The learning rate is shown in plain scientific notation ("2e-4"): pyqtgraph's automatic SI scaling
-labelled its axis "lr (x1e-06)" with ticks around 900.
+The learning rate is shown in plain scientific notation ("2e-4") and no axis is rescaled:
+pyqtgraph's automatic SI scaling labelled the axes "lr (x1e-06)" with ticks around 900 and
+"loss (x0.001)" with ticks around 600.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class _Chart:
     def __init__(self, title: str, y_label: str, *, scientific: bool = False):
         axes = {"left": ScientificAxis("left")} if scientific else None
         self.widget = pg.PlotWidget(axisItems=axes)
+        # No automatic SI scaling on any axis: it turned a loss of 0.64 into "loss (x0.001)" ~ 640.
+        for name in ("left", "bottom"):
+            self.widget.getPlotItem().getAxis(name).enableAutoSIPrefix(False)
         self.widget.setObjectName(f"chart_{title.lower().replace(' ', '_')}")
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         self.plot.setTitle(title)

@@ -401,6 +401,7 @@ class ModelPage(QWidget):
         s.projectReplaced.connect(self._on_project_replaced)
         s.projectChanged.connect(self._on_project_changed)
         s.trainingPhaseChanged.connect(self._on_phase_changed)
+        s.trainingActiveChanged.connect(self._on_training_active)
 
     # -- catalog -------------------------------------------------------------------------------
     def _load_catalog(self) -> None:
@@ -1109,6 +1110,14 @@ class ModelPage(QWidget):
                                  f"{getattr(event, 'description', '') or getattr(event, 'phase', '')}")
         self.phase_label.setVisible(True)
         self._apply_overlay()
+
+    def _on_training_active(self, active: bool) -> None:
+        """The run ended: the graph shows the project again, not the last phase of the run."""
+        if active or self._phase_overlay is None:
+            return
+        self._phase_overlay = None
+        self.phase_label.setVisible(False)
+        self._refresh_status()
 
     def _apply_overlay(self) -> None:
         from transfer_studio.ui.graph_view import compute_status, module_counts
