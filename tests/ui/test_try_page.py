@@ -298,3 +298,30 @@ def test_trying_pictures_does_not_mark_the_project_modified(qtbot, tmp_path):
     finally:
         page.shutdown()
         worker.cancel_all()
+
+
+def test_the_preview_fits_the_room_it_gets(qtbot, tmp_path):
+    """Issue 12 screenshots: at 1280x720 the preview was drawn at full size and cut off."""
+    from PIL import Image
+
+    state = AppState(Project(name="fresh", model=ModelSpec("resnet18", weights="none")))
+    page = TryPage(state)
+    qtbot.addWidget(page)
+    page.resize(1100, 560)  # a short window: less height than the decoded preview
+    page.show()
+    try:
+        photo = tmp_path / "tall.png"
+        Image.new("RGB", (300, 600), (200, 40, 40)).save(photo)
+        assert page.add_paths([str(photo)]) == 1
+        qtbot.waitUntil(lambda: page.preview.pixmap() is not None and not page.preview.pixmap().isNull(),
+                        timeout=60000)
+        room = page.preview.contentsRect()
+        pix = page.preview.pixmap()
+        assert pix.height() <= room.height() and pix.width() <= room.width()
+        assert abs(pix.width() / pix.height() - 0.5) < 0.02  # proportions kept
+        page.resize(1100, 900)
+        qtbot.wait(50)
+        assert page.preview.pixmap().height() > pix.height()  # more room: a larger picture
+    finally:
+        page.shutdown()
+        worker.cancel_all()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontMetrics, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -449,6 +449,11 @@ class TryPage(QWidget):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(220, 220)
         self.preview.setFrameShape(QFrame.Shape.StyledPanel)
+        # The picture is scaled down to the room the label gets (it was drawn at full size and cut
+        # off in a short window); the label does not ask for the picture's size.
+        self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.preview.installEventFilter(self)
+        self._preview_pixmap: QPixmap | None = None
         self.preview_caption = QLabel()
         self.preview_caption.setObjectName("try_preview_caption")
         self.preview_caption.setWordWrap(True)
@@ -737,7 +742,7 @@ class TryPage(QWidget):
         k = self.topk_spin.value()
         if path is None:
             self._preview_for = None
-            self.preview.clear()
+            self._set_preview(None)
             self.preview_caption.setText("")
             self.trained_col.bars.set_predictions([])
             self.pretrained_col.bars.set_predictions([])
@@ -774,8 +779,8 @@ class TryPage(QWidget):
                 if self._preview_for != ("heat", info.key, path):
                     self._preview_for = ("heat", info.key, path)
                     pix = QPixmap.fromImage(_numpy_to_qimage(hm.overlay))
-                    self.preview.setPixmap(pix.scaled(PREVIEW, PREVIEW, Qt.AspectRatioMode.KeepAspectRatio,
-                                                      Qt.TransformationMode.SmoothTransformation))
+                    self._set_preview(pix.scaled(PREVIEW, PREVIEW, Qt.AspectRatioMode.KeepAspectRatio,
+                                                 Qt.TransformationMode.SmoothTransformation))
                     self.preview_caption.setText(f"Where the model looked for “{hm.label}” ({hm.score:.0%}) — "
                                                  f"Grad-CAM on {hm.layer}, on the crop the model sees")
                 return
@@ -786,6 +791,28 @@ class TryPage(QWidget):
             self.preview_caption.setText(Path(path).name)
             self._load_preview(path)
 
+    def _set_preview(self, pix: QPixmap | None) -> None:
+        self._preview_pixmap = pix
+        if pix is None:
+            self.preview.clear()
+        else:
+            self._fit_preview()
+
+    def _fit_preview(self) -> None:
+        """Show the picture at its size, or smaller to fit the label (keeping its proportions)."""
+        pix = self._preview_pixmap
+        if pix is None or pix.isNull():
+            return
+        room = self.preview.contentsRect().size()
+        if pix.width() > room.width() or pix.height() > room.height():
+            pix = pix.scaled(room, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self.preview.setPixmap(pix)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is self.preview and event.type() == QEvent.Type.Resize:
+            self._fit_preview()
+        return super().eventFilter(watched, event)
+
     def _load_preview(self, path: str) -> None:
         from transfer_studio.ui.thumbnails import decode_thumbnail
 
@@ -795,12 +822,13 @@ class TryPage(QWidget):
             if p != self.current_path():
                 return
             if image is None:
+                self._set_preview(None)
                 self.preview.setText("This file cannot be shown")
                 return
             hm_wanted = self.heatmap_box.isChecked() and self.info is not None and \
                 (self.info.key, p) in self.heatmaps
             if not hm_wanted:
-                self.preview.setPixmap(QPixmap.fromImage(image))
+                self._set_preview(QPixmap.fromImage(image))
 
         self._preview_task = run_task(decode_thumbnail, path, PREVIEW, name="try-preview", pass_control=False,
                                       on_result=done)
