@@ -85,9 +85,19 @@ def _arm(spec: str) -> None:
     raise SystemExit(f"unknown kill spec {spec!r}")
 
 
+def _like_a_fresh_process() -> None:
+    """A child of the fork server inherits "forkserver" as its default start method; a process
+    started from the command line has the platform's default (DataLoader workers use it)."""
+    import multiprocessing as mp
+
+    mp.set_start_method(None, force=True)
+
+
 def child(spec: str, args: list[str], cwd: str | None = None) -> int:
     """Arm the kill, then run the CLI; exits the process with the CLI's exit code."""
     import torch
+
+    _like_a_fresh_process()
 
     if cwd:
         os.chdir(cwd)
@@ -121,6 +131,37 @@ def run_cli(args: list[str], kill: str = "none", cwd: str | os.PathLike[str] | N
         proc.kill()
         proc.join()
         raise TimeoutError(f"transfer-studio {' '.join(map(str, args))} did not end in {timeout:.0f}s")
+    return proc.exitcode
+
+
+def _call(target: str, args: list[str]) -> None:
+    import importlib
+
+    import torch
+
+    _like_a_fresh_process()
+    torch.set_num_threads(1)
+    module, _, name = target.rpartition(".")
+    code = getattr(importlib.import_module(module), name)(*args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code or 0))
+
+
+def run_function(target: str, args: list[str], timeout: float = 600.0) -> int:
+    """Call ``module.function(*args)`` in a fresh process forked from the preloaded server; its
+    return value is the exit code."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    proc = ctx.Process(target=_call, args=(target, [str(a) for a in args]))
+    proc.start()
+    proc.join(timeout)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+        raise TimeoutError(f"{target} did not end in {timeout:.0f}s")
     return proc.exitcode
 
 
