@@ -29,7 +29,6 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +37,27 @@ import torch
 from safetensors.torch import save as safetensors_save
 
 from transfer_studio import config
+
+# The run folder's file names, its lock and has_checkpoint live in core.run_folder (torch-free, so the
+# GUI can look at run folders before torch is loaded); re-exported here for the engine.
+from transfer_studio.core.run_folder import (  # noqa: F401
+    BEST,
+    CHECKPOINT,
+    DAMAGED_SUFFIX,
+    FROZEN,
+    HISTORY,
+    LOCK,
+    PREVIOUS,
+    PROJECT,
+    RUN,
+    RunLocked,
+    has_checkpoint,
+    is_locked,
+    remove_stale_temp_files,
+    run_lock,
+)
 from transfer_studio.errors import UserError
 
-CHECKPOINT = "checkpoint_last.pt"
-BEST = "best.safetensors"
-HISTORY = "history.json"
-RUN = "run.json"
-PROJECT = "project.json"
-FROZEN = "frozen.safetensors"
-PREVIOUS = "checkpoint_prev.pt"  # the checkpoint before the latest: used when the latest is damaged
-DAMAGED_SUFFIX = ".damaged"  # a damaged checkpoint is renamed to this, never deleted
-LOCK = ".run.lock"
 FORMAT = 1
 
 log = logging.getLogger("transfer_studio.training")
@@ -172,12 +181,6 @@ def _link_aside(path: Path, prev: Path) -> Path:
 def _keep_previous(path: Path, prev: Path) -> None:
     """prev := path's current file, atomically."""
     os.replace(_link_aside(path, prev), prev)
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """True when the run folder holds a checkpoint to resume from (the latest or the previous)."""
-    run_dir = Path(run_dir)
-    return (run_dir / CHECKPOINT).is_file() or (run_dir / PREVIOUS).is_file()
 
 
 def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -304,105 +307,6 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointDamaged(path, f"it is not a Transfer Studio checkpoint (format {FORMAT})")
     return state
-
-
-# -- one process at a time per run folder -----------------------------------------------------------
-class RunLocked(UserError):
-    """Another process (or another thread of this one) is training this run folder."""
-
-
-_LOCKED: set[str] = set()  # run folders locked by this process (POSIX locks are per process)
-_LOCKED_GUARD = threading.Lock()
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock while training it; RunLocked if someone else holds it.
-
-    An OS lock on ``.run.lock``: the kernel releases it when the process dies, however it dies,
-    so a held lock means a live run, and a free one on a run whose run.json says "running" means
-    an interrupted one. POSIX record locks are not inherited by forked DataLoader workers, so a
-    killed run's orphaned workers do not keep it locked. Stale temp files of a killed write are
-    removed once the lock is held (no one else writes the folder then).
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    key = os.path.normcase(str(run_dir.resolve()))
-    with _LOCKED_GUARD:
-        if key in _LOCKED:
-            raise RunLocked(f"the run in {run_dir} is already being trained by this app")
-        _LOCKED.add(key)
-    fd = None
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        if not _try_lock(fd):
-            pid = _read_pid(fd)
-            who = f" (process {pid})" if pid else ""
-            raise RunLocked(f"the run in {run_dir} is being trained by another process{who}: wait for it "
-                            "to finish or stop it first")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        remove_stale_temp_files(run_dir)
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)  # releases the lock
-        with _LOCKED_GUARD:
-            _LOCKED.discard(key)
-
-
-def is_locked(run_dir: Path) -> bool:
-    """True while a live process (this one included) trains the run in ``run_dir``."""
-    run_dir = Path(run_dir)
-    with _LOCKED_GUARD:
-        if os.path.normcase(str(run_dir.resolve())) in _LOCKED:
-            return True
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return False  # no lock file: never trained by a version that locks, or not a run
-    try:
-        return not _try_lock(fd)
-    finally:
-        os.close(fd)  # closing releases a lock taken just now
-
-
-def _try_lock(fd: int) -> bool:
-    if os.name == "nt":  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        return int(os.read(fd, 32).decode("ascii").strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def remove_stale_temp_files(run_dir: Path) -> list[str]:
-    """Delete the temp files a killed write left in a run folder (``.NAME.XXXXXXXX.tmp``)."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(run_dir):
-            if config.is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed.append(entry.name)
-    return removed
 
 
 def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -211,6 +211,9 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._restore_geometry()
         self.show_page("welcome")
+        from transfer_studio.ui.recovery import JOURNAL, RunRecovery  # resume a run a crash cut short
+
+        self.recovery = RunRecovery(self, data_dir() / JOURNAL)
 
     # -- menus ---------------------------------------------------------------------------------
     def _action(self, text: str, slot: Callable[[], object], shortcut: QKeySequence | str | None = None,
