@@ -11,7 +11,7 @@ import pickle
 import struct
 
 import pytest
-import torch
+from helpers.hostile import Payload, evil_pickle
 from helpers.images import make_class_folder
 
 from transfer_studio.cli import main as cli_main
@@ -20,26 +20,6 @@ from transfer_studio.core import export, weights
 from transfer_studio.errors import UserError
 from transfer_studio.training import checkpoint as ckpt
 from transfer_studio.training import fit
-
-
-class Payload:
-    """Unpickling this runs exec(): it writes the marker file. It must never be unpickled."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (builtins.exec, (f"open({self.marker!r}, 'w').write('code ran')",))
-
-
-def evil_pickle(path, marker, *, zip_format: bool):
-    """A weights file whose pickle runs code: torch.save's zip format, or a raw pickle."""
-    obj = {"state_dict": {"fc.weight": Payload(marker)}}
-    if zip_format:
-        torch.save(obj, path)
-    else:
-        path.write_bytes(pickle.dumps(obj, protocol=2))
-    return path
 
 
 @pytest.fixture
