@@ -161,14 +161,16 @@ def test_a_kill_while_the_cli_records_a_run_in_the_project_keeps_the_project_fil
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("error, words", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "Read-only")])
+@pytest.mark.parametrize("error, words, fix", [(errno.ENOSPC, "the disk is full", "free some disk space"),
+                                               (errno.EROFS, "Read-only", "make the run folder writable")])
 def test_a_checkpoint_that_cannot_be_written_ends_the_run_clearly_and_it_resumes_later(
-        tiny_data, tmp_path, monkeypatch, error, words):
+        tiny_data, tmp_path, monkeypatch, error, words, fix):
     fault = Fault(monkeypatch, error, (ckpt.CHECKPOINT,), after=1)  # epoch 1's lands, epoch 2's fails
     rec = Recorder()
     result = fit(make_project(tiny_data, strategy="full", epochs=3), [rec], run_dir=tmp_path / "run")
     assert result.status == "failed" and words in result.message and ckpt.CHECKPOINT in result.message
     assert result.epochs_completed == 1 and "epoch 1 is intact" in result.suggestion
+    assert result.suggestion.startswith(fix)
     assert [e.message for e in rec.of(ev.Error)] == [result.message]
     assert ckpt.load_checkpoint(tmp_path / "run" / ckpt.CHECKPOINT)["epoch"] == 1
     assert not _leftovers(tmp_path / "run")

@@ -407,11 +407,13 @@ class Trainer:
     def _disk_failure(self, exc: OSError, what: str) -> _Failed:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         has_ckpt = (self.s.run_dir / ckpt.CHECKPOINT).is_file()
+        fix = ("make the run folder writable" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+               else "free some disk space")  # a read-only folder needs no space freed
         if has_ckpt and self.durable_epoch:
-            hint = (f"free some disk space, then resume with: transfer-studio train --resume {self.s.run_dir} "
+            hint = (f"{fix}, then resume with: transfer-studio train --resume {self.s.run_dir} "
                     f"(the checkpoint of epoch {self.durable_epoch} is intact)")
         else:
-            hint = "free some disk space, then start the run again"
+            hint = f"{fix}, then start the run again"
         return _Failed(f"could not write {what} in {self.s.run_dir}: {reason}", hint)
 
     # -- running -------------------------------------------------------------------------------
