@@ -246,3 +246,18 @@ def test_export_never_reads_images_outside_the_data_folder(tmp_path, trained_run
     (run / "project.json").write_text(json.dumps(data))
     with pytest.raises(UserError, match="outside the data folder"):
         export.export_run(run, tmp_path / "bundle", ["safetensors"])
+
+
+def test_only_real_run_folders_count_as_run_folders(tmp_path, trained_run):
+    """What the app may offer to delete as a run's files (a hostile project can list any folder)."""
+    from transfer_studio.core.run_folder import is_run_folder
+
+    assert is_run_folder(trained_run)
+    home_like = tmp_path / "home"
+    (home_like / "Documents").mkdir(parents=True)
+    (home_like / "project.json").write_text("{}")  # even with a project.json lying around
+    assert not is_run_folder(home_like)
+    assert not is_run_folder(tmp_path / "absent")
+    link = tmp_path / "link"
+    link.symlink_to(trained_run)
+    assert not is_run_folder(link)

@@ -134,3 +134,16 @@ def remove_stale_temp_files(run_dir: Path) -> list[str]:
                     os.unlink(entry.path)
                     removed.append(entry.name)
     return removed
+
+
+def is_run_folder(path: str | os.PathLike[str]) -> bool:
+    """True for a folder a training run wrote (its project.json plus run.json or a checkpoint), and
+    nothing else: what the app may offer to delete as "a run's files". A project file edited to list
+    the user's home folder as a run must never make it a candidate."""
+    folder = Path(path)
+    try:
+        if folder.is_symlink() or not folder.is_dir() or not (folder / PROJECT).is_file():
+            return False
+        return (folder / RUN).is_file() or has_checkpoint(folder) or (folder / LOCK).is_file()
+    except OSError:
+        return False
