@@ -10,6 +10,7 @@ the same chain for many seeds.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -66,8 +67,10 @@ def assert_no_partial_files(run_dir, context: str) -> None:
     for p in run_dir.iterdir():
         if config.is_temp_name(p.name) or p.name == ckpt.LOCK:
             continue
-        if p.suffix == ".pt":
-            ckpt.load_checkpoint(p)  # checksum verified
+        if p.suffix == ".pt":  # checked as is: load_checkpoint's fallback must not hide a stump here
+            data = p.read_bytes()
+            assert ckpt.verify_seal(data) is None, f"{context}: {p.name} is incomplete"
+            torch.load(io.BytesIO(data), weights_only=True)
         elif p.suffix == ".safetensors":
             load_file(p)
         elif p.suffix == ".json":
