@@ -326,7 +326,10 @@ class ModelPage(QWidget):
         hint = QLabel("Click a layer's dot to freeze or unfreeze it · right-click for more · double-click a block to open it")
         hint.setProperty("role", "muted")
         hint.setObjectName("graph_hint")
-        self._legend_layout.addWidget(self.phase_label, 1)
+        # The stretch keeps the legend together while the message is hidden; shown, the message
+        # takes the room (its stretch is far larger).
+        self._legend_layout.addStretch(1)
+        self._legend_layout.addWidget(self.phase_label, 100)
         self.selection_label = QLabel("")
         self.selection_label.setObjectName("selection_label")
         self.selection_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
