@@ -81,3 +81,18 @@ def test_truncate_keeps_the_trace_up_to_the_checkpoint(charts):
     charts.clear(keep_batches=True)
     charts.flush()
     assert charts.point_count("smooth_loss") == n // 2 and charts.point_count("val_loss") == 0
+
+
+def test_a_run_without_a_learning_rate_says_so(qtbot, charts):
+    """Issue 12 screenshots: a head fitted in one solve left an empty chart with a 0…1 "lr" axis."""
+    charts.set_epoch_range(5)
+    for e in range(1, 4):
+        charts.add_epoch(e, 0.003, 0.7, 1.0, 0.86)
+    charts.flush()
+    axis = charts.lr_chart.plot.getAxis("left")
+    assert charts.lr_missing and "none reported" in charts.lr_chart.plot.titleLabel.text
+    assert not axis.style["showValues"]
+    charts.clear()
+    _run(charts, epochs=2)
+    assert not charts.lr_missing and charts.lr_chart.plot.titleLabel.text == "Learning rate"
+    assert axis.style["showValues"]

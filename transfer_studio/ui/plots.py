@@ -37,6 +37,7 @@ VAL_COLOUR = QColor(232, 120, 20)
 LR_COLOUR = QColor(40, 160, 90)
 PHASE_COLOUR = QColor(170, 80, 200)
 EPOCH_SERIES = ("train_loss", "val_loss", "train_acc", "val_acc")  # one point per epoch
+LR_NONE_TITLE = "Learning rate: none reported in this run"
 
 
 class Series:
@@ -261,6 +262,7 @@ class TrainingCharts(QWidget):
         self._ema_state: tuple[float, int] = (0.0, 0)
         self._dirty: set[str] = set()
         self._phases: list[tuple[float, str]] = []
+        self.lr_missing = False  # the run reports epochs but no learning rate (see _update_lr_note)
         self.redraws = 0  # number of timer ticks that redrew something (tests, bench)
 
         self._timer = QTimer(self)
@@ -374,7 +376,19 @@ class TrainingCharts(QWidget):
             # copies: pyqtgraph keeps references, and our buffers are resized/overwritten in place
             self.curves[key].setData(s.x.copy(), s.y.copy())
         self._dirty.clear()
+        self._update_lr_note()
         self.redraws += 1
+
+    def _update_lr_note(self) -> None:
+        """A run that reports no learning rate (a head fitted in one solve) says so, instead of an
+        empty chart with a made-up 0…1 axis."""
+        missing = self._series["lr"].n == 0 and any(self._series[k].n for k in EPOCH_SERIES)
+        if missing == self.lr_missing:
+            return
+        self.lr_missing = missing
+        self.lr_chart.plot.getAxis("left").setStyle(showValues=not missing)
+        self.lr_chart.plot.setTitle(LR_NONE_TITLE if missing else "Learning rate")
+        self.lr_chart.apply_palette(self.palette())
 
     # -- inspection (tests, accessibility) -------------------------------------------------------
     def point_count(self, key: str) -> int:
