@@ -175,9 +175,9 @@ def test_a_bundle_file_linked_to_outside_its_folder_is_refused(bundle, tmp_path)
 ABSURD = {
     "a trillion classes": lambda m: (m["architecture"].__setitem__("num_classes", 10**12),
                                      m.__setitem__("classes", [])),
-    "a head of 10^6 x 10^6": lambda m: m["architecture"]["surgery"].append(
+    "a 12 GB layer": lambda m: m["architecture"]["surgery"].append(
         {"op": "insert_after", "target": "fc", "params": {"layer": {"type": "Linear", "in_features": 3,
-                                                                   "out_features": 10**6}}}),
+                                                                   "out_features": 10**9}}}),
     "a gigapixel input": lambda m: m["architecture"].__setitem__("image_size", 10**6),
     "a gigapixel crop": lambda m: m["preprocessing"].__setitem__("crop", 10**6),
     "zero std": lambda m: m["preprocessing"].__setitem__("std", [0, 0, 0]),
@@ -187,8 +187,20 @@ ABSURD = {
 }
 
 
+@pytest.fixture
+def no_allocation(monkeypatch):
+    """Fails the test if a real (allocating) network is built: refusals must come before that."""
+    from transfer_studio.core import network
+
+    def refuse(*a, **k):
+        raise AssertionError("a real network was built for a description that should have been refused")
+
+    monkeypatch.setattr(network, "build_network", refuse)
+
+
 @pytest.mark.parametrize("case", list(ABSURD))
-def test_a_bundle_describing_an_absurd_network_is_refused_before_allocating(bundle, case, capsys, tiny_data):
+def test_a_bundle_describing_an_absurd_network_is_refused_before_allocating(bundle, case, capsys, tiny_data,
+                                                                            no_allocation):
     _edit(bundle, ABSURD[case])
     with pytest.raises(UserError):
         export.load_bundle(bundle)
@@ -198,7 +210,7 @@ def test_a_bundle_describing_an_absurd_network_is_refused_before_allocating(bund
     assert "Traceback" not in err and err.count("\n") == 1, err
 
 
-def test_an_absurd_network_in_a_run_folder_is_refused_before_allocating(tmp_path, trained_run):
+def test_an_absurd_network_in_a_run_folder_is_refused_before_allocating(tmp_path, trained_run, no_allocation):
     import shutil
 
     run = tmp_path / "run"
@@ -207,7 +219,7 @@ def test_an_absurd_network_in_a_run_folder_is_refused_before_allocating(tmp_path
     from transfer_studio.config import SurgeryOp
 
     project.surgery.append(SurgeryOp("insert_after", "fc", {"layer": {"type": "Linear", "in_features": 3,
-                                                                      "out_features": 10**6}}))
+                                                                      "out_features": 10**9}}))
     project.save(run / "project.json")
     with pytest.raises(UserError, match="does not fit"):
         export.load_run(run)
