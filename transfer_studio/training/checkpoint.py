@@ -6,9 +6,9 @@ then renamed: a full disk or a crash mid-write leaves the previous file intact.
 
 Integrity: ``checkpoint_last.pt`` carries a SHA-256 of its own content in the zip archive's comment
 (``seal``): still a plain ``torch.save`` file, yet a flipped bit or a cut-off tail is detected on load
-(torch itself checks neither). Before a new checkpoint replaces it, the current one becomes
+(torch itself checks neither). When a new checkpoint replaces it, the one it replaced becomes
 ``checkpoint_prev.pt`` (a hard link: no copy); a damaged latest checkpoint is set aside and the
-previous one is used, with a note saying so. ``run_lock`` keeps one process at a time writing a run
+previous one is used, with a note saying so. ``run_lock`` (core.run_folder) keeps one process at a time writing a run
 folder, and tells a live run from one whose process was killed.
 
 Weights that no phase of the run ever trains (the frozen backbone of a head-only run) are written
@@ -145,8 +145,9 @@ def verify_seal(data: bytes) -> str | None:
 
 
 def write_checkpoint(path: Path, payload: bytes) -> None:
-    """Seal ``payload`` and write it atomically as ``path``; the file it replaces is kept as
-    ``checkpoint_prev.pt`` first (so at every moment the latest name holds a complete file)."""
+    """Seal ``payload`` and write it atomically as ``path``; once the new file is in place, the one it
+    replaced becomes ``checkpoint_prev.pt`` (at every moment both names hold complete files, and a
+    failed write leaves the folder as it was)."""
     path = Path(path)
     data = seal(payload)
     prev = path.with_name(PREVIOUS)
@@ -160,6 +161,7 @@ def write_checkpoint(path: Path, payload: bytes) -> None:
         raise
     if held is not None:
         os.replace(held, prev)
+        config.fsync_dir(path.parent)
 
 
 def _link_aside(path: Path, prev: Path) -> Path:
