@@ -246,6 +246,12 @@ def test_the_latest_run_is_shown_without_a_click(qtbot, trained, tmp_path):
     page = make_page(qtbot, project)
     assert page.selected_runs() == [recs[1].run_dir]  # the newest
     assert set(page.curves()) == {recs[1].run_dir}
+    qtbot.wait(50)
+    for widget in (page.acc_plot, page.loss_plot):  # no "loss (x0.001)", whole epochs on x
+        plot = widget.getPlotItem()
+        assert "(x" not in plot.getAxis("left").labelString() and plot.getAxis("left").autoSIPrefixScale == 1.0
+        (_spacing, ticks), *_ = plot.getAxis("bottom").tickValues(0.8, 2.2, 500)
+        assert ticks and all(float(t).is_integer() for t in ticks)
     project.runs = [recs[2]]  # its folder is gone: nothing to draw, nothing selected
     page.reload()
     assert page.selected_runs() == []

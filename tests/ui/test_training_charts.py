@@ -96,3 +96,10 @@ def test_a_run_without_a_learning_rate_says_so(qtbot, charts):
     _run(charts, epochs=2)
     assert not charts.lr_missing and charts.lr_chart.plot.titleLabel.text == "Learning rate"
     assert axis.style["showValues"]
+
+
+def test_the_epoch_axis_shows_whole_epochs_only(charts):
+    axis = charts.loss_chart.plot.getAxis("bottom")
+    for lo, hi in ((0.0, 1.0), (0.0, 5.0), (0.0, 60.0)):
+        levels = axis.tickValues(lo, hi, 400)
+        assert levels and all(float(t).is_integer() for _s, ticks in levels for t in ticks)

@@ -142,11 +142,29 @@ class ScientificAxis(pg.AxisItem):
         return [sci_tick(float(v) * scale, float(spacing) * scale) for v in values]
 
 
+class EpochAxis(pg.AxisItem):
+    """An epoch axis: whole epochs only (no "1.5" or "0.2" ticks), never SI-scaled."""
+
+    def __init__(self, orientation: str = "bottom", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph override
+        levels = [(spacing, values) for spacing, values in super().tickValues(minVal, maxVal, size)
+                  if spacing >= 1]
+        if levels:
+            return levels
+        lo, hi = math.ceil(minVal), math.floor(maxVal)
+        return [(1.0, [float(v) for v in range(lo, hi + 1)])] if hi >= lo else []
+
+
 class _Chart:
     """One PlotWidget and its curves."""
 
     def __init__(self, title: str, y_label: str, *, scientific: bool = False):
-        axes = {"left": ScientificAxis("left")} if scientific else None
+        axes = {"bottom": EpochAxis("bottom")}
+        if scientific:
+            axes["left"] = ScientificAxis("left")
         self.widget = pg.PlotWidget(axisItems=axes)
         # No automatic SI scaling on any axis: it turned a loss of 0.64 into "loss (x0.001)" ~ 640.
         for name in ("left", "bottom"):

@@ -323,9 +323,12 @@ class RunsPage(QWidget):
         if self.acc_plot is not None:
             return
         pg.setConfigOptions(antialias=True)
-        self.acc_plot = pg.PlotWidget()
+        from transfer_studio.ui.plots import EpochAxis
+
+        # Whole epochs on x; no SI scaling on y (a loss of 0.68 read "loss (x0.001)" ~ 680).
+        self.acc_plot = pg.PlotWidget(axisItems={"bottom": EpochAxis()})
         self.acc_plot.setObjectName("runs_accuracy_plot")
-        self.loss_plot = pg.PlotWidget()
+        self.loss_plot = pg.PlotWidget(axisItems={"bottom": EpochAxis()})
         self.loss_plot.setObjectName("runs_loss_plot")
         for widget, title_text, y in ((self.acc_plot, "Validation accuracy", "accuracy (%)"),
                                       (self.loss_plot, "Loss (solid: validation, dashed: training)", "loss")):
@@ -333,6 +336,7 @@ class RunsPage(QWidget):
             plot.setTitle(title_text)
             plot.setLabel("bottom", "epoch")
             plot.setLabel("left", y)
+            plot.getAxis("left").enableAutoSIPrefix(False)
             plot.showGrid(x=True, y=True, alpha=0.15)
             plot.setMenuEnabled(False)
             widget.setMinimumSize(240, 180)
