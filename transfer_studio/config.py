@@ -22,7 +22,7 @@ from typing import Any
 
 from transfer_studio.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: train.user_set (which values the user set explicitly; older files migrate)
 PROJECT_SUFFIX = ".tsproj"
 
 
@@ -96,6 +96,29 @@ class TrainSpec:
     seed: int = 0
     num_workers: int | None = None  # None = chosen for the device and core count
     allow_oom_retry: bool = False
+    # Values the user set explicitly (names from EXPLICIT_FIELDS): the advisor's suggestion, applied by
+    # strategy "auto" or anything else, never replaces them (``core.strategy.apply_suggestion``).
+    user_set: list[str] = field(default_factory=list)
+
+
+# What "user_set" may name: training values, the augmentation (preset and overrides) and the freeze
+# map (freeze / unfreeze / freeze_before surgery).
+EXPLICIT_FIELDS = ("epochs", "batch_size", "lr", "body_lr_factor", "head_epochs", "warmup_epochs",
+                   "label_smoothing", "augment", "freeze")
+
+
+def mark_user_set(train: TrainSpec, *names: str) -> None:
+    """Record that the user chose these values (they then win over the advisor's)."""
+    for name in names:
+        if name not in EXPLICIT_FIELDS:
+            raise ValueError(f"not an explicit setting: {name}")
+        if name not in train.user_set:
+            train.user_set.append(name)
+
+
+def clear_user_set(train: TrainSpec, *names: str) -> None:
+    """Give these values back to the advisor (all of them without names)."""
+    train.user_set[:] = [n for n in train.user_set if names and n not in names]
 
 
 @dataclass
@@ -146,6 +169,8 @@ class Project:
                 f"project file was written by a newer Transfer Studio (schema {version}; this version "
                 f"reads up to {SCHEMA_VERSION}). Update Transfer Studio to open it."
             )
+        if version < 2:
+            data = _migrate_v1(data)
         try:
             project = _from_dict(cls, data)
         except (TypeError, ValueError, KeyError) as exc:
@@ -172,6 +197,32 @@ class Project:
         return cls.from_dict(data)
 
 
+
+
+def _migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 had no record of which values the user set. A value that differs from the default was
+    set by someone — the user, or a suggestion they applied — so it is kept (user-wins); freeze
+    surgery counts as the user's unless it is the single op a suggestion writes."""
+    data = json.loads(json.dumps(data))  # a copy
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return data
+    defaults = TrainSpec()
+    marked = [name for name in EXPLICIT_FIELDS[:-2] if name in train and train[name] != getattr(defaults, name)]
+    augment = data.get("augment")
+    if isinstance(augment, dict) and (augment.get("preset", "light") != AugmentSpec().preset or augment.get("params")):
+        marked.append("augment")
+    surgery = data.get("surgery")
+    if isinstance(surgery, list):
+        freeze = [op for op in surgery if isinstance(op, dict) and op.get("op") in ("freeze", "unfreeze", "freeze_before")]
+        from_suggestion = (len(freeze) == 1 and surgery and surgery[0] is freeze[0]
+                           and (freeze[0].get("op") == "freeze_before"
+                                or (freeze[0].get("op") == "freeze" and freeze[0].get("target") == "*")))
+        if freeze and not from_suggestion:
+            marked.append("freeze")
+    train.setdefault("user_set", marked)
+    data["schema_version"] = 2
+    return data
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

@@ -39,7 +39,7 @@ def test_choice_by_data_size_with_real_block_names(per_class: int, approach: int
     assert f"about {per_class:,} images per class" in s.reason
     assert s.time_budget_hours == AMPLE and s.estimated_hours == s.estimates_hours[name] > 0
     if name == "head":
-        assert s.trainable == ["fc"] and s.unfreeze_from is None and s.augment == "light"
+        assert s.trainable == ["fc"] and s.unfreeze_from is None and s.augment == "none"
         assert "only a new output layer" in s.reason
     elif name == "partial":
         assert s.unfreeze_from == s.trainable[0] and s.unfreeze_from.startswith(("layer3", "layer4"))
@@ -114,23 +114,20 @@ def test_bad_arguments() -> None:
         suggest(_report(20), "resnet_18_typo", device="cpu", throughput_gflops=50)
 
 
-def test_a_different_domain_moves_the_cut_earlier(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_similarity_probe_informs_but_does_not_change_the_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It moved the sample from head to partial: 19 min for 85.0% instead of 2 min for 86.3%. The
+    cross-validated probe on the training images measures what it tried to guess (docs/strategy.md)."""
     def fake_probe(similar: bool):
         return lambda report, model: {"images": 64, "mean_confidence": 0.6 if similar else 0.05,
                                       "threshold": 0.15, "similar": similar}
 
-    monkeypatch.setattr(strategy, "similarity_probe", fake_probe(True))
-    same = suggest(_report(200), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True, throughput_gflops=50)
-    monkeypatch.setattr(strategy, "similarity_probe", fake_probe(False))
-    other = suggest(_report(200), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True, throughput_gflops=50)
-    assert same.name == other.name == "partial"
-    assert RESNET18_BLOCKS.index(other.unfreeze_from) < RESNET18_BLOCKS.index(same.unfreeze_from)
-    assert other.probe["similar"] is False and "unlike the photos" in other.reason
-    small = suggest(_report(50), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True, throughput_gflops=50)
-    assert small.name == "partial" and small.data_choice == 1  # not tiny, different domain: adapt a block
-    assert small.trainable == ["layer4.0", "layer4.1", "fc"]  # only the last 20% of the body
-    tiny = suggest(_report(20), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True, throughput_gflops=50)
-    assert tiny.name == "head"  # too few images to adapt pretrained blocks, whatever the domain
+    for n in (20, 50, 200):
+        plain = suggest(_report(n), "resnet18", device="cpu", time_budget_hours=AMPLE, throughput_gflops=50)
+        monkeypatch.setattr(strategy, "similarity_probe", fake_probe(False))
+        other = suggest(_report(n), "resnet18", device="cpu", time_budget_hours=AMPLE, probe=True,
+                        throughput_gflops=50)
+        assert (other.name, other.unfreeze_from) == (plain.name, plain.unfreeze_from)
+        assert other.probe["similar"] is False and "unlike the photos" in other.reason
 
 
 def test_similarity_probe_tells_photos_from_digits(tmp_path, digits_folder) -> None:

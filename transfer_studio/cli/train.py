@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from transfer_studio.config import EXPLICIT_FIELDS, mark_user_set
 from transfer_studio.errors import Cancelled, UserError
 
 NAME = "train"
@@ -112,12 +113,16 @@ def _apply_flags(project, args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size", "lr", "image_size", "device"):
         if getattr(args, name) is not None:
             setattr(t, name, getattr(args, name))
+            if name in EXPLICIT_FIELDS:
+                mark_user_set(t, name)  # a flag is an explicit choice: the advisor keeps it
     if args.workers is not None:
         if args.workers < 0:
             raise UserError("--workers must be 0 or more")
         t.num_workers = args.workers
     if args.augment is not None:
         project.augment.preset = args.augment
+        project.augment.params = {}
+        mark_user_set(t, "augment")
     if args.val_split is not None:
         project.data.val_split = args.val_split
     if args.seed is not None:
@@ -126,18 +131,24 @@ def _apply_flags(project, args: argparse.Namespace) -> None:
 
 
 def _resolve_auto(project, args: argparse.Namespace) -> None:
-    """Apply the advisor's suggestion, then the explicit flags again (the user's choice wins)."""
-    from transfer_studio.core import dataset, strategy
+    """The advisor's suggestion, measured on the training images (training.engine.resolve_auto: the
+    values set explicitly, by flags or in the saved project, win)."""
+    from transfer_studio.core import dataset
+    from transfer_studio.training.engine import resolve_auto
 
     report = dataset.scan(project.data.root)
-    s = strategy.suggest(report, project.model.name, device=project.train.device)
-    strategy.apply_suggestion(project, s)
-    if project.train.strategy == "auto":
-        project.train.strategy = s.name
-    _apply_flags(project, args)
-    if project.train.strategy == "auto":
-        project.train.strategy = s.name
-    print(f"advisor: {s.name} strategy" + (f" ({s.reason})" if s.reason else ""), file=sys.stderr)
+    show = not getattr(args, "json", False) and sys.stderr.isatty()
+
+    def progress(text: str, fraction: float) -> None:
+        if show:
+            print(f"\radvisor: {text} ({fraction:.0%})\x1b[K", end="", file=sys.stderr, flush=True)
+
+    s, note = resolve_auto(project, report, progress=progress)
+    if show:
+        print("\r\x1b[K", end="", file=sys.stderr)
+    print(f"advisor: {note.removeprefix('auto strategy: ')}", file=sys.stderr)
+    print(f"advisor: expected time {s.estimate_range_s[0]:.0f}-{s.estimate_range_s[1]:.0f} s"
+          if s.estimate_range_s else "", file=sys.stderr)
 
 
 def _build(args: argparse.Namespace):

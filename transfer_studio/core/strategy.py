@@ -20,13 +20,13 @@ import functools
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from transfer_studio.config import Project, SurgeryOp
+from transfer_studio.config import EXPLICIT_FIELDS, Project, SurgeryOp, clear_user_set
 from transfer_studio.core.dataset import ScanReport
 from transfer_studio.errors import UserError
 
@@ -40,7 +40,23 @@ FULL_MIN_TOTAL = 5_000  # ... and this many in total: fine-tune everything
 # Share of the body's blocks trained by "partial": grows from 20% at HEAD_MAX_PER_CLASS images per
 # class to 50% at FULL_MIN_PER_CLASS (log scale); a different domain (probe) moves the cut earlier.
 PARTIAL_SHARE = (0.2, 0.5)
-DOMAIN_SHIFT_SHARE = 0.25
+# With evidence: a cross-validated linear probe this accurate leaves fine-tuning nothing to gain.
+PROBE_SUFFICES = 0.97
+# Recipes (docs/strategy.md): the head is fitted to convergence (L-BFGS) on cached features; partial
+# and full start from that head (LP) and fine-tune (FT) with discriminative rates and a warm-up.
+HEAD_EPOCHS = 5  # L-BFGS epochs of the head strategy (converged fits stop early)
+HEAD_AUGMENT = "none"
+HEAD_AUGMENT_REASON = ("The new output layer is fitted on the images as the network sees them: augmented "
+                       "copies did not improve the head on the benchmark (docs/strategy.md).")
+LP_EPOCHS = 1  # the head phase of partial and full: one L-BFGS epoch runs the fit to convergence
+FT_STEPS = 200  # optimiser steps fine-tuning aims for ...
+FT_EPOCHS = (5, 15)  # ... within these epochs
+FT_WARMUP_EPOCHS = 1.0
+FT_LABEL_SMOOTHING = 0.1
+FT_AUGMENT = "medium"
+DEFAULT_HEAD_LR = 1e-3  # without a learning-rate range test
+BODY_LR_FACTOR = 0.1
+ROTATE_DEGREES = 15.0
 DEFAULT_TIME_BUDGET_HOURS = 2.0
 VAL_SHARE = 0.2  # assumed validation share for a flat folder (DataSpec.val_split's default)
 
@@ -88,20 +104,61 @@ class Suggestion:
     estimates_hours: dict[str, float] = field(default_factory=dict)  # every approach, for comparison
     throughput_gflops: float = 0.0  # effective forward throughput assumed (GFLOP/s)
     throughput_source: str = ""  # "measured" (timed forward) | "estimated" (matmul peak) | "nominal" | "given"
+    # -- from evidence (training.advice): None / empty when the suggestion was made from counts alone
+    estimate_source: str = "flops"  # "trial" (timed steps on this device) | "flops" (a rough model)
+    estimated_seconds: float = 0.0
+    estimate_range_s: list[float] = field(default_factory=list)  # [low, high] of the chosen approach
+    estimates_s: dict[str, list[float]] = field(default_factory=dict)  # approach -> [seconds, low, high]
+    head_epochs: int = 1  # partial/full: epochs of the head fitted alone first (LP of LP-FT)
+    warmup_epochs: float = 0.0  # fine-tuning's own warm-up
+    label_smoothing: float = 0.0
+    augment_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # overrides of the preset
+    augment_reason: str = ""
+    evidence: dict[str, Any] | None = None  # Evidence.to_dict(): cross-validation, lr test, invariances
+
+
+@dataclass
+class Evidence:
+    """What the advisor measured on this project's training images and device (``training.advice``)."""
+
+    train_images: int
+    cv_accuracy: float  # out-of-fold accuracy of the cross-validated linear probe (the head strategy)
+    cv_se: float
+    c: float  # the probe's regularisation chosen by cross-validation
+    folds: int
+    lr: float | None = None  # learning-rate range test on the cached features: the head's rate
+    lr_curve: dict[str, list[float]] = field(default_factory=dict)  # {"lrs": [...], "losses": [...]}
+    invariances: dict[str, dict[str, Any]] = field(default_factory=dict)  # hflip / vflip / rotate checks
+    imagenet_confidence: float | None = None  # mean top-1 probability of the pretrained classifier
+    features_computed: int = 0  # images the backbone ran on (the rest came from the feature store)
+    seconds: float = 0.0
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)  # approach name -> trial estimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evidence:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 # -- public API ----------------------------------------------------------------------------------
 
 
 def suggest(report: ScanReport, model_name: str, *, device: str = "auto", time_budget_hours: float | None = None,
-            probe: bool = False, throughput_gflops: float | None = None) -> Suggestion:
+            probe: bool = False, throughput_gflops: float | None = None,
+            evidence: Evidence | None = None) -> Suggestion:
     """Suggest head / partial / full training for ``model_name`` on the scanned data.
 
-    ``throughput_gflops`` (effective forward GFLOP/s of this model) skips the device measurement.
+    With ``evidence`` (``training.advice.gather``: cross-validated probe, learning-rate range test,
+    invariance checks, timed trials) every number comes from a measurement on this data and device;
+    without it the choice follows the image counts and the time is a rough FLOP-based model
+    (``throughput_gflops``, effective forward GFLOP/s, skips the device measurement).
     """
     from transfer_studio.core import catalog
 
-    info = catalog.get_info(model_name)
+    catalog.get_info(model_name)  # an unknown model fails here, before anything is measured
     dev = resolve_device(device)
     budget = DEFAULT_TIME_BUDGET_HOURS if time_budget_hours is None else float(time_budget_hours)
     if not budget > 0:  # also rejects NaN
@@ -115,31 +172,30 @@ def suggest(report: ScanReport, model_name: str, *, device: str = "auto", time_b
     n_train, n_val = _train_val_sizes(report)
 
     probe_result = similarity_probe(report, model_name) if probe else None
-    different = probe_result is not None and not probe_result["similar"]
-
     data_choice = _data_choice(per_class, total)
-    approach = data_choice
-    domain_note = ""
-    if different and approach == 1 and per_class >= HEAD_MAX_PER_CLASS / 2:
-        approach = 2  # different domain and not tiny: retrain the last block rather than none
-        domain_note = "up"
-    if throughput_gflops is not None:
-        if not throughput_gflops > 0:
-            raise UserError(f"throughput must be positive (got {throughput_gflops})")
-        forward, source = 2.0 * net.macs / (float(throughput_gflops) * 1e9), "given"
+    approach = choose_approach(per_class, total, evidence)
+    plans = plans_for(report, model_name, dev, evidence)
+    timings = (evidence.timings if evidence is not None else {}) or {}
+    if all(NAMES[a] in timings for a in (1, 2, 3)):
+        seconds = {a: [float(timings[NAMES[a]][k]) for k in ("seconds", "low", "high")] for a in (1, 2, 3)}
+        source, gflops, tsource = "trial", 0.0, "trial"
     else:
-        forward, source = forward_seconds(model_name, dev, net.macs)
-
-    # Lifted from head by the domain alone: train the smallest share, not the shifted one.
-    shift = different and domain_note != "up"
-    plans = {a: _plan(a, net, info, per_class, n_train, shift, dev) for a in (1, 2, 3)}
-    estimates = {a: _estimate_hours(plans[a], n_train, n_val, report, forward, dev) for a in (1, 2, 3)}
+        if throughput_gflops is not None:
+            if not throughput_gflops > 0:
+                raise UserError(f"throughput must be positive (got {throughput_gflops})")
+            forward, tsource = 2.0 * net.macs / (float(throughput_gflops) * 1e9), "given"
+        else:
+            forward, tsource = forward_seconds(model_name, dev, net.macs)
+        rough = {a: 3600 * _estimate_hours(plans[a], n_train, n_val, report, forward, dev) for a in (1, 2, 3)}
+        seconds = {a: [v, v / 2, v * 2] for a, v in rough.items()}  # "typically right within 2x"
+        source, gflops = "flops", round(2.0 * net.macs / forward / 1e9, 1)
+    estimates = {a: seconds[a][0] / 3600 for a in (1, 2, 3)}
     chosen = approach
     while chosen > 1 and estimates[chosen] > budget:
         chosen -= 1
     plan = plans[chosen]
-    reason = _reason(chosen, approach, plan, net, per_class, total, estimates, budget, dev, domain_note,
-                     probe_result)
+    reason = _reason(chosen, approach, plan, net, per_class, total, estimates, budget, dev, evidence,
+                     probe_result, seconds if source == "trial" else None)
     return Suggestion(
         approach=chosen, name=NAMES[chosen], frozen=plan.frozen, trainable=plan.trainable,
         unfreeze_from=plan.unfreeze_from, lr=plan.lr, body_lr_factor=plan.body_lr_factor, epochs=plan.epochs,
@@ -147,16 +203,48 @@ def suggest(report: ScanReport, model_name: str, *, device: str = "auto", time_b
         time_budget_hours=budget, stepped_down=chosen < approach, reason=reason, probe=probe_result,
         model=model_name, device=dev, images_per_class=per_class, data_choice=data_choice,
         estimates_hours={NAMES[a]: _round_hours(h) for a, h in estimates.items()},
-        throughput_gflops=round(2.0 * net.macs / forward / 1e9, 1), throughput_source=source,
+        throughput_gflops=gflops, throughput_source=tsource, estimate_source=source,
+        estimated_seconds=round(seconds[chosen][0], 1), estimate_range_s=[round(v, 1) for v in seconds[chosen][1:]],
+        estimates_s={NAMES[a]: [round(v, 1) for v in seconds[a]] for a in (1, 2, 3)},
+        head_epochs=plan.head_epochs, warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
+        augment_params=plan.augment_params, augment_reason=plan.augment_reason,
+        evidence=evidence.to_dict() if evidence is not None else None,
     )
 
 
-def apply_suggestion(project: Project, suggestion: Suggestion) -> None:
-    """Write the suggestion into the project: training settings, augmentation preset, freeze op.
+def choose_approach(per_class: float, total: int, evidence: Evidence | None) -> int:
+    """The approach the data calls for (before the time budget): docs/strategy.md gives each
+    threshold and the benchmark rows behind it."""
+    data = _data_choice(per_class, total)
+    if evidence is None:
+        return data
+    if evidence.cv_accuracy >= PROBE_SUFFICES:
+        return 1  # the frozen features already separate the classes: nothing left to gain
+    return data
 
-    Earlier freeze/unfreeze ops are replaced; other surgery (head replacement, inserted layers) is
-    kept. The freeze op goes first, so layers that surgery adds or replaces stay trainable; for
-    "head" everything is frozen and the trainer trains the (new) head.
+
+def plans_for(report: ScanReport, model_name: str, device: str, evidence: Evidence | None = None,
+              ) -> dict[int, Plan]:
+    """The recipe of each approach (1 head, 2 partial, 3 full) for this data, model and device."""
+    from transfer_studio.core import catalog
+
+    info = catalog.get_info(model_name)
+    net = _network_facts(model_name)
+    per_class = _median([report.counts[c] for c in report.classes])
+    n_train, _ = _train_val_sizes(report)
+    return {a: _plan(a, net, info, per_class, n_train, device, evidence) for a in (1, 2, 3)}
+
+
+def apply_suggestion(project: Project, suggestion: Suggestion, *, override_user: bool = False) -> list[str]:
+    """Write the suggestion into the project: training settings, augmentation, freeze op.
+
+    One rule, for the CLI and the app: what the user set explicitly (``train.user_set``) wins, and
+    stays; only the other values take the suggestion's. ``override_user`` (the Strategy page's
+    "Apply this suggestion", an explicit choice) replaces them too and gives them back to the advisor.
+    Earlier freeze/unfreeze ops are replaced (unless the user set the freeze map); other surgery
+    (head replacement, inserted layers) is kept. The freeze op goes first, so layers that surgery
+    adds or replaces stay trainable; for "head" everything is frozen and the trainer trains the
+    (new) head. Returns the names of the values kept because the user set them.
     """
     if suggestion.model and project.model.name != suggestion.model:
         raise UserError(f"this suggestion is for {suggestion.model}, but the project uses "
@@ -166,20 +254,32 @@ def apply_suggestion(project: Project, suggestion: Suggestion) -> None:
     if suggestion.name == "partial" and not suggestion.unfreeze_from:
         raise UserError("a partial strategy needs the first block to train (unfreeze_from)")
     t = project.train
+    if override_user:
+        clear_user_set(t)
+    mine = set(t.user_set)
     t.strategy = suggestion.name
-    t.unfreeze_from = suggestion.unfreeze_from if suggestion.name == "partial" else None
-    t.lr = suggestion.lr
-    t.body_lr_factor = suggestion.body_lr_factor
-    t.epochs = suggestion.epochs
-    t.batch_size = suggestion.batch_size
-    project.augment.preset = suggestion.augment
-    kept = [op for op in project.surgery if op.op not in ("freeze", "unfreeze", "freeze_before")]
-    freeze: list[SurgeryOp] = []
-    if suggestion.name == "partial":
-        freeze.append(SurgeryOp("freeze_before", suggestion.unfreeze_from or ""))
-    elif suggestion.name == "head":
-        freeze.append(SurgeryOp("freeze", "*"))
-    project.surgery = freeze + kept
+    values = {"lr": suggestion.lr, "body_lr_factor": suggestion.body_lr_factor, "epochs": suggestion.epochs,
+              "batch_size": suggestion.batch_size, "head_epochs": suggestion.head_epochs,
+              "warmup_epochs": suggestion.warmup_epochs, "label_smoothing": suggestion.label_smoothing}
+    for name, value in values.items():
+        if name not in mine:
+            setattr(t, name, value)
+    if "augment" not in mine:
+        project.augment.preset = suggestion.augment
+        project.augment.params = {k: dict(v) for k, v in suggestion.augment_params.items()}
+    if "freeze" in mine:
+        # The user's freeze map decides what partial trains (finetune.plan reads it).
+        t.unfreeze_from = None
+    else:
+        t.unfreeze_from = suggestion.unfreeze_from if suggestion.name == "partial" else None
+        kept = [op for op in project.surgery if op.op not in ("freeze", "unfreeze", "freeze_before")]
+        freeze: list[SurgeryOp] = []
+        if suggestion.name == "partial":
+            freeze.append(SurgeryOp("freeze_before", suggestion.unfreeze_from or ""))
+        elif suggestion.name == "head":
+            freeze.append(SurgeryOp("freeze", "*"))
+        project.surgery = freeze + kept
+    return [n for n in EXPLICIT_FIELDS if n in mine]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -364,7 +464,7 @@ def _flops_per_block(model: nn.Module, blocks: list[str], size: int) -> tuple[di
 
 
 @dataclass
-class _Plan:
+class Plan:
     approach: int
     frozen: list[str]
     trainable: list[str]
@@ -372,9 +472,14 @@ class _Plan:
     trained_flop_share: float  # share of the forward cost that also runs backward
     lr: float
     body_lr_factor: float
-    epochs: int
+    epochs: int  # all epochs, the head phase's included
     batch_size: int
     augment: str
+    head_epochs: int = 0  # partial/full: the head fitted alone first
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    augment_reason: str = ""
 
 
 def _data_choice(per_class: float, total: int) -> int:
@@ -385,12 +490,11 @@ def _data_choice(per_class: float, total: int) -> int:
     return 2
 
 
-def _partial_share(per_class: float, different: bool) -> float:
+def _partial_share(per_class: float) -> float:
     lo, hi = PARTIAL_SHARE
     span = math.log(FULL_MIN_PER_CLASS / HEAD_MAX_PER_CLASS)
     t = min(1.0, max(0.0, math.log(max(per_class, 1.0) / HEAD_MAX_PER_CLASS) / span))
-    share = lo + (hi - lo) * t
-    return min(0.75, share + DOMAIN_SHIFT_SHARE) if different else share
+    return lo + (hi - lo) * t
 
 
 def _batch_size(approach: int, info: Any, n_train: int, device: str) -> int:
@@ -404,30 +508,67 @@ def _batch_size(approach: int, info: Any, n_train: int, device: str) -> int:
     return bs
 
 
-def _plan(approach: int, net: _NetworkFacts, info: Any, per_class: float, n_train: int, different: bool,
-          device: str) -> _Plan:
+def fine_tune_epochs(steps_per_epoch: int) -> int:
+    """Fine-tuning epochs: about FT_STEPS optimiser steps, within FT_EPOCHS."""
+    lo, hi = FT_EPOCHS
+    return int(min(hi, max(lo, math.ceil(FT_STEPS / max(1, steps_per_epoch)))))
+
+
+def augmentation(approach: int, evidence: Evidence | None) -> tuple[str, dict[str, dict[str, Any]], str]:
+    """(preset, overrides, why): the head strategy fits on the images as the model sees them;
+    fine-tuning uses the medium preset without the flips or rotations the classes do not survive
+    (checked on the training images' features when evidence is given)."""
+    if approach == 1:
+        return HEAD_AUGMENT, {}, HEAD_AUGMENT_REASON
+    overrides: dict[str, dict[str, Any]] = {}
+    kept, dropped = [], []
+    checks = evidence.invariances if evidence is not None else {}
+    for name, transform in (("hflip", "hflip"), ("rotate", "rotation")):
+        check = checks.get(name)
+        if check is None:
+            continue
+        label = {"hflip": "mirroring left-right", "rotate": f"rotating by {ROTATE_DEGREES:g} degrees"}[name]
+        if check.get("preserves", True):
+            kept.append(label)
+        else:
+            overrides[transform] = {"enabled": False}
+            dropped.append(f"{label} changes what the images show (a probe trained on the originals got "
+                           f"{check['transformed_accuracy']:.0%} of the transformed copies right, "
+                           f"{check['accuracy']:.0%} of the originals)")
+    why = ""
+    if dropped:
+        why = "Off: " + "; ".join(dropped) + "."
+    if kept:
+        why += (" " if why else "") + "Kept: " + " and ".join(kept) + " leave the classes as they are."
+    if evidence is None:
+        why = "Flips and rotations were not checked on your images (no evidence gathered)."
+    return FT_AUGMENT, overrides, why
+
+
+def _plan(approach: int, net: _NetworkFacts, info: Any, per_class: float, n_train: int, device: str,
+          evidence: Evidence | None) -> Plan:
     body = [b for b in net.blocks if b != net.head]
     bs = _batch_size(approach, info, n_train, device)
     steps = max(1, math.ceil(n_train / bs))
+    preset, overrides, why = augmentation(approach, evidence)
+    head_lr = evidence.lr if evidence is not None and evidence.lr else DEFAULT_HEAD_LR
     if approach == 1:
-        # Cached features make head epochs nearly free: aim for ~600 optimiser steps.
-        epochs = min(60, max(20, math.ceil(600 / steps)))
-        # A linear head on frozen features takes a larger step than a network being fine-tuned:
-        # on digits + EfficientNet-Lite0 (600 AdamW steps) 1e-3 reached 0.79 validation accuracy, 1e-2 0.83.
-        return _Plan(1, body, [net.head], None, 0.0, 1e-2, 0.1, epochs, bs, "light")
+        return Plan(1, body, [net.head], None, 0.0, head_lr, BODY_LR_FACTOR, HEAD_EPOCHS, bs, preset,
+                    augment_params=overrides, augment_reason=why)
+    epochs = LP_EPOCHS + fine_tune_epochs(steps)
+    common = dict(head_epochs=LP_EPOCHS, warmup_epochs=FT_WARMUP_EPOCHS, label_smoothing=FT_LABEL_SMOOTHING,
+                  augment_params=overrides, augment_reason=why)
     if approach == 3:
-        epochs = 10 if n_train < 50_000 else 6
-        return _Plan(3, [], list(net.blocks), None, 1.0, 1e-3, 0.1, epochs, bs, "medium")
+        return Plan(3, [], list(net.blocks), None, 1.0, head_lr, BODY_LR_FACTOR, epochs, bs, preset, **common)
     # partial: cut at a "significant" block (norm layers and other tiny units are not cut points).
     sizes = sorted(net.params[b] for b in body)
     floor = 0.2 * sizes[len(sizes) // 2] if sizes else 0
     candidates = [i for i, b in enumerate(body) if net.params[b] >= floor and i > 0] or [len(body) - 1]
-    k = max(1, round(_partial_share(per_class, different) * len(candidates)))
+    k = max(1, round(_partial_share(per_class) * len(candidates)))
     cut = candidates[-k]
     trainable = body[cut:] + [net.head]
     share = sum(net.flop_share.get(b, 0.0) for b in trainable)
-    epochs = 15 if n_train < 5_000 else 10
-    return _Plan(2, body[:cut], trainable, body[cut], share, 1e-3, 0.1, epochs, bs, "medium")
+    return Plan(2, body[:cut], trainable, body[cut], share, head_lr, BODY_LR_FACTOR, epochs, bs, preset, **common)
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -452,15 +593,15 @@ def _decode_seconds(report: ScanReport) -> float:
     return _DECODE_S[0] + _DECODE_S[1] * pixels
 
 
-def _estimate_hours(plan: _Plan, n_train: int, n_val: int, report: ScanReport, forward: float,
+def _estimate_hours(plan: Plan, n_train: int, n_val: int, report: ScanReport, forward: float,
                     device: str) -> float:
     """Hours of training for ``plan``; ``forward`` is seconds per image of one forward pass."""
     cores = max(1, os.cpu_count() or 1)
     decode = _decode_seconds(report) / min(cores, 8)  # images decode in parallel workers
     if plan.approach == 1:
-        # Features computed once per augmented pass (+ validation once); the head then trains on
-        # cached features in a fraction of a second per epoch.
-        images = n_train * _CACHE_PASSES + n_val
+        # Features computed once (+ validation once); the head then fits on cached features in a
+        # fraction of a second per epoch.
+        images = n_train * (1 + (_CACHE_PASSES if plan.augment != "none" else 0)) + n_val
         head_epochs = plan.epochs * (n_train + n_val) * 2e-6
         seconds = _combine(images * forward, images * decode, device) + head_epochs
     else:
@@ -525,9 +666,19 @@ def _blocks_text(names: list[str]) -> str:
     return f"the last block ({names[0]})" if len(names) == 1 else f"the last {len(names)} blocks (from {names[0]} on)"
 
 
-def _reason(chosen: int, wanted: int, plan: _Plan, net: _NetworkFacts, per_class: float, total: int,
-            estimates: dict[int, float], budget: float, device: str, domain_note: str,
-            probe: dict[str, Any] | None) -> str:
+def _range_text(seconds: list[float]) -> str:
+    lo, hi = seconds[1], seconds[2]
+    if hi < 60:
+        return "under a minute"
+    if hi < 3600:
+        a, b = max(1, round(lo / 60)), max(1, round(hi / 60))
+        return f"about {a} min" if a == b else f"{a}-{b} min"
+    return f"{lo / 3600:.1f}-{hi / 3600:.1f} h"
+
+
+def _reason(chosen: int, wanted: int, plan: Plan, net: _NetworkFacts, per_class: float, total: int,
+            estimates: dict[int, float], budget: float, device: str, evidence: Evidence | None,
+            probe: dict[str, Any] | None, ranges: dict[int, list[float]] | None = None) -> str:
     data = f"about {_count_text(per_class)} images per class ({_count_text(total)} in total)"
     domain = ""
     if probe is not None and not probe["similar"]:
@@ -535,21 +686,24 @@ def _reason(chosen: int, wanted: int, plan: _Plan, net: _NetworkFacts, per_class
                   f"{probe['mean_confidence']:.0%} sure of what it sees)")
     elif probe is not None:
         domain = ", and they resemble the photos the network was trained on"
-    if wanted == 1:
+    fit = ""
+    if evidence is not None:
+        fit = (f" A linear classifier on the frozen network's features already gets {evidence.cv_accuracy:.0%} "
+               f"of your training images right in {evidence.folds}-fold cross-validation.")
+    if wanted == 1 and evidence is not None and evidence.cv_accuracy >= PROBE_SUFFICES:
+        first = (f"With {data}{domain}:{fit} That leaves retraining pretrained layers little to gain, so "
+                 "the network stays frozen and only a new output layer learns your classes.")
+    elif wanted == 1:
         first = (f"With {data}{domain}, retraining pretrained layers would mostly memorise your images, "
-                 "so the network stays frozen and only a new output layer learns your classes.")
+                 "so the network stays frozen and only a new output layer learns your classes." + fit)
     elif wanted == 2:
         trained = [b for b in plan.trainable if b != net.head] if chosen == 2 else None
         what = _blocks_text(trained) if trained else "the last blocks"
-        if domain_note == "up":
-            first = (f"With {data}{domain}, the last block(s) should adapt to them while the early layers "
-                     "keep their general features.")
-        else:
-            first = (f"With {data}{domain}, there is enough to adapt {what} while the early layers keep "
-                     "their general-purpose features; the new output layer is trained first.")
+        first = (f"With {data}{domain}, there is enough to adapt {what} while the early layers keep "
+                 "their general-purpose features; the new output layer is fitted first." + fit)
     else:
         first = (f"With {data}{domain}, there is enough data to fine-tune the whole network from its "
-                 "pretrained weights, which usually gives the best accuracy.")
+                 "pretrained weights, which usually gives the best accuracy." + fit)
     where = "the GPU" if device == "cuda" else "Apple MPS" if device == "mps" else "this computer's CPU"
     if chosen < wanted:
         second = (f"That would take {_hours_text(estimates[wanted])} on {where}, over the "
@@ -562,6 +716,9 @@ def _reason(chosen: int, wanted: int, plan: _Plan, net: _NetworkFacts, per_class
     elif estimates[chosen] > budget:
         second = (f"Even this takes {_hours_text(estimates[chosen])} on {where}, over the {budget:g} h "
                   "budget: use fewer epochs, smaller images or a faster device.")
+    elif ranges is not None:
+        second = (f"Training should take {_range_text(ranges[chosen])} on {where} (timed on a few real "
+                  "training steps).")
     else:
         second = f"Training should take {_hours_text(estimates[chosen])} on {where}."
     return f"{first} {second}"

@@ -120,14 +120,19 @@ def ensure_head(project: Project, num_classes: int) -> str | None:
     return None
 
 
-def _resolve_auto(project: Project, report: Any) -> str:
+def resolve_auto(project: Project, report: Any, *, progress: Any = None, check: Any = None) -> tuple[Any, str]:
+    """Strategy "auto": the advisor's suggestion (measured on the project's training images, see
+    ``training.advice``) applied to ``project``, except the values the user set explicitly. The
+    CLI and the app both resolve Auto here. Returns (suggestion, a note for the run's log)."""
     from transfer_studio.core import strategy as core_strategy
+    from transfer_studio.training import advice
 
-    s = core_strategy.suggest(report, project.model.name, device=project.train.device)
-    core_strategy.apply_suggestion(project, s)
-    if project.train.strategy == "auto":
-        project.train.strategy = s.name
-    return f"auto strategy: {s.name} ({s.reason})" if s.reason else f"auto strategy: {s.name}"
+    s = advice.advise(project, report, progress=progress, check=check)
+    kept = core_strategy.apply_suggestion(project, s)
+    note = f"auto strategy: {s.name}" + (f" ({s.reason})" if s.reason else "")
+    if kept:
+        note += f"; kept your own {', '.join(kept)}"
+    return s, note
 
 
 def _load_resume(project: Project | None, run_dir: Path) -> tuple[Project, dict[str, Any] | None, list[str]]:
@@ -179,7 +184,7 @@ def prepare(project: Project | None, *, run_dir: str | Path | None = None, resum
     snapshot.data.classes = list(split.classes)
     num_classes = len(split.classes)
     if t.strategy == "auto":
-        notes.append(_resolve_auto(snapshot, split.report))
+        notes.append(resolve_auto(snapshot, split.report)[1])
         validate_train_spec(snapshot)
     head_note = ensure_head(snapshot, num_classes)
     if head_note:

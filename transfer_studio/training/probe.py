@@ -282,7 +282,7 @@ def lr_range_test(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, start: 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        avg = beta * avg + (1 - beta) * float(loss)
+        avg = beta * avg + (1 - beta) * loss.item()
         smooth = avg / (1 - beta ** (i + 1))
         lrs.append(lr)
         losses.append(smooth)

@@ -32,9 +32,13 @@ import torch.nn.functional as F
 from transfer_studio.config import Project, atomic_write_text
 
 TRIAL_VERSION = 2
-WARMUP_STEPS = 2
-TIMED_STEPS = 3
+WARMUP_STEPS = 1
+TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
+# Large batches take seconds per step on a CPU: the trial times two small batches there and
+# extrapolates to the run's batch size along time = fixed + per image x batch (the fixed part, such as
+# the optimiser step, is large on a CPU: per image, batch 8 cost 2-5x batch 32 on the 2-core machine).
+CPU_TRIAL_BATCHES = (4, 12)
 LOAD_SAMPLE = 24  # images decoded and augmented to time loading
 EPOCH_OVERHEAD_S = 0.05  # per epoch: checkpoint serialisation, events, bookkeeping (measured ~0.02-0.08)
 
@@ -137,7 +141,6 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
              device: torch.device, precision: Any, check: Callable[[], None] | None) -> Compute:
     from transfer_studio.core import network
     from transfer_studio.training import device as tdevice
-    from transfer_studio.training import features as tfeatures
     from transfer_studio.training import finetune
 
     t0 = time.perf_counter()
@@ -153,8 +156,11 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
     finetune.apply_trainable(model, trainable)
     frozen_bn = finetune.frozen_batchnorms(model)
     size = network.input_shape(project)
-    x = torch.randn((bs, *size[1:]), device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, num_classes, (bs,), device=device)
+    batches = [b for b in CPU_TRIAL_BATCHES if b < bs] if device.type == "cpu" else []
+    batches = batches if len(batches) == 2 else [bs]
+    data = {b: (torch.randn((b, *size[1:]), device=device).contiguous(memory_format=fmt),
+                torch.randint(0, num_classes, (b,), device=device)) for b in batches}
+    x, y = data[batches[0]]
     params = [p for p in model.parameters() if p.requires_grad]
     try:
         opt = torch.optim.AdamW(params, lr=1e-6, fused=True)
@@ -167,6 +173,7 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
         return torch.autocast(device_type=device.type, dtype=precision.dtype)
 
     def train_step() -> None:
+        x, y = current
         if check is not None:
             check()
         finetune.train_mode(model, frozen_bn)
@@ -180,27 +187,37 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
         opt.step()
 
     def eval_step() -> None:
+        x, _ = current
         if check is not None:
             check()
         model.eval()
         with torch.no_grad(), autocast():
             model(x)
 
-    train_s, spread = _time(train_step, device, bs)
-    eval_s, _ = _time(eval_step, device, bs)
-    capture = None
-    with contextlib.suppress(Exception):  # a network whose head cannot be captured: features = eval
-        finetune.apply_trainable(model, plan.head_params)
-        capture = tfeatures.find_cacheable_head(model, x[:2])
-    if capture is not None:
-        head = dict(model.named_modules())[capture]
+    # What the strategy spends its time on: the head strategy only extracts features (its head fits
+    # on them); partial and full train and validate on images (and extract once, for the head phase).
+    def timed(step: Callable[[], None]) -> tuple[float, float]:
+        """Seconds per image at the run's batch size (extrapolated from two small ones on a CPU)."""
+        nonlocal current
+        points = []
+        for b in batches:
+            current = data[b]
+            points.append((b, *_time(step, device, b)))
+        if len(points) == 1:
+            return points[0][1], points[0][2]
+        (b1, s1, r1), (b2, s2, r2) = points
+        per_image = max(0.0, (s2 * b2 - s1 * b1) / (b2 - b1))
+        fixed = max(0.0, s1 * b1 - per_image * b1)
+        return (fixed + per_image * bs) / bs, max(r1, r2)
 
-        def feature_step() -> None:
-            tfeatures.extract(model, head, [(x, y)], device=device, autocast=autocast)
-
-        feature_s, _ = _time(feature_step, device, bs)
-    else:
-        feature_s = eval_s
+    current = data[batches[0]]
+    train_s = spread = 0.0
+    if strategy != "head":
+        train_s, spread = timed(train_step)
+    eval_s, eval_spread = timed(eval_step)
+    spread = max(spread, eval_spread)
+    # Feature extraction is the same forward stopped at the head: the evaluation time stands for it.
+    feature_s = eval_s
     variable = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if n in trainable)
     return Compute(train_s, eval_s, feature_s, build_s, int(variable * 3), spread, bs, str(device),
                    time.time())
