@@ -55,7 +55,7 @@ FT_WARMUP_EPOCHS = 1.0
 FT_LABEL_SMOOTHING = 0.1
 FT_AUGMENT = "medium"
 DEFAULT_HEAD_LR = 1e-3  # without a learning-rate range test
-BODY_LR_FACTOR = 0.1
+BODY_LR = 1e-4  # AdamW rate of the pretrained blocks in fine-tuning (timm/torchvision fine-tuning range)
 ROTATE_DEGREES = 15.0
 DEFAULT_TIME_BUDGET_HOURS = 2.0
 VAL_SHARE = 0.2  # assumed validation share for a flat folder (DataSpec.val_split's default)
@@ -552,14 +552,16 @@ def _plan(approach: int, net: _NetworkFacts, info: Any, per_class: float, n_trai
     steps = max(1, math.ceil(n_train / bs))
     preset, overrides, why = augmentation(approach, evidence)
     head_lr = evidence.lr if evidence is not None and evidence.lr else DEFAULT_HEAD_LR
+    # The pretrained body learns at BODY_LR whatever the head's rate: its factor follows from both.
+    factor = float(f"{BODY_LR / head_lr:.3g}")
     if approach == 1:
-        return Plan(1, body, [net.head], None, 0.0, head_lr, BODY_LR_FACTOR, HEAD_EPOCHS, bs, preset,
+        return Plan(1, body, [net.head], None, 0.0, head_lr, factor, HEAD_EPOCHS, bs, preset,
                     augment_params=overrides, augment_reason=why)
     epochs = LP_EPOCHS + fine_tune_epochs(steps)
     common = dict(head_epochs=LP_EPOCHS, warmup_epochs=FT_WARMUP_EPOCHS, label_smoothing=FT_LABEL_SMOOTHING,
                   augment_params=overrides, augment_reason=why)
     if approach == 3:
-        return Plan(3, [], list(net.blocks), None, 1.0, head_lr, BODY_LR_FACTOR, epochs, bs, preset, **common)
+        return Plan(3, [], list(net.blocks), None, 1.0, head_lr, factor, epochs, bs, preset, **common)
     # partial: cut at a "significant" block (norm layers and other tiny units are not cut points).
     sizes = sorted(net.params[b] for b in body)
     floor = 0.2 * sizes[len(sizes) // 2] if sizes else 0
@@ -568,7 +570,7 @@ def _plan(approach: int, net: _NetworkFacts, info: Any, per_class: float, n_trai
     cut = candidates[-k]
     trainable = body[cut:] + [net.head]
     share = sum(net.flop_share.get(b, 0.0) for b in trainable)
-    return Plan(2, body[:cut], trainable, body[cut], share, head_lr, BODY_LR_FACTOR, epochs, bs, preset, **common)
+    return Plan(2, body[:cut], trainable, body[cut], share, head_lr, factor, epochs, bs, preset, **common)
 
 
 # -- time ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ moved image is found again, and an edited one is recomputed.
 
 Layout: ``ROOT/<space hash>/key.json`` plus shards ``part-*.safetensors``, each holding ``features``
 (N x D float32) and ``digests`` (N x 16 uint8). A shard is written atomically and never changed;
-concurrent writers each add their own shard. ROOT is ``$TS_FEATURE_CACHE`` or the user's cache folder
+concurrent writers each add their own shard. ROOT is ``$TS_FEATURE_CACHE``, the machine setting, or the user's cache folder
 (``~/.cache/transfer-studio/features``).
 """
 
@@ -38,9 +38,16 @@ _spaces: dict[tuple[str, str], FeatureSpace] = {}
 
 
 def default_root() -> Path:
+    """``$TS_FEATURE_CACHE``, else the machine setting (Settings dialog / `transfer-studio settings`),
+    else the user's cache folder."""
     env = os.environ.get(ENV)
     if env:
         return Path(env).expanduser()
+    from transfer_studio import machine_settings
+
+    configured = machine_settings.feature_cache_dir()
+    if configured is not None:
+        return configured.expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "transfer-studio" / "features"
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from transfer_studio.config import Project, atomic_write_text
 
-TRIAL_VERSION = 2
+TRIAL_VERSION = 4
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
@@ -41,6 +41,7 @@ MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least thi
 CPU_TRIAL_BATCHES = (4, 12)
 LOAD_SAMPLE = 24  # images decoded and augmented to time loading
 EPOCH_OVERHEAD_S = 0.05  # per epoch: checkpoint serialisation, events, bookkeeping (measured ~0.02-0.08)
+SETUP_S = 0.5  # a run's own start: scan, split, run folder, frozen weights file
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Compute:
     eval_s: float  # an evaluation forward per image
     feature_s: float  # a forward up to the head's input per image (feature extraction)
     build_s: float  # building the network with its weights
+    warmup_s: float  # a fresh network's first passes (kernel selection, allocation) beyond steady steps
     state_bytes: int  # bytes of the variable state written per checkpoint
     spread: float  # slowest / fastest timed step (for the range shown)
     batch_size: int
@@ -211,15 +213,28 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
         return (fixed + per_image * bs) / bs, max(r1, r2)
 
     current = data[batches[0]]
+    # The first forward of a fresh network at a new input size costs far more than later ones
+    # (kernel and memory setup): a run pays it once for evaluation, once for training.
+    current = (data[batches[0]][0][:2], data[batches[0]][1][:2])
+    t1 = time.perf_counter()
+    eval_step()
+    _sync(device)
+    warmup_s = time.perf_counter() - t1
+    current = data[batches[0]]
     train_s = spread = 0.0
     if strategy != "head":
+        first = time.perf_counter()
+        train_step()
+        _sync(device)
+        first = time.perf_counter() - first
         train_s, spread = timed(train_step)
+        warmup_s += max(0.0, first - train_s * batches[0])
     eval_s, eval_spread = timed(eval_step)
     spread = max(spread, eval_spread)
     # Feature extraction is the same forward stopped at the head: the evaluation time stands for it.
     feature_s = eval_s
     variable = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if n in trainable)
-    return Compute(train_s, eval_s, feature_s, build_s, int(variable * 3), spread, bs, str(device),
+    return Compute(train_s, eval_s, feature_s, build_s, warmup_s, int(variable * 3), spread, bs, str(device),
                    time.time())
 
 
@@ -286,7 +301,7 @@ def estimate(*, strategy: str, comp: Compute, load: Loading, n_train: int, n_val
     computed the training images'); ``augment_passes``: augmented passes the head strategy caches;
     ``probe_s``: the head fit's cross-validation and L-BFGS epochs, measured on the advice's features.
     """
-    parts: dict[str, float] = {"setup": comp.build_s + 0.5}
+    parts: dict[str, float] = {"setup": comp.build_s + comp.warmup_s + SETUP_S}
     feature = _per_image(comp.feature_s, load.eval_s, workers, device)
     head_phase = strategy == "head" or head_epochs > 0
     if head_phase:
