@@ -719,7 +719,8 @@ class TrainPage(QWidget):
             self.state.mark_changed("runs")
         val = "" if ev.val_loss is None else f", val loss {ev.val_loss:.4f} acc {_pct(ev.val_accuracy)}"
         self.log(f"Epoch {ev.epoch}/{ev.epochs}: train loss {ev.train_loss:.4f} acc "
-                 f"{_pct(ev.train_accuracy)}{val}, lr {ev.lr:.3g}, {ev.seconds:.1f} s"
+                 f"{_pct(ev.train_accuracy)}{val}, "
+                 + ("head fitted by L-BFGS" if ev.lr is None else f"lr {ev.lr:.3g}") + f", {ev.seconds:.1f} s"
                  + ("  \u2605 best" if ev.is_best else ""))
 
     def _on_phase_changed(self, ev: Any) -> None:
