@@ -97,7 +97,7 @@ def test_scan_errors_exit_2_with_one_line(tmp_path: Path, capsys, setup, message
 
 def test_suggest_json_on_a_real_folder(digits: Path, capsys) -> None:
     code, out, _ = _run(capsys, "suggest", str(digits), "--model", "efficientnet_lite0", "--device", "cpu",
-                        "--time-budget", "1000", "--json")
+                        "--time-budget", "1000", "--image-size", "64", "--json")
     assert code == 0
     doc = json.loads(out)
     assert {"approach", "name", "frozen", "trainable", "lr", "epochs", "batch_size", "augment",
@@ -105,7 +105,11 @@ def test_suggest_json_on_a_real_folder(digits: Path, capsys) -> None:
     assert (doc["approach"], doc["name"]) == (1, "head")  # ~20 images per class
     assert doc["trainable"] == ["_fc"] and doc["frozen"][:3] == ["_conv_stem", "_bn0", "_blocks.0"]
     assert "about 20 images per class" in doc["reason"] and doc["time_budget_hours"] == 1000
-    assert doc["estimated_hours"] > 0 and doc["throughput_source"] in ("measured", "estimated")
+    # the estimate is a timed trial on this device, in seconds with a range, for each approach
+    assert doc["estimate_source"] == "trial" and doc["estimated_seconds"] > 0
+    low, high = doc["estimate_range_s"]
+    assert low < doc["estimated_seconds"] < high and set(doc["estimates_s"]) == {"head", "partial", "full"}
+    assert doc["evidence"]["folds"] >= 2 and 0 <= doc["evidence"]["cv_accuracy"] <= 1
 
 
 def test_suggest_human_output_and_step_down(digits: Path, capsys, monkeypatch) -> None:
@@ -116,12 +120,12 @@ def test_suggest_human_output_and_step_down(digits: Path, capsys, monkeypatch) -
     monkeypatch.setattr(strategy, "FULL_MIN_TOTAL", 100)
     monkeypatch.setitem(strategy._forward_cache, ("resnet18", "cpu"), (0.5, "measured"))
     code, out, _ = _run(capsys, "suggest", str(digits), "--model", "resnet18", "--device", "cpu",
-                        "--time-budget", "0.5")
+                        "--time-budget", "0.5", "--quick")
     assert code == 0
     assert out.startswith("Suggested strategy 1 (head)")
     assert "steps down to head" in out and "Frozen (10): conv1, bn1" in out and "Trained (1): fc" in out
     code, out, _ = _run(capsys, "suggest", str(digits), "--model", "resnet18", "--device", "cpu",
-                        "--time-budget", "100")
+                        "--time-budget", "100", "--quick")
     assert code == 0 and out.startswith("Suggested strategy 3 (full)")
 
 

@@ -9,7 +9,7 @@ import torch
 from helpers.training import Recorder, make_project
 from safetensors.torch import load_file
 
-from transfer_studio.config import Project
+from transfer_studio.config import Project, mark_user_set
 from transfer_studio.errors import UserError
 from transfer_studio.training import events as ev
 from transfer_studio.training import fit
@@ -202,9 +202,12 @@ def test_auto_strategy_takes_the_advisors_suggestion(tiny_data, tmp_path, monkey
 
     monkeypatch.setattr(strategy, "suggest", fake_suggest)
     rec = Recorder()
-    result = fit(make_project(tiny_data, strategy="auto", epochs=5), [rec], run_dir=tmp_path / "run")
-    assert result.status == "finished" and result.strategy == "partial" and result.epochs_completed == 2
-    assert any("auto strategy: partial (a test suggestion)" in n for n in result.notes)
+    project = make_project(tiny_data, strategy="auto", epochs=5)
+    mark_user_set(project.train, "epochs")  # typed by the user: Auto decides the rest
+    result = fit(project, [rec], run_dir=tmp_path / "run")
+    assert result.status == "finished" and result.strategy == "partial" and result.epochs_completed == 5
+    assert any("auto strategy: partial (a test suggestion)" in n and "kept your own epochs" in n
+               for n in result.notes)
     snap = Project.load(tmp_path / "run" / "project.json")
     assert (snap.train.strategy, snap.train.batch_size, snap.train.unfreeze_from) == ("partial", 6, "stage4")
     assert snap.augment.preset == "none"

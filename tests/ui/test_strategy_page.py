@@ -6,7 +6,7 @@ import pytest
 from helpers.images import make_class_folder
 from PySide6.QtCore import Qt
 
-from transfer_studio.config import ModelSpec, Project
+from transfer_studio.config import ModelSpec, Project, TrainSpec
 from transfer_studio.ui.pages.strategy import StrategyPage
 from transfer_studio.ui.state import AppState
 
@@ -31,7 +31,9 @@ def make_page(qtbot, project: Project, report=None) -> StrategyPage:
 
 @pytest.fixture
 def page(qtbot, report):
-    page = make_page(qtbot, Project(model=ModelSpec("resnet18", weights="none")), report)
+    # small inputs: the advisor measures features and times training steps on them
+    page = make_page(qtbot, Project(model=ModelSpec("resnet18", weights="none"),
+                                    train=TrainSpec(image_size=32, device="cpu")), report)
     yield page
     page.shutdown()
 
@@ -149,7 +151,8 @@ def test_similarity_probe_shows_its_verdict(qtbot, tmp_path):
     from transfer_studio.core import dataset
 
     tiny = dataset.scan(make_class_folder(tmp_path / "tiny", {"a": 3, "b": 3}, size=16))
-    page = make_page(qtbot, Project(model=ModelSpec("efficientnet_lite0")), tiny)  # bundled weights
+    page = make_page(qtbot, Project(model=ModelSpec("efficientnet_lite0"),  # bundled weights
+                                    train=TrainSpec(image_size=32, device="cpu")), tiny)
     try:
         assert not page.facts["probe"].isVisibleTo(page)
         wait_suggestion(qtbot, page, probe=True)

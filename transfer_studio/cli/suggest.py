@@ -37,8 +37,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from transfer_studio.config import DataSpec, ModelSpec, Project, TrainSpec
     from transfer_studio.core.catalog import get_info
     from transfer_studio.core.strategy import suggest
+    from transfer_studio.errors import UserError
 
     get_info(args.model)  # an unknown model fails before the scan
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise UserError(f"the time budget must be a positive number of hours (got {args.time_budget})")
     report = scan_with_progress(args.dir, verify=False, show_progress=not args.json)
     if args.quick:
         suggestion = suggest(report, args.model, device=args.device, time_budget_hours=args.time_budget,

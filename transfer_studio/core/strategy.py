@@ -115,6 +115,7 @@ class Suggestion:
     augment_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # overrides of the preset
     augment_reason: str = ""
     evidence: dict[str, Any] | None = None  # Evidence.to_dict(): cross-validation, lr test, invariances
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)  # every approach's plan (RECIPE_FIELDS)
 
 
 @dataclass
@@ -209,7 +210,29 @@ def suggest(report: ScanReport, model_name: str, *, device: str = "auto", time_b
         head_epochs=plan.head_epochs, warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
         augment_params=plan.augment_params, augment_reason=plan.augment_reason,
         evidence=evidence.to_dict() if evidence is not None else None,
+        recipes={NAMES[a]: {k: getattr(plans[a], k) for k in RECIPE_FIELDS} for a in (1, 2, 3)},
     )
+
+
+RECIPE_FIELDS = ("frozen", "trainable", "unfreeze_from", "lr", "body_lr_factor", "epochs", "batch_size", "augment",
+                 "augment_params", "head_epochs", "warmup_epochs", "label_smoothing")
+
+
+def as_approach(suggestion: Suggestion, approach: int, unfreeze_from: str | None = None) -> Suggestion:
+    """The suggestion switched to another approach with the advisor's recipe for it (partial: cut at
+    ``unfreeze_from`` when given)."""
+    import dataclasses
+
+    recipe = dict(suggestion.recipes.get(NAMES[approach], {}))
+    blocks = list(suggestion.frozen) + [b for b in suggestion.trainable if b not in suggestion.frozen]
+    head, body = blocks[-1], blocks[:-1]
+    if approach == 2 and unfreeze_from in body[1:]:
+        cut = body.index(unfreeze_from)
+        recipe.update(frozen=body[:cut], trainable=body[cut:] + [head], unfreeze_from=unfreeze_from)
+    elif not recipe:  # a suggestion saved before recipes were kept
+        recipe = {"frozen": body if approach == 1 else [], "unfreeze_from": None,
+                  "trainable": [head] if approach == 1 else blocks}
+    return dataclasses.replace(suggestion, approach=approach, name=NAMES[approach], **recipe)
 
 
 def choose_approach(per_class: float, total: int, evidence: Evidence | None) -> int:

@@ -54,6 +54,8 @@ def gather(project: Project, report: ScanReport, *, progress: Progress | None = 
 
     t0 = time.perf_counter()
     snapshot = project.copy()
+    if not snapshot.data.root:
+        snapshot.data.root = str(report.root)  # the scanned folder, not yet the project's
     split = tdata.prepare_split(snapshot, report)
     classes = list(split.classes)
     ensure_head(snapshot, len(classes))

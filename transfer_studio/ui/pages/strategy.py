@@ -1,7 +1,9 @@
 """Strategy page: the advisor's suggestion of how much of the network to retrain, and the user's choice.
 
-``core.strategy.suggest`` runs on a worker thread (it builds the architecture on the meta device and
-measures the device's throughput; with the similarity probe it also runs the pretrained model).
+``training.advice`` runs on a worker thread, with progress and cancel: it measures on the training
+images (cached backbone features, a cross-validated linear probe, a learning-rate range test, flip
+and rotation checks) and times a few real training steps on the device. The evidence is kept for the
+page's inputs it depends on; a new time budget only re-decides from it.
 "Apply" writes the suggestion into the project (``apply_suggestion``: training settings, augmentation
 preset, freeze map; plus a head for the dataset's classes when the project has none) as one undoable
 step, so the Model page's graph shows the new freeze map at once. The user can pick another approach
@@ -36,11 +38,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.config import Project, SurgeryOp
+from transfer_studio.config import Project, SurgeryOp, mark_user_set
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count, format_share
 from transfer_studio.ui.widgets.heading import page_heading
-from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
+from transfer_studio.ui.widgets.lr_curve import LRCurve
+from transfer_studio.ui.worker import TaskHandle, import_core, import_locked, run_task, wait_for_tasks
 
 APPROACHES = {
     1: ("head", "Train only a new output layer",
@@ -58,10 +61,45 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _CIRCLED = {1: "①", 2: "②", 3: "③"}
 
 
+ADVICE_STEPS = ("Computing features of your training images", "Cross-validating a linear classifier",
+                "Learning-rate range test", "Checking whether flips and rotations keep the classes",
+                "Timing a few training steps")
+_STEP_ENDS = (0.5, 0.6, 0.62, 0.76, 1.01)  # training.advice's progress fractions where each step ends
+
+
 # -- background jobs ---------------------------------------------------------------------------------
-def run_suggest(report: Any, model_name: str, device: str, budget: float, probe: bool) -> Any:
+def run_suggest(project: Project, report: Any, budget: float, probe: bool, evidence: Any = None, *,
+                progress: Any, cancel: Any) -> tuple[Any, Any]:
+    """(suggestion, evidence): the evidence is gathered unless given (then only the decision is made)."""
     strategy = import_core("strategy")
-    return strategy.suggest(report, model_name, device=device, time_budget_hours=budget, probe=probe)
+    advice = import_locked("transfer_studio.training.advice")
+    from transfer_studio.errors import Cancelled
+
+    def check() -> None:
+        if cancel():
+            raise Cancelled("the advisor was cancelled")
+
+    def on_stage(_text: str, fraction: float) -> None:
+        step = next(i for i, end in enumerate(_STEP_ENDS) if fraction < end or i == len(_STEP_ENDS) - 1)
+        progress(step, len(ADVICE_STEPS))
+
+    if evidence is None:
+        evidence = advice.gather(project, report, progress=on_stage, check=check)
+    suggestion = strategy.suggest(report, project.model.name, device=project.train.device,
+                                  time_budget_hours=budget, probe=probe, evidence=evidence)
+    return suggestion, evidence
+
+
+def evidence_key(project: Project, report: Any) -> str:
+    """What the evidence depends on: the data, model, weights, device, image size, split and surgery."""
+    import json
+
+    d, t = project.data, project.train
+    structural = [dataclasses.asdict(op) for op in project.surgery
+                  if op.op not in ("freeze", "unfreeze", "freeze_before", "replace_head")]
+    return json.dumps([str(getattr(report, "root", "")), getattr(report, "num_images", 0), project.model.name,
+                       project.model.weights, t.device, t.image_size, d.val_split, d.test_split, d.seed,
+                       bool(d.split), structural], default=str)
 
 
 def count_parameters(projects: list[Project]) -> list[tuple[int, int]]:
@@ -79,21 +117,15 @@ def suggestion_from_dict(data: dict[str, Any]) -> Any:
 
 
 def variant(suggestion: Any, approach: int, project: Project, unfreeze_from: str | None = None) -> Any:
-    """``suggestion`` changed to another approach; the project's own training values are kept."""
-    blocks = list(suggestion.frozen) + list(suggestion.trainable)  # every freeze unit, head last
-    head, body = blocks[-1], blocks[:-1]
-    t = project.train
-    base = dict(lr=t.lr, body_lr_factor=t.body_lr_factor, epochs=t.epochs, batch_size=t.batch_size,
-                augment=project.augment.preset, approach=approach, name=APPROACHES[approach][0])
-    if approach == 1:
-        return dataclasses.replace(suggestion, frozen=body, trainable=[head], unfreeze_from=None, **base)
-    if approach == 3:
-        return dataclasses.replace(suggestion, frozen=[], trainable=blocks, unfreeze_from=None, **base)
-    if unfreeze_from not in body[1:]:
+    """``suggestion`` switched to another approach, with the advisor's recipe for it (applying it still
+    keeps the values the user set explicitly, ``train.user_set``)."""
+    import sys
+
+    # Already imported: the suggestion came from it (a GUI-thread call must not take the import lock).
+    strategy = sys.modules["transfer_studio.core.strategy"]
+    if approach == 2 and not unfreeze_from:
         unfreeze_from = default_cut(suggestion)
-    cut = body.index(unfreeze_from)
-    return dataclasses.replace(suggestion, frozen=body[:cut], trainable=body[cut:] + [head],
-                               unfreeze_from=unfreeze_from, **base)
+    return strategy.as_approach(suggestion, approach, unfreeze_from)
 
 
 def default_cut(suggestion: Any) -> str:
@@ -104,12 +136,13 @@ def default_cut(suggestion: Any) -> str:
     return body[max(1, len(body) - max(1, len(body) // 4))]
 
 
-def apply_to_project(project: Project, suggestion: Any, num_classes: int | None) -> None:
+def apply_to_project(project: Project, suggestion: Any, num_classes: int | None, *,
+                     override_user: bool = False) -> None:
     """The core's apply_suggestion, plus a new head for the dataset's classes if there is none yet
     (the trainer would add the same one; adding it now lets the graph show what will train)."""
     from transfer_studio.core import strategy
 
-    strategy.apply_suggestion(project, suggestion)
+    strategy.apply_suggestion(project, suggestion, override_user=override_user)
     if num_classes and not any(op.op == "replace_head" for op in project.surgery):
         project.surgery.append(SurgeryOp("replace_head", params={"num_classes": int(num_classes)}))
 
@@ -120,6 +153,19 @@ def _blocks_text(names: list[str], limit: int = 4) -> str:
     if len(names) <= limit:
         return ", ".join(names)
     return f"{names[0]}, {names[1]} … {names[-1]} ({len(names)} blocks)"
+
+
+_TRANSFORM_WORDS = {"hflip": "mirroring", "rotation": "rotation", "vflip": "vertical flips"}
+
+
+def _range_text(seconds: list[float]) -> str:
+    lo, hi = seconds[0], seconds[1]
+    if hi < 60:
+        return "under a minute"
+    if hi < 3600:
+        a, b = max(1, round(lo / 60)), max(1, round(hi / 60))
+        return f"≈ {a} min" if a == b else f"{a}–{b} min"
+    return f"{lo / 3600:.1f}–{hi / 3600:.1f} h"
 
 
 def _hours_text(hours: float) -> str:
@@ -218,6 +264,8 @@ class StrategyPage(QWidget):
         self._restore_task: TaskHandle | None = None
         self._restore_token = 0
         self._stale = True  # the suggestion no longer matches the data / model / device / budget
+        self._evidence: Any = None  # core.strategy.Evidence of the last advice, for _evidence_key
+        self._evidence_key: str | None = None
         self._loading = False
         self._writing = False
         self._build()
@@ -333,9 +381,9 @@ class StrategyPage(QWidget):
         grid.setColumnStretch(1, 1)
         self.facts: dict[str, QLabel] = {}
         for r, (key, label) in enumerate((
-                ("frozen", "Stays frozen"), ("trainable", "Learns"), ("lr", "Learning rate"),
-                ("epochs", "Epochs"), ("batch_size", "Batch size"), ("augment", "Augmentation"),
-                ("time", "Estimated time"), ("probe", "Similarity check"))):
+                ("evidence", "Measured"), ("frozen", "Stays frozen"), ("trainable", "Learns"),
+                ("lr", "Learning rate"), ("epochs", "Epochs"), ("batch_size", "Batch size"),
+                ("augment", "Augmentation"), ("time", "Estimated time"), ("probe", "Similarity check"))):
             name = QLabel(label)
             name.setProperty("role", "muted")
             value = QLabel()
@@ -347,6 +395,10 @@ class StrategyPage(QWidget):
             self.facts[key] = value
             if key == "probe":
                 self._probe_name = name
+            if key == "lr":
+                self.lr_curve = LRCurve(object_name="strategy_lr_curve")
+                self.lr_curve.setMaximumWidth(420)
+                grid.addWidget(self.lr_curve, r, 2, 3, 1, Qt.AlignmentFlag.AlignTop)
         lay.addLayout(grid)
         row = QHBoxLayout()
         self.apply_button = QPushButton("Apply this suggestion")
@@ -442,23 +494,27 @@ class StrategyPage(QWidget):
         token = self._suggest_token
         self._stale = False
         project = self.state.project
+        key = evidence_key(project, report)
+        evidence = self._evidence if key == self._evidence_key else None
         self._suggest_task = run_task(
-            run_suggest, report, project.model.name, project.train.device, self.budget_spin.value(), probe,
-            name="suggest", pass_control=False,
-            on_result=lambda s: self._on_suggestion(token, s),
+            run_suggest, project.copy(), report, self.budget_spin.value(), probe, evidence,
+            name="suggest", pass_control=True,
+            on_result=lambda r: self._on_suggestion(token, r[0], r[1], key),
             on_error=lambda m, tb: self._on_suggest_error(token, m),
             on_cancelled=lambda: self._on_suggest_finished(token),
             on_finished=lambda: self._on_suggest_finished(token),
         )
-        text = ("Running the pretrained network on a sample of your images…" if probe
-                else "Asking the advisor (measuring this computer's speed)…")
-        self.busy_indicator.start(text, handle=self._suggest_task)
+        if evidence is not None:
+            self.busy_indicator.start("Asking the advisor…", handle=self._suggest_task)
+        else:
+            self.busy_indicator.start("Asking the advisor", handle=self._suggest_task, steps=ADVICE_STEPS)
 
     def apply(self) -> None:
         """Apply the advisor's suggestion to the project (one undoable step)."""
         if self.suggestion is None:
             return
-        self._apply(self.suggestion, f"Apply suggested strategy: {self.suggestion.name}", remember=True)
+        self._apply(self.suggestion, f"Apply suggested strategy: {self.suggestion.name}", remember=True,
+                    override_user=True)
 
     def choose(self, approach: int, unfreeze_from: str | None = None) -> None:
         """Switch the project to another approach, keeping the training values the user has."""
@@ -477,7 +533,7 @@ class StrategyPage(QWidget):
         wait_for_tasks([self._suggest_task, self._count_task, self._restore_task], 60000)
 
     # -- applying ------------------------------------------------------------------------------
-    def _apply(self, suggestion: Any, text: str, *, remember: bool) -> None:
+    def _apply(self, suggestion: Any, text: str, *, remember: bool, override_user: bool = False) -> None:
         from transfer_studio.errors import UserError
 
         project = self.state.project
@@ -485,13 +541,16 @@ class StrategyPage(QWidget):
         trial = project.copy()
         num_classes = len(self.state.scan.classes) if self.state.scan is not None else len(project.data.classes)
         try:
-            apply_to_project(trial, suggestion, num_classes)
+            apply_to_project(trial, suggestion, num_classes, override_user=override_user)
         except UserError as exc:
             self.banner.show_message(str(exc), "error")
             return
         project.surgery, project.train, project.augment = trial.surgery, trial.train, trial.augment
         if remember:
-            project.ui[SUGGESTION_KEY] = dataclasses.asdict(suggestion)
+            saved = dataclasses.asdict(suggestion)
+            if saved.get("evidence"):  # the curve's hundred points are not worth keeping in the project
+                saved["evidence"] = {k: v for k, v in saved["evidence"].items() if k != "lr_curve"}
+            project.ui[SUGGESTION_KEY] = saved
         after = _ProjectStep.snapshot(project)
         self._writing = True
         try:
@@ -525,6 +584,7 @@ class StrategyPage(QWidget):
         if getattr(t, key) == value:
             return
         setattr(t, key, value)
+        mark_user_set(t, key)  # typed here: the advisor (strategy Auto) keeps it
         self._writing = True
         try:
             self.state.mark_changed("train")
@@ -533,9 +593,11 @@ class StrategyPage(QWidget):
         self._update_applied_label()
 
     # -- suggestion results --------------------------------------------------------------------
-    def _on_suggestion(self, token: int, suggestion: Any) -> None:
+    def _on_suggestion(self, token: int, suggestion: Any, evidence: Any = None, key: str | None = None) -> None:
         if token != self._suggest_token:
             return
+        if evidence is not None:
+            self._evidence, self._evidence_key = evidence, key
         probe = self.suggestion.probe if (self.suggestion is not None and suggestion.probe is None
                                           and self.suggestion.model == suggestion.model) else None
         if probe is not None:
@@ -569,6 +631,7 @@ class StrategyPage(QWidget):
                 value.setText("")
             self._probe_name.hide()
             self.facts["probe"].hide()
+            self.lr_curve.set_curve([], [], None)
             self.apply_button.setEnabled(False)
             return
         _, title, _ = APPROACHES[s.approach]
@@ -584,17 +647,38 @@ class StrategyPage(QWidget):
         self.facts["trainable"].setText(
             f"{_blocks_text(trained)} and a new output layer" if trained else "a new output layer only")
         self.facts["trainable"].setToolTip("\n".join(s.trainable))
-        lr = f"{_lr_text(s.lr)} for the new output layer"
-        if s.approach > 1:
-            lr += f", {_lr_text(s.lr * s.body_lr_factor)} for the pretrained blocks"
+        ev = s.evidence or {}
+        if ev:
+            self.facts["evidence"].setText(
+                f"A linear classifier on the frozen network's features gets {ev['cv_accuracy']:.0%} of your "
+                f"{ev['train_images']:,} training images right ({ev['folds']}-fold cross-validation, "
+                "validation images untouched).")
+        else:
+            self.facts["evidence"].setText("Nothing measured yet: this suggestion follows the image counts.")
+        if s.approach == 1:
+            lr = "none needed: the new output layer is fitted to convergence (L-BFGS)"
+        else:
+            lr = (f"{_lr_text(s.lr)} for the new output layer (range test on your images), "
+                  f"{_lr_text(s.lr * s.body_lr_factor)} for the pretrained blocks")
         self.facts["lr"].setText(lr)
-        self.facts["epochs"].setText(str(s.epochs))
+        curve = ev.get("lr_curve") or {}
+        self.lr_curve.set_curve(curve.get("lrs", []), curve.get("losses", []), ev.get("lr"))
+        self.lr_curve.setVisible(bool(curve.get("lrs")))
+        epochs = str(s.epochs)
+        if s.approach > 1 and s.head_epochs:
+            epochs += (f" ({s.head_epochs} fitting the new output layer alone, then {s.epochs - s.head_epochs} "
+                       f"fine-tuning with a {s.warmup_epochs:g}-epoch warm-up)")
+        self.facts["epochs"].setText(epochs)
         self.facts["batch_size"].setText(str(s.batch_size))
-        self.facts["augment"].setText(s.augment)
+        off = [k for k, v in (s.augment_params or {}).items() if v.get("enabled") is False]
+        augment = s.augment + (f" without {', '.join(_TRANSFORM_WORDS.get(k, k) for k in off)}" if off else "")
+        self.facts["augment"].setText(augment + (f". {s.augment_reason}" if s.augment_reason else ""))
         where = {"cuda": "the GPU", "mps": "the Apple GPU"}.get(s.device, "the CPU")
-        time_text = f"{_hours_text(s.estimated_hours)} on {where}, within your {s.time_budget_hours:g} h budget"
+        when = (_range_text(s.estimate_range_s) + " (timed on a few real training steps)"
+                if s.estimate_range_s and s.estimate_source == "trial" else _hours_text(s.estimated_hours))
+        time_text = f"{when} on {where}, within your {s.time_budget_hours:g} h budget"
         if s.estimated_hours > s.time_budget_hours:
-            time_text = f"{_hours_text(s.estimated_hours)} on {where} — over your {s.time_budget_hours:g} h budget"
+            time_text = f"{when} on {where} — over your {s.time_budget_hours:g} h budget"
         if s.stepped_down:
             wanted = APPROACHES[s.data_choice][0] if s.data_choice in APPROACHES else "a bigger approach"
             took = s.estimates_hours.get(wanted)
@@ -648,8 +732,11 @@ class StrategyPage(QWidget):
             self.body_lr_spin.setEnabled(current != 1)
             if s is not None:
                 for k, note in self.approach_notes.items():
-                    hours = s.estimates_hours.get(APPROACHES[k][0])
-                    note.setText(_hours_text(hours) if hours is not None else "")
+                    name = APPROACHES[k][0]
+                    hours = s.estimates_hours.get(name)
+                    span = (s.estimates_s or {}).get(name)
+                    note.setText(_range_text(span[1:]) if span and s.estimate_source == "trial"
+                                 else _hours_text(hours) if hours is not None else "")
         finally:
             self._loading = False
         self._update_applied_label()
