@@ -96,6 +96,9 @@ class TrainSpec:
     seed: int = 0
     num_workers: int | None = None  # None = chosen for the device and core count
     allow_oom_retry: bool = False
+    # BatchNorm statistics while fine-tuning: "auto" keeps a pretrained network's (Keras' transfer-learning
+    # advice: batch statistics of small batches wreck a head fitted on the pretrained ones), "frozen", "train".
+    bn_stats: str = "auto"
     # Values the user set explicitly (names from EXPLICIT_FIELDS): the advisor's suggestion, applied by
     # strategy "auto" or anything else, never replaces them (``core.strategy.apply_suggestion``).
     user_set: list[str] = field(default_factory=list)

@@ -81,6 +81,8 @@ def validate_train_spec(project: Project) -> None:
         (lambda: number(t.label_smoothing) and 0 <= t.label_smoothing < 1,
          f"label smoothing must be in [0, 1) (got {t.label_smoothing!r})"),
         (lambda: t.balance in BALANCE, f"train.balance must be one of {', '.join(BALANCE)} (got {t.balance!r})"),
+        (lambda: t.bn_stats in ("auto", "frozen", "train"),
+         f"train.bn_stats must be auto, frozen or train (got {t.bn_stats!r})"),
         (lambda: whole(t.early_stopping_patience) and t.early_stopping_patience >= 0,
          "train.early_stopping_patience must be a whole number >= 0 (0 = off)"),
         (lambda: whole(t.cache_passes) and t.cache_passes >= 0,

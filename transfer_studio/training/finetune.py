@@ -142,10 +142,13 @@ def apply_trainable(model: nn.Module, trainable: set[str]) -> None:
         p.requires_grad_(name in trainable)
 
 
-def frozen_batchnorms(model: nn.Module) -> list[nn.Module]:
+def frozen_batchnorms(model: nn.Module, *, all_stats: bool = False) -> list[nn.Module]:
     """BatchNorm layers whose parameters are all frozen (or, without affine parameters, whose
-    nearest parent with parameters is fully frozen)."""
+    nearest parent with parameters is fully frozen); with ``all_stats`` every BatchNorm layer (its
+    running statistics stay as they are, its scale and shift still train)."""
     mods = dict(model.named_modules())
+    if all_stats:
+        return [m for m in mods.values() if isinstance(m, _BatchNorm)]
     out = []
     for name, m in mods.items():
         if not isinstance(m, _BatchNorm):

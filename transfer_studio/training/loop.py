@@ -113,6 +113,10 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: LRSchedule | None = None
         self.frozen_bn: list[nn.Module] = []
+        # A pretrained network keeps its BatchNorm statistics while fine-tuning (train.bn_stats): batch
+        # statistics of small batches differ from them, and a head fitted on the pretrained ones saw
+        # chance-level outputs in train mode (bench_advisor: train loss 0.004 -> 3.2 at the switch).
+        self._bn_stats_frozen = self.t.bn_stats == "frozen" or (self.t.bn_stats == "auto" and setup.pretrained)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.use_scaler else None
         self.notes = list(setup.notes)
         self.status, self.message, self.suggestion = "running", "", ""
@@ -215,7 +219,7 @@ class Trainer:
     def _enter_phase(self, idx: int, *, fresh: bool = False) -> None:
         plan = self.s.plan
         finetune.apply_trainable(self.model, plan.phases[idx].trainable)
-        self.frozen_bn = finetune.frozen_batchnorms(self.model)
+        self.frozen_bn = finetune.frozen_batchnorms(self.model, all_stats=self._bn_stats_frozen)
         if fresh or self.optimizer is None:
             self.optimizer = self._make_optimizer(idx)
         else:

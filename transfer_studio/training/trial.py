@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from transfer_studio.config import Project, atomic_write_text
 
-TRIAL_VERSION = 4
+TRIAL_VERSION = 5
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
@@ -156,7 +156,7 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
                          unfreeze_from=unfreeze_from)
     trainable = plan.phases[-1].trainable
     finetune.apply_trainable(model, trainable)
-    frozen_bn = finetune.frozen_batchnorms(model)
+    frozen_bn = finetune.frozen_batchnorms(model, all_stats=pretrained and project.train.bn_stats != "train")
     size = network.input_shape(project)
     batches = [b for b in CPU_TRIAL_BATCHES if b < bs] if device.type == "cpu" else []
     batches = batches if len(batches) == 2 else [bs]
