@@ -144,12 +144,13 @@ def test_freezing_a_block_updates_colours_count_and_requires_grad(qtbot, page, a
     assert page.count_label.text() != label_before
     assert [(o.op, o.target) for o in app_state.project.surgery] == [("freeze", "layer1")]
     assert app_state.modified
+    assert app_state.project.train.user_set == ["freeze"]  # the user's freeze map: strategy Auto keeps it
     # Inside the block, every layer with parameters is frozen too.
     view.expand("layer1.0")
     assert view.status_of("n:layer1.0.conv1").freeze == "frozen"
     # Undo restores requires_grad, colours and the project; redo applies it again.
     app_state.undo_stack.undo()
-    assert app_state.project.surgery == []
+    assert app_state.project.surgery == [] and app_state.project.train.user_set == []
     assert all(p.requires_grad for p in _layer_params(page.model, "layer1"))
     assert view.status_of("b:layer1").freeze == "trainable"
     assert page.count_label.text() == label_before

@@ -505,3 +505,25 @@ def test_the_eta_stands_still_while_paused_and_leaves_the_pause_out(qtbot, tmp_p
     now[0] += 10.0
     page._set_progress(1, 10, 10)  # 10 % in 20 s of training: 180 s to go, the pause left out
     assert page.eta_label.text() == "ETA 3:00"
+
+
+def test_with_auto_the_page_says_what_auto_decides_and_typed_values_stay_the_users(qtbot, tmp_path, cleanup):
+    """Issue 12.2: what the user sets explicitly wins over Auto, and the page shows which values Auto
+    decides; the link gives them back to Auto."""
+    project = tiny_project(tmp_path, strategy="auto")
+    page = make_page(qtbot, tmp_path, project)
+    cleanup(page)
+    label = page.auto_label
+    assert label.isVisible() and "Auto decides</b> epochs, batch size, learning rate, augmentation" in label.text()
+    assert project.train.user_set == []
+
+    page.epochs_spin.setValue(7)  # typed by the user
+    assert project.train.epochs == 7 and project.train.user_set == ["epochs"]
+    assert "Yours, kept:</b> epochs" in label.text() and "Auto decides</b> epochs" not in label.text()
+    page.augment_combo.setCurrentIndex(page.augment_combo.findData("strong"))
+    assert project.train.user_set == ["epochs", "augment"]
+
+    label.linkActivated.emit("auto")
+    assert project.train.user_set == [] and "Yours" not in label.text()
+    page.strategy_combo.setCurrentIndex(page.strategy_combo.findData("head"))
+    assert not label.isVisible()  # a fixed strategy: every value is the page's own

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from transfer_studio.config import mark_user_set
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
@@ -576,9 +577,14 @@ class AugmentPage(QWidget):
         self._schedule_preview()
 
     def _write(self, section: str) -> None:
+        if section == "augment":
+            # Chosen by the user: strategy Auto keeps this augmentation (train.user_set).
+            mark_user_set(self.state.project.train, "augment")
         self._writing = True
         try:
             self.state.mark_changed(section)
+            if section == "augment":
+                self.state.mark_changed("train")
         finally:
             self._writing = False
 

@@ -781,7 +781,11 @@ class ModelPage(QWidget):
         self.banner.clear()
         # Pushing runs the command, which marks the project changed: _reconcile then finds the
         # network already in line and recolours the graph.
-        self.state.undo_stack.push(ProjectEditCommand(self.state, text, {"surgery": before}, {"surgery": after}))
+        # A freeze edit is the user's freeze map: strategy Auto keeps it (train.user_set).
+        user_before = list(self.state.project.train.user_set)
+        user_after = user_before + ([] if "freeze" in user_before else ["freeze"])
+        self.state.undo_stack.push(ProjectEditCommand(self.state, text, {"surgery": before, "user_set": user_before},
+                                                      {"surgery": after, "user_set": user_after}))
         return True
 
     def toggle_freeze(self, unit: str) -> None:

@@ -150,5 +150,9 @@ class ProjectEditCommand(QUndoCommand):
         if "surgery" in snap:
             p.surgery = copy.deepcopy(snap["surgery"])
             sections.append("surgery")
+        if "user_set" in snap:  # which values the user chose (strategy Auto keeps them)
+            p.train.user_set = list(snap["user_set"])
+            if "train" not in sections:
+                sections.append("train")
         for section in sections:
             self.state.mark_changed(section)

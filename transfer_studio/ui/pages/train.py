@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.config import RunRecord
+from transfer_studio.config import RunRecord, clear_user_set, mark_user_set
 from transfer_studio.ui.state import AppState
 
 STRATEGIES = (
@@ -279,6 +279,15 @@ class TrainPage(QWidget):
         add(2, 2, "&Learning rate", self.lr_spin)
         add(2, 3, "&Augmentation", self.augment_combo)
         add(2, 4, "De&vice", self.device_combo)
+        # With strategy Auto: which values the advisor decides when training starts, and which are the
+        # user's (typed here or on the Strategy page, or freeze edits on the Model page).
+        self.auto_label = QLabel()
+        self.auto_label.setObjectName("train_auto_label")
+        self.auto_label.setWordWrap(True)
+        self.auto_label.setProperty("role", "muted")
+        self.auto_label.setTextFormat(Qt.TextFormat.RichText)
+        self.auto_label.linkActivated.connect(self._on_auto_link)
+        grid.addWidget(self.auto_label, 3, 1, 1, 9)
         for w in (self.epochs_spin, self.batch_spin, self.lr_spin):
             w.setMinimumWidth(90)
             w.setMaximumWidth(140)
@@ -408,16 +417,20 @@ class TrainPage(QWidget):
             self.frozen_label.setText(frozen_summary(p))
         finally:
             self._loading = False
+        self._show_auto()
 
     def _on_settings_edited(self, *_: Any) -> None:
         if self._loading:
             return
         t = self.state.project.train
         t.strategy = self.strategy_combo.currentData()
-        t.epochs = self.epochs_spin.value()
-        t.batch_size = self.batch_spin.value()
-        t.lr = float(self.lr_spin.value())
+        for name, value in (("epochs", self.epochs_spin.value()), ("batch_size", self.batch_spin.value()),
+                            ("lr", float(self.lr_spin.value()))):
+            if getattr(t, name) != value:
+                setattr(t, name, value)
+                mark_user_set(t, name)  # typed by the user: strategy Auto keeps it
         t.device = self.device_combo.currentData()
+        self._show_auto()
         self.frozen_label.setText(frozen_summary(self.state.project))
         self._loading = True  # our own projectChanged must not reload the widgets mid-edit
         try:
@@ -429,11 +442,31 @@ class TrainPage(QWidget):
         if self._loading:
             return
         self.state.project.augment.preset = self.augment_combo.currentData()
+        self.state.project.augment.params = {}
+        mark_user_set(self.state.project.train, "augment")
+        self._show_auto()
         self._loading = True
         try:
             self.state.mark_changed("augment")
         finally:
             self._loading = False
+
+    def _show_auto(self) -> None:
+        self.auto_label.setText(auto_summary(self.state.project))
+        self.auto_label.setVisible(self.state.project.train.strategy == "auto")
+
+    def _on_auto_link(self, _link: str) -> None:
+        t = self.state.project.train
+        if not t.user_set:
+            return
+        clear_user_set(t)
+        self._loading = True
+        try:
+            self.state.mark_changed("train")
+        finally:
+            self._loading = False
+        self._show_auto()
+        self.state.status("Auto decides every training value again when training starts.")
 
     def _on_project_replaced(self) -> None:
         self._load_settings()
@@ -1057,6 +1090,24 @@ class TrainPage(QWidget):
 
 
 # -- helpers (plain functions: easy to test) -------------------------------------------------------
+_AUTO_WORDS = {"epochs": "epochs", "batch_size": "batch size", "lr": "learning rate", "augment": "augmentation",
+               "freeze": "what is frozen", "body_lr_factor": "body rate", "head_epochs": "head epochs",
+               "warmup_epochs": "warm-up", "label_smoothing": "label smoothing"}
+
+
+def auto_summary(project: Any) -> str:
+    """With strategy Auto: which values the advisor decides and which ones it keeps (rich text)."""
+    mine = [n for n in _AUTO_WORDS if n in project.train.user_set]
+    decides = [w for n, w in _AUTO_WORDS.items() if n not in mine and n in ("epochs", "batch_size", "lr", "augment",
+                                                                          "freeze")]
+    text = ("<b>Auto decides</b> " + (", ".join(decides) if decides else "only the strategy")
+            + " when training starts, from measurements on your images.")
+    if mine:
+        text += (" <b>Yours, kept:</b> " + ", ".join(_AUTO_WORDS[n] for n in mine)
+                 + ' — <a href="auto">let Auto decide these too</a>')
+    return text
+
+
 def frozen_summary(project: Any) -> str:
     """What stays frozen, in words, from the strategy and the Model page's freeze edits."""
     t = project.train
