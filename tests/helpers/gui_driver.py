@@ -16,9 +16,10 @@ def train_then_die(project_file: str, kill_in_epoch: str) -> int:
 
     app, window, _ = create_window(["--project", project_file])
     epoch = int(kill_in_epoch)
+    written: list[str] = []  # the checkpoint of the epoch before is on disk (its writer thread is done)
 
     def on_batches(chunk) -> None:
-        if chunk.epoch >= epoch:
+        if chunk.epoch >= epoch and len(written) >= epoch - 1:
             print(f"gui_driver: SIGKILL in epoch {chunk.epoch}, batch {chunk.batch}", file=sys.stderr)
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -29,6 +30,7 @@ def train_then_die(project_file: str, kill_in_epoch: str) -> int:
             return
         window.show_page("train")
         page = window.page("train")
+        page._controller.checkpointWritten.connect(written.append)
         page._controller.batches.connect(on_batches)
         page.start()
 
