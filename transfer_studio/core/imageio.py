@@ -2,6 +2,8 @@
 
 ``load_rgb`` is what every consumer (training, prediction, preview, thumbnails) uses, so that a
 16-bit PNG, a CMYK JPEG or a phone photo with an EXIF orientation looks the same everywhere.
+HEIC/HEIF phone photos are read through pillow-heif's Pillow plugin (registered on import),
+AVIF through Pillow's own decoder.
 
 ``probe_bytes`` is the scanner's fast path: from the first bytes of a file (and its last few bytes)
 it finds the format and size through PIL's lazy header parsing and catches the common truncation
@@ -28,8 +30,28 @@ TAIL_BYTES = 1024
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-     ".pgm", ".pbm"}
+     ".pgm", ".pbm", ".heic", ".heif", ".hif", ".avif"}
 )
+
+
+def _register_heif() -> bool:
+    """Phone photos (HEIC/HEIF) through pillow-heif's Pillow plugin, registered once on import so
+    every reader (scan, training, prediction, thumbnails) decodes them. AVIF is Pillow's own (11.2+,
+    when built with libavif). False when the plugin is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF_SUPPORTED = _register_heif()
+HEIF_MISSING = "HEIC/HEIF image: reading it needs pillow-heif (pip install pillow-heif)"
+# ISO base media file brands of HEIF stills (HEVC-coded: heic & co; mif1/msf1: any codec).
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1",
+                          b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 _PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk type followed by its (constant) CRC
 
@@ -77,7 +99,22 @@ def sniff_format(head: bytes) -> str | None:
         return "WEBP"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
+    if head[4:8] == b"ftyp":  # ISO base media: the major brand, then compatible brands
+        brands = {head[i:i + 4] for i in range(8, min(len(head), 8 + int.from_bytes(head[:4], "big")), 4)}
+        if head[8:12] in _AVIF_BRANDS:
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            return "HEIF"
     return None
+
+
+def _unrecognised(fmt: str | None) -> str:
+    """Why PIL could not identify a file: a HEIC photo without its decoder says so."""
+    if fmt == "HEIF" and not HEIF_SUPPORTED:
+        return HEIF_MISSING
+    if fmt == "AVIF":
+        return "AVIF image: this Pillow was built without AVIF support"
+    return "not an image (unrecognised format)"
 
 
 def truncation_reason(fmt: str | None, head: bytes, tail: bytes, size: int) -> str | None:
@@ -201,7 +238,7 @@ def probe_bytes(head: bytes, path: str | None = None) -> HeaderInfo:
     if fast is not None:
         return fast
     fmt = sniff_format(head)
-    formats = [fmt] if fmt else None
+    formats = [fmt] if fmt in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF") else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning, odd metadata
@@ -214,7 +251,7 @@ def probe_bytes(head: bytes, path: str | None = None) -> HeaderInfo:
                 with Image.open(path, formats=formats) as im:  # header longer than HEAD_BYTES
                     return _header_info(im, fmt)
     except UnidentifiedImageError as exc:
-        raise ImageReadError("not an image (unrecognised format)") from exc
+        raise ImageReadError(_unrecognised(fmt)) from exc
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
@@ -243,7 +280,7 @@ def verify_decode(path: str | os.PathLike[str]) -> None:
                     raise ImageReadError(problem)
                 im.load()
     except UnidentifiedImageError as exc:
-        raise ImageReadError("not an image (unrecognised format)") from exc
+        raise ImageReadError(_unrecognised(_sniff_path(path))) from exc
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
@@ -272,7 +309,7 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     except FileNotFoundError as exc:
         raise ImageReadError(f"image not found: {path}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageReadError(f"{path}: not an image (unrecognised format)") from exc
+        raise ImageReadError(f"{path}: {_unrecognised(_sniff_path(path))}") from exc
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{path}: image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
@@ -340,6 +377,14 @@ def _declared_bits(im: Image.Image) -> int | None:
     if im.mode.startswith("I;16") or im.format == "PNG":
         return 16  # PNG stores at most 16 bits per sample
     return None
+
+
+def _sniff_path(path: str | os.PathLike[str]) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return sniff_format(fh.read(64))
+    except OSError:
+        return None
 
 
 def _short(exc: BaseException) -> str:
