@@ -103,7 +103,7 @@ def cold_first_load(name: str, preload: bool = True) -> dict[str, float]:
 
     tune_interpreter()
     if preload:
-        from transfer_studio.ui.worker import start_preload
+        from transfer_studio.ui.runtime import start_preload
 
         start_preload()  # as ui.app.create_window does, before the QApplication
     app = QApplication.instance() or QApplication([])
@@ -144,9 +144,9 @@ def main() -> int:
     from transfer_studio.ui.app import tune_interpreter
 
     tune_interpreter()  # as the app does at start-up
-    from transfer_studio.ui.worker import ensure_ml_imported
+    from transfer_studio.ui.runtime import ensure_ml
 
-    ensure_ml_imported()  # as the app's first background task does (gc paused, modules frozen)
+    ensure_ml()  # as the app's first background task does (gc paused, modules frozen)
     theme.apply_theme(app, "light")
     from transfer_studio.core import catalog, network
     from transfer_studio.core.graph import model_graph
@@ -304,10 +304,10 @@ def main() -> int:
         "",
         "The first load of a session also imports torch and torchvision on its worker thread. The app "
         "starts loading libtorch's shared libraries before it creates its window "
-        "(``ui.worker.start_preload``, libc's dlopen through ctypes, the GIL released): loaded by the "
+        "(``ui.runtime.start_preload``, libc's dlopen through ctypes, the GIL released): loaded by the "
         "first task instead, the dlopen blocked the GUI thread natively (not on the GIL) for about half "
         "a second when it coincided with the page's first work (row above). During the imports the "
-        "collector is paused and the modules are frozen afterwards (``ui.worker.ensure_ml_imported``). "
+        "collector is paused and the modules are frozen afterwards (``ui.runtime.ensure_ml``). "
         "Later loads are what each further model choice costs. Frame times and stalls depend on what "
         "else runs on this 2-core machine (see the load average above).",
     ]

@@ -112,7 +112,7 @@ def main() -> int:
         f"**{'met' if app_painted < 2.0 else 'NOT met'}**. torch imported before the window showed: "
         f"**{'yes (regression!)' if torch_loaded else 'no'}** (the compute-device probe imports it afterwards, "
         "on a worker thread). libtorch's shared libraries do start loading on a background thread "
-        "before the window is created (``ui.worker.start_preload``): that costs the first window about "
+        "before the window is created (``ui.runtime.start_preload``): that costs the first window about "
         "0.3-0.5 s here, and saves a half-second GUI freeze at the first model load (bench_graph).",
     ]
     text = "## Start-up: time to first window (bench/bench_startup.py)\n\n" + "\n".join(lines)

@@ -103,3 +103,77 @@ def test_worker_is_released_on_the_gui_thread_after_its_thread_exited(qtbot):
     assert handle.thread.isFinished()
     assert handle._worker is None
     assert destroyed_on == [threading.main_thread()]
+
+
+def test_a_task_that_needs_no_torch_does_not_wait_for_it(qtbot, monkeypatch):
+    """Decoding a picture or laying out the graph starts at once; a task that needs torch waits for
+    its first import (``runtime.ensure_ml``), which is held back here."""
+    from transfer_studio.ui import runtime
+
+    torch_loading = threading.Event()
+    release = threading.Event()
+
+    def slow_ensure_ml():
+        torch_loading.set()
+        release.wait(30)
+
+    monkeypatch.setattr(runtime, "ensure_ml", slow_ensure_ml)
+    done = []
+    needs = run_task(lambda: done.append("torch"), pass_control=False)
+    assert torch_loading.wait(10)
+    with qtbot.waitSignal(run_task(lambda: done.append("plain"), pass_control=False, needs_torch=False).finished,
+                          timeout=10000):
+        pass
+    assert done == ["plain"] and needs.is_running()
+    release.set()
+    qtbot.waitUntil(lambda: not needs.is_running(), timeout=10000)
+    assert done == ["plain", "torch"]
+
+
+def test_one_import_gate_and_loaded_modules_skip_it(tmp_path, monkeypatch):
+    """Every gated import takes the same lock (torch's first import included); a module that is
+    already imported comes back without it, so the GUI thread never waits behind a worker's import."""
+    from transfer_studio.ui import runtime
+
+    (tmp_path / "ts_gate_probe.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    holder_in, holder_out = threading.Event(), threading.Event()
+
+    def hold():
+        with runtime._gate:
+            holder_in.set()
+            holder_out.wait(10)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert holder_in.wait(5)
+    t0 = time.monotonic()
+    assert runtime.import_module("json").dumps(1) == "1"  # loaded: no wait
+    assert time.monotonic() - t0 < 0.5
+    got = []
+    importer = threading.Thread(target=lambda: got.append(runtime.import_module("ts_gate_probe").VALUE))
+    importer.start()
+    importer.join(0.3)
+    assert got == []  # a new import waits for the gate
+    holder_out.set()
+    importer.join(5)
+    assert got == [42]
+
+
+def test_the_collector_policy_freezes_only_after_heavy_imports(tmp_path, monkeypatch):
+    import gc
+
+    from transfer_studio.ui import runtime
+
+    (tmp_path / "ts_light_probe.py").write_text("import gc\nENABLED = gc.isenabled()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    assert gc.isenabled()
+    assert runtime.import_module("ts_light_probe").ENABLED is False  # paused while importing
+    assert gc.isenabled() and frozen == []  # one small module: nothing frozen
+    monkeypatch.setattr(runtime, "_tuned", False)
+    runtime.settle_heap()
+    assert frozen == []  # a test process or a library user keeps its collector as it is
+    monkeypatch.setattr(runtime, "_tuned", True)
+    runtime.settle_heap()
+    assert frozen == [True]  # the app's process (tune_interpreter)

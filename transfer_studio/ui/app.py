@@ -19,9 +19,9 @@ from transfer_studio.config import PROJECT_SUFFIX
 from transfer_studio.machine_settings import apply_environment
 from transfer_studio.ui import theme
 from transfer_studio.ui.main_window import APP_NAME, MainWindow
+from transfer_studio.ui.runtime import start_preload, tune_interpreter
 from transfer_studio.ui.settings import ORGANIZATION, Settings
 from transfer_studio.ui.state import AppState
-from transfer_studio.ui.worker import start_preload
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -45,38 +45,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.sample and (args.file or args.project):
         parser.error("--sample opens the sample project: leave out the project file")
     return args
-
-
-_tuned = False
-
-
-def tune_interpreter() -> None:
-    """Interpreter settings for a responsive GUI (the app's process only, not library users).
-
-    Worker threads (model building, scans, training) run Python too, and every call from Qt into
-    Python on the GUI thread (a paint, a slot) waits for the GIL up to the switch interval: 1 ms
-    instead of the default 5 ms keeps those waits well below a frame. It also enables
-    ``settle_heap``.
-    """
-    global _tuned
-    _tuned = True
-    sys.setswitchinterval(0.001)
-
-
-def settle_heap() -> None:
-    """Move every object alive now out of the garbage collector's sight (``gc.freeze``).
-
-    Called once torch is loaded and again after the first model is shown (torchvision, fx): their
-    several hundred thousand long-lived objects would otherwise make each full collection take
-    half a second, and a collection stops every thread, the GUI's included. Cheap to call.
-    """
-    if not _tuned:  # a test process or a library user: leave their collector alone
-        return
-    import gc
-
-    # No gc.collect() first: that full collection would be the very stall this avoids. Cyclic
-    # garbage alive right now stays (a little memory, once per call site).
-    gc.freeze()
 
 
 def create_window(argv: list[str] | None = None, *, before_show: Callable[[MainWindow], None] | None = None

@@ -866,7 +866,7 @@ class GraphView(QGraphicsView):
             self.layoutPending.emit(False)
 
         self._pending = run_task(compute_layout, hierarchy, key, name="graph-layout", pass_control=False,
-                                 on_result=done, on_error=failed)
+                                 needs_torch=False, on_result=done, on_error=failed)
         self.layoutPending.emit(True)
 
     def _cancel_pending(self) -> None:

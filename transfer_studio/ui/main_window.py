@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.config import PROJECT_SUFFIX, Project
 from transfer_studio.errors import UserError
-from transfer_studio.ui import theme, worker
+from transfer_studio.ui import runtime, theme, worker
 from transfer_studio.ui.settings import Settings
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, ElidedLabel, EmptyState, MessageBanner
@@ -106,19 +106,8 @@ def detect_compute_device() -> str:
 
 
 def finish_tasks(timeout_ms: int = 30000) -> bool:
-    """Cancel every ``ui.worker`` task and wait for its thread; True when all have ended.
-
-    Events are processed while waiting: a worker thread's end is reported to the GUI thread
-    through queued signals, so blocking in ``QThread.wait()`` alone could wait forever.
-    """
-    handles = worker.running_tasks()
-    for handle in handles:
-        handle.cancel()
-    deadline = time.monotonic() + timeout_ms / 1000
-    while worker.running_tasks() and time.monotonic() < deadline:
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        time.sleep(0.002)
-    return not worker.running_tasks()
+    """Cancel every background task and wait for its thread; True when all have ended."""
+    return worker.wait_for_tasks(None, timeout_ms)
 
 
 class MainWindow(QMainWindow):
@@ -725,9 +714,7 @@ class MainWindow(QMainWindow):
         def done(text: str) -> None:
             self.device_label.setText(text)
             self._relayout_status()
-            from transfer_studio.ui.app import settle_heap
-
-            settle_heap()  # torch is loaded now: keep full GC passes from scanning all of it
+            runtime.settle_heap()  # torch is loaded now: keep full GC passes from scanning all of it
 
         def failed(message: str, _details: str) -> None:
             self.device_label.setText("Compute device unknown")
@@ -784,7 +771,6 @@ class MainWindow(QMainWindow):
                 except Exception:  # noqa: BLE001 - keep shutting the others down
                     traceback.print_exc()
         finish_tasks()
-        worker.cancel_all()
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import gc
 import os
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -32,7 +30,8 @@ from PySide6.QtCore import QObject, QStandardPaths, Qt, QThread, Signal, Slot
 
 from transfer_studio.config import Project
 from transfer_studio.errors import Cancelled, UserError
-from transfer_studio.ui.worker import ensure_ml_imported, release_thread_objects
+from transfer_studio.ui import runtime
+from transfer_studio.ui.worker import release_thread_objects
 
 BATCH_EMIT_INTERVAL = 0.1  # seconds between batch chunks sent to the GUI thread
 GPU_MEMORY_INTERVAL = 1.0  # seconds between GPU memory readings
@@ -72,49 +71,6 @@ class RunOutcome:
     result: Any = None  # the engine's RunResult when fit returned
     failure: TrainFailure | None = None
     duration_s: float = 0.0
-
-
-# -- start-up without GUI stalls ----------------------------------------------------------------
-# What a run's setup imports: torchvision alone pulls in torch._dynamo, sympy, ... (about a
-# thousand modules). The Train page imports them in the background when it opens.
-TRAINING_MODULES = ("transfer_studio.training.fit", "transfer_studio.training.loop",
-                    "transfer_studio.core.network", "transfer_studio.core.augment",
-                    "transfer_studio.core.strategy")
-
-
-def import_quietly(name: str) -> Any:
-    """Import a heavy module from a background thread without stalling the GUI thread.
-
-    Importing torch/torchvision allocates hundreds of thousands of objects, which triggers full
-    (generation 2) garbage collections; each walks the whole heap while holding the GIL, and the
-    Train page's stall probe saw them freeze the GUI for 0.7-1.2 s on this 2-core machine. So the
-    collector is paused during the import, and afterwards everything alive is moved to the
-    permanent generation with gc.freeze(): later collections walk only newer objects.
-
-    Only modules are frozen this way, never a run's objects: a frozen network in a reference
-    cycle would never be collected (measured: every run leaked its model and optimizer).
-    """
-    import importlib
-    import sys
-
-    # One import at a time: the page's warm-up and a worker may ask for the same package, and two
-    # threads importing a package whose modules import each other can see it half-initialised.
-    with _IMPORT_LOCK:
-        if name in sys.modules:  # import_module still waits if another thread is mid-import
-            return importlib.import_module(name)
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            ensure_ml_imported()  # torch/torchvision under the task runner's own import lock
-            module = importlib.import_module(name)
-        finally:
-            if enabled:
-                gc.enable()
-        gc.freeze()
-        return module
-
-
-_IMPORT_LOCK = threading.Lock()
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -313,8 +269,9 @@ class TrainWorker(QObject):
         outcome: RunOutcome
         try:
             # Usually already imported by the page's warm-up; if not, import without GUI stalls.
-            for name in TRAINING_MODULES:
-                import_quietly(name)
+            runtime.ensure_ml()
+            for name in runtime.TRAINING_MODULES:
+                runtime.import_module(name)
             from transfer_studio.training.fit import fit
 
             result = fit(self._project, callbacks=(self.on_event, *self._extra), control=self._control,

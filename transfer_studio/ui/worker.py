@@ -1,18 +1,17 @@
 """Run long work off the GUI thread: a worker QObject moved to a QThread.
 
 Wiring: started -> work, finished -> quit. No ``deleteLater``: the GUI thread keeps the Python
-wrappers until the thread has fully exited, then drops them (see ``release_thread_objects``). Cancellation is a ``threading.Event`` set directly from the GUI thread and polled
-by the work function (a queued "stop" signal would never run while the worker's thread is busy).
-Results, errors and progress come back as signals carrying plain data; widgets are only touched in
-the GUI thread.
+wrappers until the thread has fully exited, then drops them (see ``release_thread_objects``).
+Cancellation is a ``threading.Event`` set directly from the GUI thread and polled by the work
+function (a queued "stop" signal would never run while the worker's thread is busy). Results,
+errors and progress come back as signals carrying plain data; widgets are only touched in the GUI
+thread. How tasks import torch and the core, and the garbage-collector policy: ``ui.runtime``.
+``wait_for_tasks`` is the one way to wait for tasks (a page closing, the window closing, tests).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import os
-import sys
 import threading
 import time
 import traceback
@@ -22,94 +21,9 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from transfer_studio.errors import Cancelled, UserError
+from transfer_studio.ui import runtime
 
 _live: set[TaskHandle] = set()  # keeps handles (and their threads) alive until finished
-_import_lock = threading.Lock()
-
-
-def ensure_ml_imported() -> None:
-    """Import torch, torchvision and its model zoo once, one thread at a time, quietly for the GUI.
-
-    Two threads importing torch for the first time at once fail ("partially initialized module
-    'torch.utils'"), so every background task takes this lock before its work. Never call it on the
-    GUI thread: the first import takes seconds.
-
-    Quietly: libtorch is preloaded without the GIL (``preload_torch_libraries``), and the collector
-    is paused during the imports, whose several hundred thousand new objects would otherwise trigger
-    full collections (0.3-1.2 s each, holding the GIL: the GUI froze meanwhile). Afterwards the
-    modules are moved out of the collector's sight with ``gc.freeze()``, so later full collections
-    only walk newer objects.
-    """
-    if all(name in sys.modules for name in _ML_MODULES):
-        return
-    import gc
-
-    with _import_lock:
-        if "torch" not in sys.modules:
-            preload_torch_libraries()
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for name in _ML_MODULES:
-                importlib.import_module(name)
-        finally:
-            if enabled:
-                gc.enable()
-        gc.freeze()
-
-
-_ML_MODULES = ("torch", "torchvision", "torchvision.models")
-
-
-def preload_torch_libraries() -> None:
-    """Load libtorch's shared libraries before ``import torch``, without holding the GIL.
-
-    ``import torch`` dlopens libtorch (hundreds of MB of relocations and static initialisers) from
-    inside an extension-module import, which holds the GIL throughout: the GUI thread froze for
-    0.35-0.47 s on this 2-core machine. ctypes releases the GIL around calls into foreign functions,
-    so calling libc's ``dlopen`` directly loads the same libraries without the GIL; the import then
-    finds them loaded. The load still blocks the GUI thread natively when that thread is busy at the
-    same time (measured: ~0.5 s at a first model load), hence ``start_preload`` before the window
-    exists. Only Python-independent libraries are preloaded (not libtorch_python). Linux only;
-    anything unexpected leaves the normal import to do the work.
-    """
-    global _preloaded
-    if _preloaded or not sys.platform.startswith("linux"):
-        return
-    _preloaded = True
-    try:
-        import ctypes
-        import importlib.util
-
-        spec = importlib.util.find_spec("torch")
-        if spec is None or spec.origin is None:
-            return
-        lib_dir = os.path.join(os.path.dirname(spec.origin), "lib")
-        libc = ctypes.CDLL(None)
-        dlopen = libc.dlopen
-        dlopen.restype = ctypes.c_void_p
-        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        for name in ("libtorch_global_deps.so", "libtorch.so"):
-            path = os.path.join(lib_dir, name)
-            if os.path.exists(path):
-                dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_GLOBAL)  # handle kept: never unloaded
-    except Exception:  # noqa: BLE001 - an optimisation only
-        pass
-
-
-_preloaded = False
-
-
-def start_preload() -> None:
-    """Preload libtorch on a background thread now (app start-up), ahead of the first task."""
-    if _preloaded or "torch" in sys.modules:
-        return
-
-    def run() -> None:
-        with _import_lock:
-            preload_torch_libraries()
-
-    threading.Thread(target=run, name="ts-preload", daemon=True).start()
 
 
 class _Worker(QObject):
@@ -121,9 +35,10 @@ class _Worker(QObject):
     finished = Signal()
 
     def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, cancel_event: threading.Event,
-                 pass_control: bool, progress_interval: float):
+                 pass_control: bool, progress_interval: float, needs_torch: bool):
         super().__init__()
         self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._needs_torch = needs_torch
         self._cancel_event = cancel_event
         self._pass_control = pass_control
         self._interval = progress_interval
@@ -139,7 +54,8 @@ class _Worker(QObject):
     @Slot()
     def work(self) -> None:
         try:
-            ensure_ml_imported()
+            if self._needs_torch:
+                runtime.ensure_ml()
             kwargs = dict(self._kwargs)
             if self._pass_control:
                 kwargs.setdefault("progress", self._progress)
@@ -206,16 +122,18 @@ def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_contro
              on_progress: Callable[[int, int], None] | None = None,
              on_cancelled: Callable[[], None] | None = None,
              on_finished: Callable[[], None] | None = None,
-             progress_interval: float = 0.05, **kwargs: Any) -> TaskHandle:
+             progress_interval: float = 0.05, needs_torch: bool = True, **kwargs: Any) -> TaskHandle:
     """Start ``fn(*args, progress=..., cancel=..., **kwargs)`` on a new QThread.
 
     With ``pass_control=False`` fn is called without the progress/cancel keywords. Callbacks run in
     the GUI thread (queued connections). Returns the handle; ``handle.cancel()`` requests a stop.
+    A task that does not need torch (``needs_torch=False``: decoding a picture, laying out the
+    graph) starts at once instead of waiting behind torch's first import (``runtime.ensure_ml``).
     """
     handle = TaskHandle(name)
     thread = QThread()
     thread.setObjectName(f"ts-{name}")
-    worker = _Worker(fn, args, kwargs, handle.cancel_event, pass_control, progress_interval)
+    worker = _Worker(fn, args, kwargs, handle.cancel_event, pass_control, progress_interval, needs_torch)
     worker.moveToThread(thread)
     handle.thread = thread
     handle._worker = worker  # type: ignore[attr-defined]
@@ -245,6 +163,13 @@ def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_contro
     return handle
 
 
+def preload_module(name: str, on_finished: Callable[[], None] | None = None) -> TaskHandle:
+    """Import ``name`` (e.g. pyqtgraph through ``ui.charts``) on a worker thread, through the import
+    gate and without waiting for torch; ``on_finished`` runs in the GUI thread once it is loaded."""
+    return run_task(runtime.import_module, name, name=f"preload-{name.rsplit('.', 1)[-1]}",
+                    pass_control=False, needs_torch=False, on_finished=on_finished)
+
+
 def release_thread_objects(thread: QThread | None) -> None:
     """Call on the GUI thread from ``thread.finished``, before dropping the worker's last reference.
 
@@ -259,47 +184,36 @@ def release_thread_objects(thread: QThread | None) -> None:
             thread.wait()
 
 
-def import_locked(module: str) -> Any:
-    """Import ``module`` under one lock shared by the pages' worker threads: two threads importing
-    modules that import each other can see one half-initialised. Call from worker threads."""
-    with _module_import_lock:
-        return importlib.import_module(module)
-
-
-def import_core(name: str) -> Any:
-    """``transfer_studio.core.<name>`` through ``import_locked``."""
-    return import_locked(f"transfer_studio.core.{name}")
-
-
-_module_import_lock = threading.RLock()
-
-
-def wait_for_tasks(handles: Sequence[TaskHandle | None], msecs: int = 60000) -> bool:
-    """Cancel these tasks and wait for their threads to end, delivering posted events meanwhile
-    (window close, page shutdown); True when all ended.
+def wait_for_tasks(handles: Sequence[TaskHandle | None] | None = None, msecs: int = 60000) -> bool:
+    """Cancel these tasks (None: every running one, including any started meanwhile) and wait for
+    their threads to end, delivering posted events meanwhile; True when all ended. The one way the
+    app waits for background work: closing a page or the window, and test teardown.
 
     A worker thread's end reaches the GUI thread through queued signals, so a bare
     ``QThread.wait()`` here could block until the timeout.
     """
     from PySide6.QtCore import QCoreApplication, QEventLoop
 
-    live = [h for h in handles if h is not None]
-    for handle in live:
+    def live() -> list[TaskHandle]:
+        if handles is None:
+            return running_tasks()
+        return [h for h in handles if h is not None and h.is_running()]
+
+    for handle in live():
         handle.cancel()
     deadline = time.monotonic() + msecs / 1000
-    while any(h.is_running() for h in live) and time.monotonic() < deadline:
+    while live() and time.monotonic() < deadline:
+        for handle in live():  # a task started meanwhile (handles=None) is cancelled too
+            handle.cancel()
         QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
         time.sleep(0.002)
-    return not any(h.is_running() for h in live)
+    return not live()
 
 
 def running_tasks() -> list[TaskHandle]:
     return [h for h in _live if h.is_running()]
 
 
-def cancel_all(wait_ms: int = 30000) -> None:
+def cancel_all(wait_ms: int = 30000) -> bool:
     """Cancel every background task and wait for its thread (app shutdown, test teardown)."""
-    for handle in list(_live):
-        handle.cancel()
-    for handle in list(_live):
-        handle.wait(wait_ms)
+    return wait_for_tasks(None, wait_ms)

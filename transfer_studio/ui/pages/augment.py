@@ -34,10 +34,11 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.config import mark_user_set
 from transfer_studio.errors import Cancelled, UserError
+from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
-from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
+from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 PRESET_TEXT = {
     "none": "none — the images as they are",

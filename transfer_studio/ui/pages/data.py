@@ -43,12 +43,13 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
+from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.settings import Settings
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.num_item import NumItem
-from transfer_studio.ui.worker import TaskHandle, import_core, import_locked, run_task, wait_for_tasks
+from transfer_studio.ui.worker import TaskHandle, preload_module, run_task, wait_for_tasks
 
 RECENT_KEY = "recent/data_folders"
 MAX_RECENT = 8
@@ -86,10 +87,6 @@ def scan_folder(root: str, verify: bool, val: float, test: float, seed: int,
         raise Cancelled()
     split, per_class = split_dataset(report, val, test, seed)
     return report, split, per_class
-
-
-def _preload_charts() -> None:
-    import_locked("transfer_studio.ui.charts")  # pyqtgraph; no widget is created here
 
 
 def split_dataset(report: Any, val: float, test: float, seed: int) -> tuple[dict[str, list[str]], dict]:
@@ -148,8 +145,7 @@ class DataPage(QWidget):
         self._charts_ready = "transfer_studio.ui.charts" in sys.modules
         self._chart_pending: tuple[Any, list[int]] | None = None
         if not self._charts_ready:
-            self._preload = run_task(_preload_charts, name="preload-charts", pass_control=False,
-                                     on_finished=self._on_charts_ready)
+            self._preload = preload_module("transfer_studio.ui.charts", on_finished=self._on_charts_ready)
         self._thumbs: Any = None  # thumbnails.ThumbnailModel, created when the gallery is first needed
         self.setAcceptDrops(True)
         self._build()

@@ -45,11 +45,12 @@ from PySide6.QtWidgets import (
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
 from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run, find_record, norm_path
+from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.num_item import NumItem
-from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
+from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 WORST = 24  # most confidently wrong images shown
 THUMB = 84

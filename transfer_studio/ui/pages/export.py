@@ -43,10 +43,11 @@ from PySide6.QtWidgets import (
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
 from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path
+from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_bytes
 from transfer_studio.ui.widgets.heading import page_heading
-from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
+from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 FORMAT_LABELS = {
     "safetensors": ("Weights bundle (model.safetensors + model.json)",

@@ -713,7 +713,7 @@ class ModelPage(QWidget):
         self.displayChanged.emit()
         if not self._heap_settled:  # the first network shown: torchvision and fx are loaded now
             self._heap_settled = True
-            from transfer_studio.ui.app import settle_heap
+            from transfer_studio.ui.runtime import settle_heap
 
             QTimer.singleShot(0, settle_heap)
 

@@ -42,7 +42,7 @@ from transfer_studio.config import Project, RunRecord
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
-from transfer_studio.ui.worker import run_task, wait_for_tasks
+from transfer_studio.ui.worker import preload_module, wait_for_tasks
 
 # Distinct, mid-saturation colours for overlaid runs: readable on light and dark backgrounds.
 RUN_COLOURS = ("#1f77dc", "#e8780f", "#2ca05a", "#d6456b", "#9467bd", "#8c6d31", "#17a3b8", "#7f7f7f")
@@ -312,10 +312,7 @@ class RunsPage(QWidget):
         if "pyqtgraph" in sys.modules:
             self._build_charts()
         else:
-            from transfer_studio.ui.pages.data import _preload_charts  # pyqtgraph, under the import lock
-
-            self._preload = run_task(_preload_charts, name="preload-charts", pass_control=False,
-                                     on_finished=self._build_charts)
+            self._preload = preload_module("transfer_studio.ui.charts", on_finished=self._build_charts)
 
     def _build_charts(self) -> None:
         import pyqtgraph as pg  # loaded already (here or by the preload task): no import on this thread

@@ -39,11 +39,12 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.config import Project, SurgeryOp, mark_user_set
+from transfer_studio.ui.runtime import import_core, import_module
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count, format_share
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.lr_curve import LRCurve
-from transfer_studio.ui.worker import TaskHandle, import_core, import_locked, run_task, wait_for_tasks
+from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 APPROACHES = {
     1: ("head", "Train only a new output layer",
@@ -72,7 +73,7 @@ def run_suggest(project: Project, report: Any, budget: float, probe: bool, evide
                 progress: Any, cancel: Any) -> tuple[Any, Any]:
     """(suggestion, evidence): the evidence is gathered unless given (then only the decision is made)."""
     strategy = import_core("strategy")
-    advice = import_locked("transfer_studio.training.advice")
+    advice = import_module("transfer_studio.training.advice")
     from transfer_studio.errors import Cancelled
 
     def check() -> None:

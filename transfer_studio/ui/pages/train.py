@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt
+from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QFont, QPalette, QValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -682,8 +682,9 @@ class TrainPage(QWidget):
             # Deliver the worker's last queued signals (outcome, thread finished) now, so the run
             # record says "stopped" before the project is saved or discarded.
             QCoreApplication.sendPostedEvents(self._controller)
-        if self._device_task is not None and self._device_task.is_running():
-            _wait_task(self._device_task, 20000)
+        from transfer_studio.ui.worker import wait_for_tasks
+
+        wait_for_tasks([self._device_task], 20000)
 
     # -- worker signals --------------------------------------------------------------------------
     def _on_fit_started(self, ev: Any) -> None:
@@ -1147,12 +1148,13 @@ def probe_devices(warm_up: bool = True) -> dict[str, Any]:
     """
     import os
 
-    from transfer_studio.ui.train_worker import TRAINING_MODULES, import_quietly
+    from transfer_studio.ui import runtime
 
-    torch = import_quietly("torch")
+    runtime.ensure_ml()
+    torch = runtime.import_module("torch")
     if warm_up:
-        for name in TRAINING_MODULES:
-            import_quietly(name)
+        for name in runtime.TRAINING_MODULES:
+            runtime.import_module(name)
     info: dict[str, Any] = {"cpu": os.cpu_count() or 1, "cuda": [], "mps": False}
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -1192,24 +1194,6 @@ def _gui_advice(text: str) -> str:
     text = re.sub(r"resume with: transfer-studio train --resume \S+",
                   "press \u201cResume from checkpoint\u201d", text)
     return re.sub(r"\s*\(train\.allow_oom_retry\)", "", text)
-
-
-def _wait_task(handle: Any, msecs: int) -> None:
-    """Wait for a ui.worker task with the GUI thread blocked (closing).
-
-    run_task wires the worker's finished signal to QThread.quit through a queued connection, which
-    only runs in the GUI event loop: deliver those posted calls while waiting, or wait() never ends.
-    """
-    thread = handle.thread
-    deadline = time.monotonic() + msecs / 1000
-    try:
-        while time.monotonic() < deadline:
-            QCoreApplication.sendPostedEvents(thread, QEvent.Type.MetaCall.value)
-            if thread.wait(50):
-                break
-    except RuntimeError:  # the thread object is already deleted: it has ended
-        pass
-    QCoreApplication.sendPostedEvents(handle, QEvent.Type.MetaCall.value)  # handle -> not running
 
 
 def _select(combo: QComboBox, key: Any) -> None:

@@ -41,10 +41,11 @@ from PySide6.QtWidgets import (
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
 from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run, norm_path
+from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
-from transfer_studio.ui.worker import TaskHandle, import_core, run_task, wait_for_tasks
+from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 # What the Try page accepts (core.imageio.IMAGE_EXTENSIONS; repeated here: importing the core on the
 # GUI thread would load torch).
@@ -831,7 +832,7 @@ class TryPage(QWidget):
                 self._set_preview(QPixmap.fromImage(image))
 
         self._preview_task = run_task(decode_thumbnail, path, PREVIEW, name="try-preview", pass_control=False,
-                                      on_result=done)
+                                      needs_torch=False, on_result=done)
 
     def _maybe_heatmap(self) -> None:
         path = self._pending_heatmap
