@@ -177,24 +177,32 @@ def suggest(report: ScanReport, model_name: str, *, device: str = "auto", time_b
     approach = choose_approach(per_class, total, evidence)
     plans = plans_for(report, model_name, dev, evidence)
     timings = (evidence.timings if evidence is not None else {}) or {}
-    if all(NAMES[a] in timings for a in (1, 2, 3)):
-        seconds = {a: [float(timings[NAMES[a]][k]) for k in ("seconds", "low", "high")] for a in (1, 2, 3)}
-        source, gflops, tsource = "trial", 0.0, "trial"
-    else:
+    seconds: dict[int, list[float]] = {}
+    sources: dict[int, str] = {}
+    for a in (1, 2, 3):
+        if NAMES[a] in timings:
+            seconds[a] = [float(timings[NAMES[a]][k]) for k in ("seconds", "low", "high")]
+            sources[a] = "trial"
+    gflops, tsource = 0.0, "trial"
+    if len(seconds) < 3:  # approaches without a timed trial: a rough model (the app times all three)
         if throughput_gflops is not None:
             if not throughput_gflops > 0:
                 raise UserError(f"throughput must be positive (got {throughput_gflops})")
             forward, tsource = 2.0 * net.macs / (float(throughput_gflops) * 1e9), "given"
         else:
             forward, tsource = forward_seconds(model_name, dev, net.macs)
-        rough = {a: 3600 * _estimate_hours(plans[a], n_train, n_val, report, forward, dev) for a in (1, 2, 3)}
-        seconds = {a: [v, v / 2, v * 2] for a, v in rough.items()}  # "typically right within 2x"
-        source, gflops = "flops", round(2.0 * net.macs / forward / 1e9, 1)
+        for a in (1, 2, 3):
+            if a not in seconds:
+                v = 3600 * _estimate_hours(plans[a], n_train, n_val, report, forward, dev)
+                seconds[a] = [v, v / 2, v * 2]  # "typically right within 2x"
+                sources[a] = "flops"
+        gflops = round(2.0 * net.macs / forward / 1e9, 1)
     estimates = {a: seconds[a][0] / 3600 for a in (1, 2, 3)}
     chosen = approach
     while chosen > 1 and estimates[chosen] > budget:
         chosen -= 1
     plan = plans[chosen]
+    source = sources[chosen]
     reason = _reason(chosen, approach, plan, net, per_class, total, estimates, budget, dev, evidence,
                      probe_result, seconds if source == "trial" else None)
     return Suggestion(

@@ -46,9 +46,15 @@ def _stage(progress: Progress | None, text: str, fraction: float) -> None:
 
 
 def gather(project: Project, report: ScanReport, *, progress: Progress | None = None,
-           check: Callable[[], None] | None = None, trials: bool = True,
-           invariances: tuple[str, ...] = INVARIANCES) -> core_strategy.Evidence:
-    """Measure what the advisor needs; raises UserError for data it cannot use."""
+           check: Callable[[], None] | None = None, trials: bool | str = True,
+           invariances: tuple[str, ...] = INVARIANCES, time_budget_hours: float | None = None,
+           ) -> core_strategy.Evidence:
+    """Measure what the advisor needs; raises UserError for data it cannot use.
+
+    ``trials``: True times all three approaches (the Strategy page compares them); "needed" times
+    only the approach the evidence points to, and the cheaper ones while it is over the budget
+    (strategy Auto at the start of a run: a trial of a large network on a CPU takes tens of seconds).
+    """
     from transfer_studio.training import data as tdata
     from transfer_studio.training.engine import ensure_head
 
@@ -95,7 +101,17 @@ def gather(project: Project, report: ScanReport, *, progress: Progress | None = 
         train_images=len(rels), cv_accuracy=cv.accuracy, cv_se=cv.accuracy_se, c=cv.c, folds=cv.folds,
         lr=lr.suggested, lr_curve={"lrs": lr.lrs, "losses": lr.losses}, invariances=checks,
         imagenet_confidence=None, features_computed=computed, seconds=0.0)
-    if trials:
+    if trials == "needed":
+        per_class = float(np.median([report.counts[c] for c in report.classes]))
+        budget = core_strategy.DEFAULT_TIME_BUDGET_HOURS if time_budget_hours is None else time_budget_hours
+        a = core_strategy.choose_approach(per_class, report.num_images, evidence)
+        while True:
+            evidence.timings.update(estimate_all(snapshot, report, split, bb, evidence, cv_seconds=cv.seconds,
+                                                 progress=progress, check=check, approaches=(a,)))
+            if a == 1 or evidence.timings[core_strategy.NAMES[a]]["seconds"] <= budget * 3600:
+                break
+            a -= 1
+    elif trials:
         evidence.timings = estimate_all(snapshot, report, split, bb, evidence, cv_seconds=cv.seconds,
                                         progress=progress, check=check)
     evidence.seconds = round(time.perf_counter() - t0, 2)
@@ -105,7 +121,8 @@ def gather(project: Project, report: ScanReport, *, progress: Progress | None = 
 
 def estimate_all(project: Project, report: ScanReport, split: Any, bb: BackboneFeatures,
                  evidence: core_strategy.Evidence, *, cv_seconds: float, progress: Progress | None = None,
-                 check: Callable[[], None] | None = None) -> dict[str, dict[str, Any]]:
+                 check: Callable[[], None] | None = None, approaches: tuple[int, ...] = (1, 2, 3),
+                 ) -> dict[str, dict[str, Any]]:
     """Trial-based time estimates of the three approaches' recipes, as ``Evidence.timings``."""
     from transfer_studio.core import augment
 
@@ -114,7 +131,7 @@ def estimate_all(project: Project, report: ScanReport, split: Any, bb: BackboneF
     n_train, n_val = len(split.split["train"]), len(split.split.get("val") or [])
     val_cached = len(bb.space("eval").lookup(_keys(split.root, split.split.get("val") or []))[0])
     out: dict[str, dict[str, Any]] = {}
-    for i, (a, plan) in enumerate(sorted(plans.items())):
+    for i, (a, plan) in enumerate(sorted((a, p) for a, p in plans.items() if a in approaches)):
         name = core_strategy.NAMES[a]
         _stage(progress, f"Timing a few training steps ({name})", 0.76 + 0.22 * i / 3)
         p = project.copy()
@@ -137,9 +154,10 @@ def estimate_all(project: Project, report: ScanReport, split: Any, bb: BackboneF
 
 def advise(project: Project, report: ScanReport, *, time_budget_hours: float | None = None,
            progress: Progress | None = None, check: Callable[[], None] | None = None,
-           trials: bool = True) -> core_strategy.Suggestion:
+           trials: bool | str = True) -> core_strategy.Suggestion:
     """The suggestion for the project's model and data, backed by ``gather``'s measurements."""
-    evidence = gather(project, report, progress=progress, check=check, trials=trials)
+    evidence = gather(project, report, progress=progress, check=check, trials=trials,
+                      time_budget_hours=time_budget_hours)
     return core_strategy.suggest(report, project.model.name, device=project.train.device,
                                  time_budget_hours=time_budget_hours, evidence=evidence)
 

@@ -129,7 +129,7 @@ def resolve_auto(project: Project, report: Any, *, progress: Any = None, check: 
     from transfer_studio.core import strategy as core_strategy
     from transfer_studio.training import advice
 
-    s = advice.advise(project, report, progress=progress, check=check)
+    s = advice.advise(project, report, progress=progress, check=check, trials="needed")
     kept = core_strategy.apply_suggestion(project, s)
     note = f"auto strategy: {s.name}" + (f" ({s.reason})" if s.reason else "")
     if kept:

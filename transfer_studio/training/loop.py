@@ -618,10 +618,25 @@ class Trainer:
         self._writer.submit(files)
         self._pending_epoch, self._pending_best = e, best_bytes is not None
         self.epoch_seconds.append(seconds)
-        eta = sum(self.epoch_seconds) / len(self.epoch_seconds) * (self.t.epochs - e)
+        eta = self._eta(e)
         self.emit(ev.EpochEnd(epoch=e, epochs=self.t.epochs, train_loss=train_loss, train_accuracy=train_acc,
                               val_loss=val_loss, val_accuracy=val_acc, lr=lr, seconds=seconds, eta_s=eta,
                               is_best=is_best))
+
+    def _eta(self, e: int) -> float:
+        """Seconds until the last planned epoch: the remaining epochs at the pace of earlier epochs of
+        the same phase (a probe epoch on cached features takes a fraction of a second, a fine-tuning
+        epoch minutes; averaging both would promise a partial run's end far too soon)."""
+        plan = self.s.plan
+        times: dict[int, list[float]] = {}
+        for h, sec in zip(self.history[-len(self.epoch_seconds):], self.epoch_seconds, strict=False):
+            times.setdefault(plan.phase_index(int(h["epoch"])), []).append(sec)
+        overall = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        eta = 0.0
+        for later in range(e + 1, self.t.epochs + 1):
+            same = times.get(plan.phase_index(later))
+            eta += sum(same) / len(same) if same else overall
+        return eta
 
     # -- one epoch -----------------------------------------------------------------------------
     def _step_batches(self, e: int, batches: Iterable, steps: int, forward: Callable[[torch.Tensor], torch.Tensor],
