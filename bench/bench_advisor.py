@@ -53,12 +53,12 @@ TEST_SEED = 1000  # TEST folders: other generator seeds, fonts and photo quarter
 NAMES = {1: "head", 2: "partial", 3: "full"}
 
 
-def grid(full: bool) -> list[tuple[str, int, int]]:
+def grid(full: bool, seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, int, int]]:
     """Small folders first, so an interrupted suite has every domain at the sizes it reached."""
-    rows = [(domain, n, seed) for n in (10, 40, 150) for domain in advisor_data.DOMAINS for seed in (0, 1, 2)]
+    rows = [(domain, n, seed) for seed in seeds for n in (10, 40, 150) for domain in advisor_data.DOMAINS]
     if full:
-        rows += [(domain, 500, seed) for domain in advisor_data.DOMAINS for seed in (0, 1, 2)]
-    else:
+        rows += [(domain, 500, seed) for domain in advisor_data.DOMAINS for seed in seeds]
+    elif 0 in seeds:
         rows.append(("glyph", 500, 0))
     return rows
 
@@ -279,6 +279,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=2.0, help="time budget in hours (the advisor's default)")
     ap.add_argument("--report", action="store_true", help="only score the stored results")
     ap.add_argument("--only", default="", help="comma-separated domains")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     size = args.size or (224 if args.full else 64)
@@ -286,7 +287,7 @@ def main() -> None:
     os.environ.setdefault("TS_FEATURE_CACHE", str(work / "features"))
     os.environ.setdefault("TS_TRIAL_CACHE", str(work / "trials.json"))
     rows = []
-    for domain, n, seed in grid(args.full):
+    for domain, n, seed in grid(args.full, tuple(int(x) for x in args.seeds.split(","))):
         if args.only and domain not in args.only.split(","):
             continue
         path = work / "results" / f"{domain}-{n}-{seed}.json"

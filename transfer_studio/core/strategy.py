@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from transfer_studio.config import EXPLICIT_FIELDS, Project, SurgeryOp, clear_user_set
+from transfer_studio.core import devices
 from transfer_studio.core.dataset import ScanReport
 from transfer_studio.errors import UserError
 
@@ -49,8 +50,8 @@ HEAD_AUGMENT = "none"
 HEAD_AUGMENT_REASON = ("The new output layer is fitted on the images as the network sees them: augmented "
                        "copies did not improve the head on the benchmark (docs/strategy.md).")
 LP_EPOCHS = 1  # the head phase of partial and full: one L-BFGS epoch runs the fit to convergence
-FT_STEPS = 200  # optimiser steps fine-tuning aims for ...
-FT_EPOCHS = (5, 15)  # ... within these epochs
+FT_STEPS = 150  # optimiser steps fine-tuning aims for ...
+FT_EPOCHS = (4, 12)  # ... within these epochs
 FT_WARMUP_EPOCHS = 1.0
 FT_LABEL_SMOOTHING = 0.0  # the best epoch is chosen by validation cross-entropy: smoothing would penalise fine-tuned epochs against the probe
 FT_AUGMENT = "medium"
@@ -314,21 +315,8 @@ def apply_suggestion(project: Project, suggestion: Suggestion, *, override_user:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """"auto" -> cuda, else mps, else cpu; a requested device that is missing is a UserError."""
-    name = (device or "auto").lower()
-    if name.startswith("cuda:"):
-        name = "cuda"
-    if name not in ("auto", "cpu", "cuda", "mps"):
-        raise UserError(f"unknown device '{device}': choose auto, cpu, cuda or mps")
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-    if name == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if name == "cuda" and not cuda:
-        raise UserError("no CUDA GPU is available here: use --device cpu (or auto)")
-    if name == "mps" and not mps:
-        raise UserError("Apple MPS is not available here: use --device cpu (or auto)")
-    return name
+    """The type of the device the estimates are for (``core.devices.resolve``, the one device rule)."""
+    return devices.resolve(device).type
 
 
 def device_peak_flops(device: str) -> tuple[float, str]:
