@@ -189,13 +189,20 @@ ABSURD = {
 
 @pytest.fixture
 def no_allocation(monkeypatch):
-    """Fails the test if a real (allocating) network is built: refusals must come before that."""
+    """Fails the test if a real (allocating) network is built, or the process's peak memory grows by
+    a gigabyte: refusals must come before any of that."""
+    import resource
+
     from transfer_studio.core import network
 
     def refuse(*a, **k):
         raise AssertionError("a real network was built for a description that should have been refused")
 
     monkeypatch.setattr(network, "build_network", refuse)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    yield
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert grown_mib < 1024, f"peak memory grew by {grown_mib:.0f} MiB while checking the description"
 
 
 @pytest.mark.parametrize("case", list(ABSURD))

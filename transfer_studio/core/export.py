@@ -170,7 +170,7 @@ def _check_fits_file(project: Project, num_classes: int, weights: Path, what: st
     header cannot declare more data than its file holds)."""
     from safetensors import SafetensorError, safe_open
 
-    from transfer_studio.core.network import build_network_meta
+    from transfer_studio.core.network import build_network_meta, build_on_meta
 
     if not 1 <= num_classes <= MAX_CLASSES:
         raise UserError(f"{what} describes {num_classes} classes (at most {MAX_CLASSES}); it is damaged")
@@ -180,8 +180,10 @@ def _check_fits_file(project: Project, num_classes: int, weights: Path, what: st
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{weights} cannot be read as safetensors ({exc}); it is corrupt") from exc
     try:
-        expected = {k: tuple(v.shape) for k, v in build_network_meta(project, num_classes=num_classes)
-                    .state_dict().items()}
+        # Layers the surgery adds are built on the meta device too (build_network_meta makes only the
+        # catalog architecture there): a 12 GB layer in a description costs nothing to check.
+        meta_net = build_on_meta(lambda: build_network_meta(project, num_classes=num_classes))
+        expected = {k: tuple(v.shape) for k, v in meta_net.state_dict().items()}
     except Exception as exc:  # noqa: BLE001 - whatever a hand-edited description breaks: its fault
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{what} describes a network that cannot be built ({detail})") from exc
