@@ -85,19 +85,24 @@ def _arm(spec: str) -> None:
     raise SystemExit(f"unknown kill spec {spec!r}")
 
 
-def _like_a_fresh_process() -> None:
-    """A child of the fork server inherits "forkserver" as its default start method; a process
-    started from the command line has the platform's default (DataLoader workers use it)."""
+def _like_a_fresh_process(env: dict[str, str] | None) -> None:
+    """What a process started from the caller now would have. A child of the fork server inherits
+    the server's environment (from when it started, maybe tests ago: TS_DATA_DIR or TORCH_HOME of
+    another test) and "forkserver" as its default start method; here it gets the caller's current
+    environment and the platform's default start method (DataLoader workers use it)."""
     import multiprocessing as mp
 
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     mp.set_start_method(None, force=True)
 
 
-def child(spec: str, args: list[str], cwd: str | None = None) -> int:
+def child(spec: str, args: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> int:
     """Arm the kill, then run the CLI; exits the process with the CLI's exit code."""
     import torch
 
-    _like_a_fresh_process()
+    _like_a_fresh_process(env)
 
     if cwd:
         os.chdir(cwd)
@@ -124,7 +129,8 @@ def run_cli(args: list[str], kill: str = "none", cwd: str | os.PathLike[str] | N
 
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    proc = ctx.Process(target=child, args=(kill, [str(a) for a in args], str(cwd) if cwd else None))
+    proc = ctx.Process(target=child, args=(kill, [str(a) for a in args], str(cwd) if cwd else None,
+                                           dict(os.environ)))
     proc.start()
     proc.join(timeout)
     if proc.exitcode is None:
@@ -134,12 +140,12 @@ def run_cli(args: list[str], kill: str = "none", cwd: str | os.PathLike[str] | N
     return proc.exitcode
 
 
-def _call(target: str, args: list[str]) -> None:
+def _call(target: str, args: list[str], env: dict[str, str] | None = None) -> None:
     import importlib
 
     import torch
 
-    _like_a_fresh_process()
+    _like_a_fresh_process(env)
     torch.set_num_threads(1)
     module, _, name = target.rpartition(".")
     code = getattr(importlib.import_module(module), name)(*args)
@@ -155,7 +161,7 @@ def run_function(target: str, args: list[str], timeout: float = 600.0) -> int:
 
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    proc = ctx.Process(target=_call, args=(target, [str(a) for a in args]))
+    proc = ctx.Process(target=_call, args=(target, [str(a) for a in args], dict(os.environ)))
     proc.start()
     proc.join(timeout)
     if proc.exitcode is None:
@@ -168,7 +174,7 @@ def run_function(target: str, args: list[str], timeout: float = 600.0) -> int:
 def main() -> int:
     spec, sep, *args = sys.argv[1:]
     assert sep == "--", "usage: python -m helpers.killer KILL -- ARGS..."
-    return child(spec, args)
+    return child(spec, args, env=None)
 
 
 if __name__ == "__main__":
