@@ -3,6 +3,9 @@
 Layouts (``scan`` detects which):
   flat   ROOT/<class>/**/<image>                      one sub-folder per class (nested folders allowed)
   split  ROOT/{train,val,test}/<class>/**/<image>     already split; used as is
+  file   ROOT/labels.csv (or .jsonl) of file,label[,split] naming the images' classes
+         (core.labels_file); reported as "flat" or "split" with ``labels_file`` set
+ROOT/_set_aside/ holds images the label review set aside (core.label_journal): never a class.
 
 The scan is fast because it never decodes pixels unless asked (``verify=True``): per file it reads
 the first bytes (the whole file when small) and the last bytes, lets PIL parse the header lazily for
@@ -38,6 +41,7 @@ from transfer_studio.core.imageio import (
     truncation_reason,
     verify_decode,
 )
+from transfer_studio.core.label_journal import SET_ASIDE_DIR  # set-aside images: never a class
 from transfer_studio.errors import Cancelled, UserError
 
 log = logging.getLogger(__name__)
@@ -82,6 +86,7 @@ class ScanReport:
     labels: list[int] = field(default_factory=list)
     file_splits: list[str | None] = field(default_factory=list)
     verified: bool = False
+    labels_file: str | None = None  # the CSV/JSONL naming the labels (core.labels_file); None: class folders
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON document (everything but the per-file arrays)."""
@@ -98,6 +103,7 @@ class ScanReport:
             "image_size_range": dict(self.image_size_range),
             "imbalance": self.imbalance,
             "verified": self.verified,
+            "labels_file": self.labels_file,
         }
 
 
@@ -137,23 +143,34 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
         raise UserError(f"{root_path} is not a folder: point to a folder with one sub-folder per class")
     root_path = root_path.resolve()
     warnings: list[str] = []
+    from transfer_studio.core import labels_file as lf
 
-    layout, groups, split_names = _detect_layout(root_path, warnings)
-    classes = sorted({name for _, name, _ in groups})
+    table = lf.find(root_path)  # a CSV/JSONL of file,label instead of class folders
+    listed = lf.listing(root_path, table, warnings, cancel) if table is not None else None
+    if listed is not None:
+        layout, classes, split_names = listed.layout, listed.classes, listed.splits
+    else:
+        layout, groups, split_names = _detect_layout(root_path, warnings)
+        classes = sorted({name for _, name, _ in groups})
     if len(classes) < 2:
+        what = f"labels in {listed.labels_file}" if listed is not None else "class sub-folders"
         raise UserError(
-            f"{root_path} has only one class ('{shown(classes[0])}'): a classifier needs at least two class "
-            "sub-folders" if classes else f"{root_path} has no class sub-folders"
+            f"{root_path} has only one class ('{shown(classes[0])}'): a classifier needs at least two {what}"
+            if classes else f"{root_path} has no {what}"
         )
     class_index = {c: i for i, c in enumerate(classes)}
 
     entries: list[_Entry] = []
     prefix = len(str(root_path).rstrip(os.sep)) + 1
-    for split, name, directory in groups:
-        _check_cancel(cancel)
-        for path, size in _walk_files(directory, warnings, root_path, cancel):
-            rel = path[prefix:].replace(os.sep, "/")
-            entries.append(_Entry(path, rel, size, class_index[name], split))
+    if listed is not None:
+        entries, missing = _listed_entries(root_path, listed)
+    else:
+        missing = []
+        for split, name, directory in groups:
+            _check_cancel(cancel)
+            for path, size in _walk_files(directory, warnings, root_path, cancel):
+                rel = path[prefix:].replace(os.sep, "/")
+                entries.append(_Entry(path, rel, size, class_index[name], split))
     entries.sort(key=lambda e: e.rel)  # results never depend on the file system's order
     total = len(entries)
     if progress:
@@ -174,7 +191,7 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
         _check_cancel(cancel)
         duplicates = _find_duplicates(entries, probes, pool)
 
-    skipped: list[SkippedFile] = []
+    skipped: list[SkippedFile] = list(missing)
     files: list[str] = []
     labels: list[int] = []
     file_splits: list[str | None] = []
@@ -192,9 +209,11 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
 
     label_arr = np.asarray(labels, dtype=np.int64)
     counts = {c: int((label_arr == i).sum()) for i, c in enumerate(classes)}
+    listed_class = {rel: classes[k] for rel, k, _ in listed.files} if listed is not None else None
     for c in classes:
         if counts[c] == 0:
-            bad = [s for s in skipped if _class_of(s.path, layout) == c]
+            bad = [s for s in skipped if (listed_class.get(s.path) if listed_class is not None
+                                          else _class_of(s.path, layout)) == c]
             if bad:
                 raise UserError(
                     f"class '{shown(c)}' has no readable image ({len(bad)} file(s) skipped, e.g. {shown(bad[0].path)}: "
@@ -222,8 +241,26 @@ def scan(root: str | os.PathLike[str], *, verify: bool = False, progress: Progre
         root=str(root_path), layout=layout, classes=classes, counts=counts, split_counts=split_counts,
         num_images=len(files), skipped=skipped, duplicates=duplicates, warnings=warnings,
         image_size_range=size_range, imbalance=round(imbalance, 3), files=files, labels=labels,
-        file_splits=file_splits, verified=verify,
+        file_splits=file_splits, verified=verify, labels_file=listed.labels_file if listed is not None else None,
     )
+
+
+def _listed_entries(root: Path, listed: Any) -> tuple[list[_Entry], list[SkippedFile]]:
+    """Entries of the files a labels file lists, and what it lists that cannot be used."""
+    entries: list[_Entry] = []
+    skipped = [SkippedFile(path, reason) for path, reason in listed.skipped]
+    for rel, label, split in listed.files:
+        path = os.path.join(root, *rel.split("/"))
+        try:
+            st = os.stat(path)
+        except OSError:
+            skipped.append(SkippedFile(rel, f"listed in {listed.labels_file} but missing from the folder"))
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            skipped.append(SkippedFile(rel, f"listed in {listed.labels_file} but not a file"))
+            continue
+        entries.append(_Entry(path, rel, st.st_size, label, split))
+    return entries, skipped
 
 
 def _check_cancel(cancel: Cancel | None) -> None:
@@ -271,6 +308,7 @@ def _no_loops(dirs: list[os.DirEntry[str]], root: Path, warnings: list[str]) -> 
 def _detect_layout(root: Path, warnings: list[str]) -> tuple[str, list[tuple[str | None, str, Path]], list[str]]:
     """("flat" | "split", [(split, class name, folder)], split names present)."""
     dirs, loose = _subdirs(root)
+    dirs = [d for d in dirs if d.name != SET_ASIDE_DIR]  # images set aside in the label review
     split_dirs: dict[str, os.DirEntry[str]] = {}
     for d in dirs:
         canonical = SPLIT_DIR_NAMES.get(d.name.lower())
