@@ -17,8 +17,9 @@ from PySide6.QtWidgets import QMessageBox, QPushButton
 from transfer_studio import config
 from transfer_studio.config import ModelSpec, Project, RunRecord
 from transfer_studio.ui import worker
-from transfer_studio.ui.pages.train import TrainPage, _gui_advice, _step_125, frozen_summary
+from transfer_studio.ui.pages.train import TrainPage, _gui_advice, frozen_summary
 from transfer_studio.ui.state import AppState
+from transfer_studio.ui.widgets.lr_spin import step_125 as _step_125
 
 SHOTS = Path(__file__).resolve().parents[2] / "shots"
 
@@ -340,7 +341,9 @@ def test_a_gpu_that_is_not_there_is_explained(qtbot, tmp_path, cleanup):
     page = make_page(qtbot, tmp_path, project)
     cleanup(page)
     qtbot.waitUntil(lambda: page._devices is not None, timeout=60000)  # the real probe has answered
-    page._on_devices({"cpu": 2, "cuda": [], "mps": False})  # what it answers on a machine without a GPU
+    from transfer_studio.core.devices import MachineDevices
+
+    page._on_devices(MachineDevices(cpu=2, threads=2))  # what it answers on a machine without a GPU
     cuda_item = page.device_combo.model().item(page.device_combo.findData("cuda"))
     assert not cuda_item.isEnabled()
     assert "no GPU found" in page.device_label.text()
@@ -458,11 +461,11 @@ def test_closing_the_window_mid_run_asks_then_stops_cleanly(qtbot, tmp_path, mon
 
 
 def test_unsaved_project_runs_go_to_the_user_data_folder(qtbot, tmp_path, monkeypatch):
-    from transfer_studio.ui import train_worker
+    from transfer_studio.ui import settings, train_worker
 
     assert train_worker.runs_root(None) == Path(os.environ["TS_DATA_DIR"]) / "runs"  # tests/ui/conftest.py
     monkeypatch.delenv("TS_DATA_DIR")
-    monkeypatch.setattr(train_worker.QStandardPaths, "writableLocation", lambda _loc: str(tmp_path / "appdata"))
+    monkeypatch.setattr(settings.QStandardPaths, "writableLocation", lambda _loc: str(tmp_path / "appdata"))
     assert train_worker.runs_root(None) == tmp_path / "appdata" / "runs"
 
 

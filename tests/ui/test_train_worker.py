@@ -12,17 +12,11 @@ import torch
 from helpers.images import make_class_folder
 
 from transfer_studio.config import ModelSpec, Project
+from transfer_studio.core.run_folder import has_checkpoint
+from transfer_studio.core.runs import new_run_dir
 from transfer_studio.errors import UserError
 from transfer_studio.training.events import BatchEnd, EpochEnd
-from transfer_studio.ui.train_worker import (
-    TrainController,
-    TrainWorker,
-    cuda_index,
-    explain_error,
-    has_checkpoint,
-    new_run_dir,
-    runs_root,
-)
+from transfer_studio.ui.train_worker import TrainController, TrainWorker, cuda_index, explain_error, runs_root
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +86,10 @@ def test_run_folders(tmp_path):
     import datetime as dt
 
     now = dt.datetime(2025, 1, 2, 3, 4, 5)
-    first = new_run_dir(tmp_path, now)
+    first = new_run_dir(tmp_path, now=now)
     assert first == tmp_path / "20250102-030405"
     first.mkdir()
-    assert new_run_dir(tmp_path, now) == tmp_path / "20250102-030405-2"
+    assert new_run_dir(tmp_path, now=now) == tmp_path / "20250102-030405-2"
     assert not has_checkpoint(first)
     (first / "checkpoint_last.pt").write_bytes(b"x")
     assert has_checkpoint(first)

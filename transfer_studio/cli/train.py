@@ -10,11 +10,11 @@ import argparse
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from transfer_studio.config import EXPLICIT_FIELDS, mark_user_set
+from transfer_studio.core import runs
 from transfer_studio.errors import Cancelled, UserError
 
 NAME = "train"
@@ -96,6 +96,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--project, else in ./runs)")
 
 
+def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The resumable settings given on the command line (core.runs applies them to the run's snapshot)."""
+    overrides = {name: getattr(args, name) for name in ("epochs", "batch_size", "device")
+                 if getattr(args, name) is not None}
+    if args.workers is not None:
+        if args.workers < 0:
+            raise UserError("--workers must be 0 or more")
+        overrides["num_workers"] = args.workers
+    return overrides
+
+
 def _given(args: argparse.Namespace, names) -> list[str]:
     return [n for n in names if getattr(args, n, None) is not None]
 
@@ -154,7 +165,6 @@ def _resolve_auto(project, args: argparse.Namespace) -> None:
 def _build(args: argparse.Namespace):
     """(project, run_dir, resume, project_file) from the arguments."""
     from transfer_studio.config import ModelSpec, Project
-    from transfer_studio.machine_settings import runs_root
 
     modes = [m for m in ("resume", "project") if getattr(args, m)]
     if len(modes) > 1:
@@ -166,12 +176,7 @@ def _build(args: argparse.Namespace):
             raise UserError(f"{', '.join(_flag(n) if n != 'data_dir' else 'DATA_DIR' for n in extra)} cannot "
                             "change a resumed run; only --epochs, --batch-size, --device and --workers can")
         run_dir = Path(args.resume)
-        snap = run_dir / "project.json"
-        if not snap.is_file():
-            raise UserError(f"{run_dir} is not a training run folder (no project.json)")
-        project = Project.load(snap)
-        _apply_flags(project, args)
-        return project, run_dir, True, None
+        return runs.resume_project(run_dir, _resume_overrides(args)), run_dir, True, None
     if args.project:
         project_file = Path(args.project)
         project = Project.load(project_file)
@@ -189,9 +194,7 @@ def _build(args: argparse.Namespace):
         _apply_flags(project, args)
         out = Path(args.out) if args.out else None
         if out is None:
-            from transfer_studio.training.engine import default_run_dir
-
-            out = default_run_dir(project, runs_root(project_file.resolve().parent / "runs"))
+            out = runs.new_run_dir(runs.runs_root(project_file, Path("runs")), prefix=project.model.name)
         if project.train.strategy == "auto":
             _resolve_auto(project, args)
         return project, out, False, project_file
@@ -209,25 +212,19 @@ def _build(args: argparse.Namespace):
         _resolve_auto(project, args)
     if args.out:
         return project, Path(args.out), False, None
-    from transfer_studio.training.engine import default_run_dir
-
-    return project, default_run_dir(project, runs_root(Path("runs"))), False, None
+    return project, runs.new_run_dir(runs.runs_root(None, Path("runs")), prefix=project.model.name), False, None
 
 
 def _record(project_file: Path, result) -> None:
     """Add the run to the project's runs list (and its split, if it had none); save atomically."""
-    from transfer_studio.config import Project, RunRecord
+    from transfer_studio.config import Project
 
     project = Project.load(project_file)
-    run_dir = str(Path(result.run_dir).resolve())
-    project.runs = [r for r in project.runs if r.run_dir != run_dir]
-    project.runs.append(RunRecord(
-        run_dir=run_dir, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        model=result.model, strategy=result.strategy, epochs_completed=result.epochs_completed,
-        best_epoch=result.best_epoch, val_accuracy=result.val_accuracy, val_loss=result.val_loss,
-        duration_s=result.duration_s, status=result.status))
+    record = runs.record_of(result)
+    project.runs = [r for r in project.runs if r.run_dir != record.run_dir]
+    project.runs.append(record)
     if not project.data.split:
-        snap = Project.load(Path(result.run_dir) / "project.json")
+        snap = runs.load_snapshot(result.run_dir)
         project.data.split, project.data.classes = snap.data.split, snap.data.classes
     project.save(project_file)
 

@@ -44,6 +44,7 @@ from torch import nn
 
 from transfer_studio import config
 from transfer_studio.config import ModelSpec, Project, SurgeryOp
+from transfer_studio.core import run_folder
 from transfer_studio.errors import Cancelled, UserError
 
 Progress = Callable[[int, int], None]
@@ -51,11 +52,11 @@ Cancel = Callable[[], bool]
 
 BUNDLE_FORMAT = "transfer-studio-bundle"
 BUNDLE_SCHEMA_VERSION = 1
-MODEL_JSON = "model.json"
-FILES = {"safetensors": "model.safetensors", "onnx": "model.onnx", "pt2": "model.pt2"}
+MODEL_JSON = run_folder.BUNDLE_META  # the folders' file names: core/run_folder.py
+FILES = run_folder.BUNDLE_FILES
 FORMATS = tuple(FILES)
-RUN_PROJECT = "project.json"
-RUN_WEIGHTS = "best.safetensors"
+RUN_PROJECT = run_folder.PROJECT
+RUN_WEIGHTS = run_folder.BEST
 # Ops that change the network's structure; freeze flags do not matter to a bundle.
 STRUCTURAL_OPS = frozenset({"replace_head", "replace", "insert_after", "remove"})
 TOLERANCE = 1e-4
@@ -99,19 +100,7 @@ class ExportResult:
 # -- locating and loading ------------------------------------------------------------------------
 
 
-def source_kind(path: str | os.PathLike[str]) -> str:
-    """"bundle" (has model.json) or "run" (has project.json); UserError for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"not found: {path}")
-    if not path.is_dir():
-        raise UserError(f"{path} is a file: give a training run folder or an exported bundle folder")
-    if (path / MODEL_JSON).is_file():
-        return "bundle"
-    if (path / RUN_PROJECT).is_file():
-        return "run"
-    raise UserError(f"{path} is neither a training run (no {RUN_PROJECT}) nor an exported bundle "
-                    f"(no {MODEL_JSON})")
+source_kind = run_folder.source_kind
 
 
 def load_run_project(run_dir: str | os.PathLike[str]) -> Project:
@@ -357,13 +346,7 @@ def load_bundle(bundle_dir: str | os.PathLike[str]) -> tuple[nn.Module, dict[str
     return model.float().eval(), meta
 
 
-def bundle_exists(out_dir: str | os.PathLike[str]) -> bool:
-    """True when out_dir already holds a bundle (or any of its files)."""
-    out_dir = Path(out_dir)
-    return any((out_dir / name).exists() for name in (MODEL_JSON, *FILES.values()))
-
-
-# -- exporting -----------------------------------------------------------------------------------
+bundle_exists = run_folder.bundle_exists
 
 
 def parse_formats(formats: Sequence[str] | str) -> list[str]:
@@ -685,7 +668,7 @@ def _write_bundle(stage: Path, out_dir: Path, wanted: list[str], model: nn.Modul
 
 def _source_info(run_dir: Path, project: Project) -> dict[str, Any]:
     info: dict[str, Any] = {"run_dir": str(run_dir), "project": project.name, "data_root": project.data.root}
-    run_json = run_dir / "run.json"
+    run_json = run_dir / run_folder.RUN
     if run_json.is_file():
         try:
             run = json.loads(run_json.read_text(encoding="utf-8"))

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from transfer_studio.core import devices
 from transfer_studio.core.catalog import Preprocess, build_model, get_info, imagenet_categories
 from transfer_studio.errors import Cancelled, UserError
 
@@ -27,23 +28,8 @@ BUNDLE_META = "model.json"
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """"auto" -> CUDA, else MPS, else CPU; an explicit device that is not present -> UserError."""
-    name = str(device).strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"unknown device '{device}': use auto, cpu, cuda or mps") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device 'mps' requested but MPS is not available; use --device cpu")
-    return dev
+    """The device to predict on (``core.devices.resolve``, the one device rule)."""
+    return devices.resolve(device)
 
 
 def preprocess_image(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:

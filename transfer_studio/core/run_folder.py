@@ -7,15 +7,26 @@ need no torch (the GUI looks at run folders before torch has loaded).
     best.safetensors      the kept weights; frozen.safetensors weights no phase trains
     history.json, run.json  per-epoch metrics and the run's summary ("status": running while it trains)
     .run.lock             locked (an OS lock) by the process training the run
+
+An exported bundle's folder (``core.export``):
+
+    model.json            what it takes to rebuild and feed the network (``BUNDLE_META``)
+    model.safetensors     the weights; model.onnx, model.pt2 on request (``BUNDLE_FILES``)
+
+The one place these names are spelled: the CLI, the engine, the exporter and the app's pages use
+the constants and readers below (``source_kind``, ``weights_path``, ``read_history``,
+``read_summary``), which need neither torch nor Qt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from transfer_studio import config
 from transfer_studio.errors import UserError
@@ -29,6 +40,9 @@ RUN = "run.json"
 PROJECT = "project.json"
 FROZEN = "frozen.safetensors"
 LOCK = ".run.lock"
+BUNDLE_META = "model.json"
+BUNDLE_FILES = {"safetensors": "model.safetensors", "onnx": "model.onnx", "pt2": "model.pt2"}
+BUNDLE_WEIGHTS = BUNDLE_FILES["safetensors"]
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -147,3 +161,67 @@ def is_run_folder(path: str | os.PathLike[str]) -> bool:
         return (folder / RUN).is_file() or has_checkpoint(folder) or (folder / LOCK).is_file()
     except OSError:
         return False
+
+
+# -- run and bundle folders, read without torch ------------------------------------------------------
+def source_kind(path: str | os.PathLike[str]) -> str:
+    """"bundle" (has model.json) or "run" (has project.json); UserError for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"not found: {path}")
+    if not path.is_dir():
+        raise UserError(f"{path} is a file: give a training run folder or an exported bundle folder")
+    if (path / BUNDLE_META).is_file():
+        return "bundle"
+    if (path / PROJECT).is_file():
+        return "run"
+    raise UserError(f"{path} is neither a training run (no {PROJECT}) nor an exported bundle "
+                    f"(no {BUNDLE_META})")
+
+
+def bundle_exists(out_dir: str | os.PathLike[str]) -> bool:
+    """True when out_dir already holds a bundle (or any of its files)."""
+    out_dir = Path(out_dir)
+    return any((out_dir / name).exists() for name in (BUNDLE_META, *BUNDLE_FILES.values()))
+
+
+def weights_path(path: str | os.PathLike[str], kind: str | None = None) -> Path:
+    """The weights file a run folder (best.safetensors) or a bundle (model.safetensors) holds."""
+    path = Path(path)
+    kind = kind or source_kind(path)
+    return path / (BUNDLE_WEIGHTS if kind == "bundle" else BEST)
+
+
+def weights_stamp(path: str | os.PathLike[str]) -> float:
+    """Modification time of the weights a run or bundle holds (a resumed run changes them); 0 if none."""
+    for name in (BEST, BUNDLE_WEIGHTS):
+        try:
+            return (Path(path) / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A small JSON file of a run or bundle, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """history.json of a run: one dict per epoch (epoch, train/val loss and accuracy, lr, seconds),
+    the epochs with a number only; [] when there is none yet."""
+    data = read_json(Path(run_dir) / HISTORY)
+    rows = data.get("history") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        return []
+    return [h for h in rows if isinstance(h, dict) and isinstance(h.get("epoch"), (int, float))
+            and not isinstance(h.get("epoch"), bool)]
+
+
+def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """run.json of a run (its RunResult: status, epochs, best epoch, ...), or None."""
+    data = read_json(Path(run_dir) / RUN)
+    return data if isinstance(data, dict) else None

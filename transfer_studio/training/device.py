@@ -1,68 +1,22 @@
-"""Where training runs and how: device choice, mixed precision, memory format, loader settings."""
+"""How training runs: mixed precision, memory format, loader settings; where (``select_device``)
+follows ``core.devices``, the one device rule."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from transfer_studio.errors import UserError
+from transfer_studio.core import devices
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
-def machine_default(key: str, project_value: Any) -> Any:
-    """The project's value, or this machine's default where the project says auto (device "auto",
-    num_workers None): ``transfer_studio.machine_settings`` (the Settings dialog's file, TS_DEVICE,
-    TS_NUM_WORKERS). A project's explicit value always wins. The one place this rule lives."""
-    if project_value is not None and str(project_value).strip().lower() not in ("", "auto"):
-        return project_value
-    from transfer_studio import machine_settings
-
-    return getattr(machine_settings.effective(), key)
+DEVICES = devices.DEVICES
+machine_default = devices.machine_default  # the project's value, or this machine's default for "auto"
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """auto = this machine's default device if one is set, else CUDA, then Apple MPS, then CPU.
-    Naming an unavailable device is the user's mistake."""
-    requested = (name or "auto").strip().lower()
-    name = machine_default("device", requested)
-    if name != requested:
-        from transfer_studio import machine_settings
-
-        try:
-            return select_device(name)
-        except UserError as exc:
-            raise UserError(f"{exc} (this machine's default device, set in "
-                            f"{machine_settings.source_of('device')}; the project says auto)") from None
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"device {name!r} was requested but no CUDA GPU is available here: "
-                            "use --device cpu (or auto)")
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"device {name!r} does not exist: this machine has "
-                            f"{torch.cuda.device_count()} CUDA device(s)")
-        return dev
-    if name == "mps" and not _mps_available():
-        raise UserError("device 'mps' was requested but Apple MPS is not available here: "
-                        "use --device cpu (or auto)")
-    return torch.device(name)
+    """The training device (``core.devices.resolve``: the one rule for every command and the app)."""
+    return devices.resolve(name)
 
 
 @dataclass(frozen=True)
@@ -136,7 +90,4 @@ def loader_settings(device: torch.device, requested_workers: int | None = None,
 
 
 def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
-    return device.type
+    return devices.describe(device)

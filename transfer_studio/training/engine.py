@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from transfer_studio.config import Project, SurgeryOp
+from transfer_studio.config import Project
+from transfer_studio.core import head, runs
 from transfer_studio.errors import UserError
 from transfer_studio.training import checkpoint as ckpt
 from transfer_studio.training import data as tdata
@@ -25,9 +25,7 @@ from transfer_studio.training import finetune
 from transfer_studio.training.schedule import KINDS as SCHEDULERS
 
 BALANCE = ("auto", "weighted_loss", "sampler", "none")
-# Settings a resumed run may change; everything else comes from the run's own project.json.
-RESUMABLE_OVERRIDES = ("epochs", "batch_size", "device", "num_workers", "allow_oom_retry",
-                       "early_stopping_patience", "amp")
+RESUMABLE_OVERRIDES = runs.RESUMABLE_OVERRIDES  # what a resumed run may change (core.runs: the one rule)
 
 
 @dataclass
@@ -99,27 +97,19 @@ def validate_train_spec(project: Project) -> None:
 
 
 def default_run_dir(project: Project, base: Path | None = None) -> Path:
-    base = Path(base) if base else Path("runs")
-    stem = f"{project.model.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    path, k = base / stem, 1
-    while path.exists():
-        k += 1
-        path = base / f"{stem}-{k}"
-    return path
+    """A new run's folder when none is given: ``base/MODEL-TIME`` (``core.runs.new_run_dir``)."""
+    return runs.new_run_dir(Path(base) if base else Path("runs"), prefix=project.model.name)
 
 
 def ensure_head(project: Project, num_classes: int) -> str | None:
-    """Give the snapshot a replace_head op for the dataset's classes; returns a note if it changed."""
-    heads = [op for op in project.surgery if op.op == "replace_head"]
-    if not heads:
-        project.surgery.append(SurgeryOp("replace_head", params={"num_classes": num_classes}))
+    """Give the snapshot a head for the dataset's classes (``core.head``); returns a note if it changed."""
+    change = head.match_head(project, num_classes)
+    if change is None:
+        return None
+    if change.added:
         return f"added a new {num_classes}-class head (the project had no replace_head step)"
-    last = heads[-1]
-    if last.params.get("num_classes") != num_classes:
-        old = last.params.get("num_classes")
-        last.params = {**last.params, "num_classes": num_classes}
-        return f"the head was set up for {old} classes; the data has {num_classes}, so it has {num_classes}"
-    return None
+    return (f"the head was set up for {change.previous} classes; the data has {num_classes}, so it has "
+            f"{num_classes}")
 
 
 def resolve_auto(project: Project, report: Any, *, progress: Any = None, check: Any = None) -> tuple[Any, str]:
@@ -138,18 +128,12 @@ def resolve_auto(project: Project, report: Any, *, progress: Any = None, check: 
 
 
 def _load_resume(project: Project | None, run_dir: Path) -> tuple[Project, dict[str, Any] | None, list[str]]:
-    snap_path = run_dir / ckpt.PROJECT
-    if not snap_path.is_file():
+    if not (run_dir / ckpt.PROJECT).is_file():
         raise UserError(f"{run_dir} is not a training run (no {ckpt.PROJECT}): pass the folder a "
                         "previous `train` wrote")
-    snapshot = Project.load(snap_path)
-    notes = []
-    if project is not None:
-        for name in RESUMABLE_OVERRIDES:
-            new, old = getattr(project.train, name), getattr(snapshot.train, name)
-            if new != old:
-                setattr(snapshot.train, name, new)
-                notes.append(f"resume: {name} changed from {old} to {new}")
+    snapshot = runs.load_snapshot(run_dir)
+    # The resumable settings of the project handed in win over the run's own (core.runs).
+    notes = runs.apply_overrides(snapshot, runs.overrides_from(project.train)) if project is not None else []
     state = None
     if ckpt.has_checkpoint(run_dir):  # the latest, or the previous one if the latest is damaged
         state = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT, notes)

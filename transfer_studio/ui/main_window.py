@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from transfer_studio.config import PROJECT_SUFFIX, Project
 from transfer_studio.errors import UserError
 from transfer_studio.ui import runtime, theme, worker
-from transfer_studio.ui.settings import Settings
+from transfer_studio.ui.settings import Settings, data_dir
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, ElidedLabel, EmptyState, MessageBanner
 
@@ -76,33 +76,16 @@ TRAINING_LOCK_TIP = ("Locked while a training run uses these settings: stop the 
                      "to change them.")
 
 
-def data_dir() -> Path:
-    """Where the app keeps its own files (the sample project). ``TS_DATA_DIR`` overrides it."""
-    override = os.environ.get("TS_DATA_DIR")
-    if override:
-        return Path(override)
-    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(location or Path.home() / ".transfer-studio")
-
-
 def sample_dir() -> Path:
     """The sample project's folder (its project file, dataset and runs)."""
     return data_dir() / "sample"
 
 
 def detect_compute_device() -> str:
-    """One line for the status bar. Imports torch, so it runs on a worker thread."""
-    import torch
+    """One line for the status bar (``core.devices``). Imports torch, so it runs on a worker thread."""
+    from transfer_studio.core import devices
 
-    if torch.cuda.is_available():
-        idx = torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(idx)
-        extra = f" (+{torch.cuda.device_count() - 1} more)" if torch.cuda.device_count() > 1 else ""
-        return f"GPU: {props.name} · {props.total_memory / 2**30:.1f} GiB{extra}"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "GPU: Apple MPS"
-    return f"CPU · {torch.get_num_threads()} threads (no GPU found)"
+    return devices.describe_machine(devices.probe())
 
 
 def finish_tasks(timeout_ms: int = 30000) -> bool:

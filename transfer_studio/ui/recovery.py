@@ -98,7 +98,7 @@ class RunRecovery(QObject):
         return self.resume(run)
 
     def resume(self, run: InterruptedRun) -> bool:
-        from transfer_studio.config import Project
+        from transfer_studio.core.runs import load_snapshot
         from transfer_studio.errors import UserError
 
         window = self.window
@@ -109,7 +109,7 @@ class RunRecovery(QObject):
                 return False
         else:  # the project was never saved: continue with the run's own snapshot
             try:
-                snapshot = Project.load(Path(run.run_dir) / "project.json")
+                snapshot = load_snapshot(run.run_dir)
             except UserError as exc:
                 window.banner.show_message(f"Could not resume {run.run_dir}: {exc}", "error")
                 return False

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 ORGANIZATION = "TransferStudio"
 APPLICATION = "transfer-studio"
@@ -117,6 +117,16 @@ class Settings:
     def set_last_folder(self, kind: str, folder: str | os.PathLike[str]) -> None:
         _check_kind(kind)
         self._qs.setValue(f"folders/{kind}", str(folder))
+
+
+def data_dir() -> Path:
+    """Where the app keeps its own files (the sample project, the runs of a project never saved, the
+    journal of runs it trains). ``TS_DATA_DIR`` overrides it."""
+    override = os.environ.get("TS_DATA_DIR")
+    if override:
+        return Path(override)
+    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(location or Path.home() / ".transfer-studio")
 
 
 def _check_kind(kind: str) -> None:

@@ -16,9 +16,7 @@ GUI thread's event queue.
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QStandardPaths, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from transfer_studio.config import Project
 from transfer_studio.errors import Cancelled, UserError
@@ -139,34 +137,12 @@ def _filename_in(text: str) -> str | None:
 
 # -- run folders ---------------------------------------------------------------------------------
 def runs_root(project_path: str | Path | None) -> Path:
-    """Where new runs go: this machine's runs folder if one is set (Settings, ``TS_RUNS_DIR``), else
-    ``<project dir>/runs`` for a saved project, else the user's data dir."""
-    from transfer_studio.machine_settings import effective
+    """Where the app's new runs go (``core.runs.runs_root``): this machine's runs folder if one is set,
+    else ``<project dir>/runs`` for a saved project, else the app's data folder."""
+    from transfer_studio.core.runs import runs_root as core_runs_root
+    from transfer_studio.ui.settings import data_dir
 
-    if effective().runs_dir:
-        return Path(effective().runs_dir)
-    if project_path:
-        return Path(project_path).resolve().parent / "runs"
-    override = os.environ.get("TS_DATA_DIR")  # the app's data folder, as ui.main_window.data_dir()
-    if override:
-        return Path(override) / "runs"
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base or Path.home() / ".transfer-studio") / "runs"
-
-
-def new_run_dir(root: Path, now: _dt.datetime | None = None) -> Path:
-    """A fresh, not yet existing ``root/<YYYYmmdd-HHMMSS>[-N]``; the engine creates it."""
-    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    candidate = root / stamp
-    n = 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{stamp}-{n}"
-    return candidate
-
-
-def has_checkpoint(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / "checkpoint_last.pt").is_file()
+    return core_runs_root(project_path, data_dir() / "runs")
 
 
 # -- the worker (lives in the training thread) ---------------------------------------------------

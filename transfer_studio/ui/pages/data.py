@@ -69,6 +69,7 @@ def scan_folder(root: str, verify: bool, val: float, test: float, seed: int,
     UserErrors that say what to do.
     """
     dataset = import_core("dataset")
+    import_core("head")  # for the GUI thread, which matches the head to the classes found
     try:
         report = dataset.scan(root, verify=verify, progress=progress, cancel=cancel)
     except (UserError, Cancelled):
@@ -757,16 +758,13 @@ class DataPage(QWidget):
         self._update_head(len(report.classes))
 
     def _update_head(self, num_classes: int) -> None:
-        """A head replaced for the old dataset must predict the new dataset's classes."""
-        changed: list[int] = []
-        for op in self.state.project.surgery:
-            if op.op == "replace_head" and op.params.get("num_classes") != num_classes:
-                changed.append(int(op.params.get("num_classes") or 0))
-                op.params["num_classes"] = num_classes
-        if changed:
+        """A head replaced for the old dataset must predict the new dataset's classes (``core.head``,
+        imported by the scan's worker thread)."""
+        change = import_core("head").match_head(self.state.project, num_classes, add=False)
+        if change is not None:
             self.state.mark_changed("surgery")
             notice = (f"The model's new output layer now predicts {num_classes} classes (it had "
-                      f"{changed[0]}) to match this dataset.")
+                      f"{int(change.previous or 0)}) to match this dataset.")
             if self.banner.level() == "info" and self.banner.text():
                 notice = self.banner.text() + " " + notice
             self.banner.show_message(notice, "info")

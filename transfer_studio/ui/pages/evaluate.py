@@ -42,9 +42,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from transfer_studio.core import run_folder  # torch-free: the folders' file names
+from transfer_studio.core.runs import find_record, norm_path
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run, find_record, norm_path
+from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run
 from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
@@ -78,16 +80,6 @@ def run_evaluation(source: str, data_dir: str | None, progress: Any = None, canc
                 raise UserError("This bundle's training run is not available to pick its test images: "
                                 "choose “Another folder” of labelled images below to evaluate on.")
     return metrics.evaluate(src, data_dir or None, progress=progress, cancel=cancel, worst=WORST)
-
-
-def weights_stamp(source: str) -> float:
-    """Modification time of the weights a source holds (a resumed run changes them)."""
-    for name in ("best.safetensors", "model.safetensors"):
-        try:
-            return (Path(source) / name).stat().st_mtime
-        except OSError:
-            continue
-    return 0.0
 
 
 # -- small widgets ---------------------------------------------------------------------------------
@@ -474,7 +466,7 @@ class EvaluatePage(QWidget):
         folder = self.data_folder()
         if self.folder_radio.isChecked() and not folder:
             return None
-        return norm_path(source), norm_path(folder) if folder else "", weights_stamp(source)
+        return norm_path(source), norm_path(folder) if folder else "", run_folder.weights_stamp(source)
 
     def busy_now(self) -> bool:
         return self._task is not None and self._task.is_running()
@@ -515,7 +507,7 @@ class EvaluatePage(QWidget):
         rec = find_record(self.state.project, source)
         if rec is not None and rec.status == "running":
             return  # its weights are still changing
-        if not (Path(source) / "best.safetensors").is_file() and not (Path(source) / "model.json").is_file():
+        if not run_folder.weights_stamp(source):
             return
         self.evaluate()
 

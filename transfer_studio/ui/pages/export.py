@@ -40,9 +40,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from transfer_studio.core import run_folder  # torch-free: the folders' file names
+from transfer_studio.core.runs import norm_path
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, default_run, norm_path
+from transfer_studio.ui.pages.runs import RunCombo, default_run
 from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_bytes
@@ -56,9 +58,6 @@ FORMAT_LABELS = {
     "pt2": ("PyTorch program (model.pt2, torch.export)", "For PyTorch without the model's Python code"),
 }
 DEFAULT_FORMATS = ("safetensors", "onnx")
-# The files of a bundle (core.export.MODEL_JSON and FILES; repeated here because importing the core on
-# the GUI thread would load torch).
-BUNDLE_FILES = ("model.json", "model.safetensors", "model.onnx", "model.pt2")
 _open_url = QDesktopServices.openUrl  # indirection: tests replace it instead of opening a file manager
 
 
@@ -454,7 +453,7 @@ class ExportPage(QWidget):
         except UserError as exc:
             self.banner.show_message(str(exc), "error")
             return None
-        if any((out / name).exists() for name in BUNDLE_FILES):
+        if run_folder.bundle_exists(out):
             B = QMessageBox.StandardButton
             answer = QMessageBox.question(
                 self, "Replace the export?",

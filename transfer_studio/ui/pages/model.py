@@ -908,12 +908,15 @@ class ModelPage(QWidget):
         return True
 
     def default_num_classes(self) -> tuple[int, str]:
-        scan = self.state.scan
-        classes = getattr(scan, "classes", None) if scan is not None else None
-        if classes and len(classes) >= 2:
-            return len(classes), f"{len(classes)} classes found in the dataset ({getattr(scan, 'root', '')})."
-        if len(self.state.project.data.classes) >= 2:
-            return len(self.state.project.data.classes), "From the project's dataset classes."
+        """The class count "Replace head" proposes (``core.head``), and where it comes from."""
+        from transfer_studio.ui.runtime import import_core
+
+        scan, project = self.state.scan, self.state.project
+        n = import_core("head").class_count(project, scan)
+        if n >= 2 and getattr(scan, "classes", None):
+            return n, f"{n} classes found in the dataset ({getattr(scan, 'root', '')})."
+        if n >= 2:
+            return n, "From the project's dataset classes."
         return 2, "No dataset chosen yet: set the number of classes you will train on."
 
     def replace_head(self, params: dict[str, Any] | None = None) -> bool:

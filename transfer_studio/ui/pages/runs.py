@@ -13,7 +13,6 @@ is built.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -39,6 +38,8 @@ from PySide6.QtWidgets import (
 )
 
 from transfer_studio.config import Project, RunRecord
+from transfer_studio.core import run_folder  # torch-free: the folders' file names
+from transfer_studio.core.runs import find_record, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
@@ -50,14 +51,6 @@ COLUMNS = ("Date", "Model", "Strategy", "Epochs", "Best val. accuracy", "Duratio
 
 
 # -- shared helpers (also used by the Evaluate, Try and Export pages) -----------------------------
-def norm_path(path: str | Path) -> str:
-    """An absolute, resolved path for comparing run folders recorded in different ways."""
-    try:
-        return str(Path(path).expanduser().resolve())
-    except (OSError, RuntimeError):
-        return str(path)
-
-
 def browse_start(project_path: str | Path | None, current: str | None = None) -> str:
     """Where a "choose a run or bundle folder" dialog opens: beside the run chosen now, else the
     project's runs folder (where the Train page puts them), else the project's folder, else home."""
@@ -111,11 +104,6 @@ def run_label(rec: RunRecord) -> str:
     if rec.status and rec.status != "finished":
         parts.append(rec.status)
     return " · ".join(parts)
-
-
-def find_record(project: Project, run_dir: str) -> RunRecord | None:
-    key = norm_path(run_dir)
-    return next((r for r in project.runs if norm_path(r.run_dir) == key), None)
 
 
 def default_run(project: Project, key: str | None = None) -> str | None:
@@ -172,18 +160,6 @@ class RunCombo(QComboBox):
     def current_path(self) -> str | None:
         data = self.currentData()
         return str(data) if data else None
-
-
-def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """history.json of a run: one dict per epoch (epoch, train/val loss and accuracy, lr, seconds)."""
-    path = Path(run_dir) / "history.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not isinstance(data, list):
-        return []
-    return [h for h in data if isinstance(h, dict) and isinstance(h.get("epoch"), (int, float))]
 
 
 def folder_size(path: Path) -> int:
@@ -452,14 +428,14 @@ class RunsPage(QWidget):
         self._plot(runs)
 
     def history(self, run_dir: str) -> list[dict[str, Any]]:
-        path = Path(run_dir) / "history.json"
+        path = Path(run_dir) / run_folder.HISTORY
         try:
             mtime = path.stat().st_mtime
         except OSError:
             return []
         cached = self._history_cache.get(run_dir)
         if cached is None or cached[0] != mtime:
-            cached = (mtime, read_history(run_dir))
+            cached = (mtime, run_folder.read_history(run_dir))
             self._history_cache[run_dir] = cached
         return cached[1]
 

@@ -38,12 +38,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.config import Project, SurgeryOp, mark_user_set
+from transfer_studio.config import Project, mark_user_set
 from transfer_studio.ui.runtime import import_core, import_module
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_count, format_share
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.lr_curve import LRCurve
+from transfer_studio.ui.widgets.lr_spin import LrSpinBox
 from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 APPROACHES = {
@@ -72,7 +73,7 @@ _STEP_ENDS = (0.5, 0.6, 0.62, 0.76, 1.01)  # training.advice's progress fraction
 def run_suggest(project: Project, report: Any, budget: float, probe: bool, evidence: Any = None, *,
                 progress: Any, cancel: Any) -> tuple[Any, Any]:
     """(suggestion, evidence): the evidence is gathered unless given (then only the decision is made)."""
-    strategy = import_core("strategy")
+    strategy, _ = import_core("strategy"), import_core("head")  # head: for the GUI thread's apply
     advice = import_module("transfer_studio.training.advice")
     from transfer_studio.errors import Cancelled
 
@@ -112,6 +113,7 @@ def count_parameters(projects: list[Project]) -> list[tuple[int, int]]:
 def suggestion_from_dict(data: dict[str, Any]) -> Any:
     """The core's Suggestion from its saved form (project.ui); unknown keys are ignored."""
     Suggestion = import_core("strategy").Suggestion  # noqa: N806 - a class
+    import_core("head")  # for the GUI thread, which applies the suggestion
 
     names = {f.name for f in dataclasses.fields(Suggestion)}
     return Suggestion(**{k: v for k, v in data.items() if k in names})
@@ -140,12 +142,11 @@ def default_cut(suggestion: Any) -> str:
 def apply_to_project(project: Project, suggestion: Any, num_classes: int | None, *,
                      override_user: bool = False) -> None:
     """The core's apply_suggestion, plus a new head for the dataset's classes if there is none yet
-    (the trainer would add the same one; adding it now lets the graph show what will train)."""
-    from transfer_studio.core import strategy
-
-    strategy.apply_suggestion(project, suggestion, override_user=override_user)
-    if num_classes and not any(op.op == "replace_head" for op in project.surgery):
-        project.surgery.append(SurgeryOp("replace_head", params={"num_classes": int(num_classes)}))
+    (``core.head``: the trainer adds the same one; adding it now lets the graph show what will train).
+    The page's worker threads have imported both core modules."""
+    import_core("strategy").apply_suggestion(project, suggestion, override_user=override_user)
+    if num_classes:
+        import_core("head").match_head(project, num_classes)
 
 
 def _blocks_text(names: list[str], limit: int = 4) -> str:
@@ -179,41 +180,6 @@ def _hours_text(hours: float) -> str:
 
 def _lr_text(lr: float) -> str:
     return f"{lr:.0e}".replace("e-0", "e-") if lr < 0.01 else f"{lr:g}"
-
-
-class LogSpinBox(QDoubleSpinBox):
-    """A spin box for rates (1e-5 … 1): shows 1e-3 style values, steps by factors of ~1.78."""
-
-    def __init__(self, minimum: float, maximum: float, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setDecimals(8)
-        self.setRange(minimum, maximum)
-        self.setKeyboardTracking(False)
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
-        return f"{value:.3g}"
-
-    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int) -> object:
-        from PySide6.QtGui import QValidator
-
-        stripped = text.strip()
-        try:
-            value = float(stripped)
-        except ValueError:
-            ok = stripped == "" or stripped[-1] in "eE-+." or stripped in ("-", ".")
-            return QValidator.State.Intermediate if ok else QValidator.State.Invalid
-        state = (QValidator.State.Acceptable if self.minimum() <= value <= self.maximum()
-                 else QValidator.State.Intermediate)
-        return state
-
-    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
-        self.setValue(min(self.maximum(), max(self.minimum(), self.value() * 10 ** (steps / 4))))
 
 
 class _ProjectStep(QUndoCommand):
@@ -448,10 +414,10 @@ class StrategyPage(QWidget):
         self.unfreeze_combo.setMinimumContentsLength(18)
         self.unfreeze_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         form.addRow("Learn from block", self.unfreeze_combo)
-        self.lr_spin = LogSpinBox(1e-6, 1.0)
+        self.lr_spin = LrSpinBox()
         self.lr_spin.setObjectName("strategy_lr")
         self.lr_spin.setToolTip("Learning rate of the new output layer")
-        self.body_lr_spin = LogSpinBox(1e-4, 1.0)
+        self.body_lr_spin = LrSpinBox(1e-4, 1.0)
         self.body_lr_spin.setObjectName("strategy_body_lr_factor")
         self.body_lr_spin.setToolTip("Pretrained blocks learn this many times slower than the new layer, "
                                      "so they keep what they know")
@@ -540,7 +506,7 @@ class StrategyPage(QWidget):
         project = self.state.project
         before = _ProjectStep.snapshot(project)
         trial = project.copy()
-        num_classes = len(self.state.scan.classes) if self.state.scan is not None else len(project.data.classes)
+        num_classes = import_core("head").class_count(project, self.state.scan)
         try:
             apply_to_project(trial, suggestion, num_classes, override_user=override_user)
         except UserError as exc:
@@ -759,7 +725,7 @@ class StrategyPage(QWidget):
         projects = [project.copy()]
         keys = ["current"]
         if self.suggestion is not None:
-            num_classes = len(self.state.scan.classes) if self.state.scan is not None else None
+            num_classes = import_core("head").class_count(project, self.state.scan)
             cut = self.unfreeze_combo.currentData()
             for k in APPROACHES:
                 p = project.copy()

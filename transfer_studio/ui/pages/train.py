@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import math
 import re
 import time
@@ -17,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, Qt
-from PySide6.QtGui import QFont, QPalette, QValidator
+from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -40,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.config import RunRecord, clear_user_set, mark_user_set
 from transfer_studio.ui.state import AppState
+from transfer_studio.ui.widgets.lr_spin import LrSpinBox
 
 STRATEGIES = (
     ("auto", "Auto (from data size)"),
@@ -50,57 +49,8 @@ STRATEGIES = (
 AUGMENT_PRESETS = ("none", "light", "medium", "strong")
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"), ("mps", "Apple MPS"))
 TABLE_COLUMNS = ("Epoch", "Train loss", "Train acc", "Val loss", "Val acc", "LR", "Time")
-# Settings of this page that a resumed run may change (a subset of the engine's RESUMABLE_OVERRIDES).
-RESUME_SETTINGS = ("epochs", "batch_size", "device")
-LAUNCH_KEY = "train_launch_settings"  # project.ui: run dir -> RESUME_SETTINGS when it was started
-RESUMABLE = ("stopped", "failed", "running")  # "running" with no live worker = interrupted
+LAUNCH_KEY = "train_launch_settings"  # project.ui: run dir -> core.runs.launch_settings at its start
 _PHASE_LABELS = {"unfrozen": "unfreeze", "full": "full network"}
-
-
-# -- small widgets ---------------------------------------------------------------------------------
-class LrSpinBox(QDoubleSpinBox):
-    """A learning-rate field: plain or scientific notation, arrows step along 1-2-5 per decade."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setDecimals(12)
-        self.setRange(1e-8, 10.0)
-        self.setKeyboardTracking(False)
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
-        return f"{value:.3g}"
-
-    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
-        try:
-            return float(text.strip())
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int) -> object:
-        stripped = text.strip()
-        try:
-            value = float(stripped)
-        except ValueError:
-            partial = stripped == "" or stripped[-1] in "eE.-+" or stripped in ("-", "+")
-            state = QValidator.State.Intermediate if partial else QValidator.State.Invalid
-            return state, text, pos
-        ok = self.minimum() <= value <= self.maximum()
-        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
-
-    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
-        value = self.value()
-        for _ in range(abs(steps)):
-            value = _step_125(value, up=steps > 0)
-        self.setValue(min(max(value, self.minimum()), self.maximum()))
-
-
-def _step_125(value: float, up: bool) -> float:
-    """The next value of the 1-2-5 series (…, 1e-4, 2e-4, 5e-4, 1e-3, …) above or below value."""
-    exp = math.floor(math.log10(value))
-    candidates = sorted(m * 10.0 ** e for e in (exp - 1, exp, exp + 1) for m in (1, 2, 5))
-    if up:
-        return next(c for c in candidates if c > value * (1 + 1e-9))
-    return next(c for c in reversed(candidates) if c < value * (1 - 1e-9))
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -130,7 +80,7 @@ class TrainPage(QWidget):
         self._failure: tuple[str, str, str] | None = None  # shown when the thread has ended
         self.checkpoint_path: str | None = None  # the latest checkpoint the running run wrote
         self._shown_run: str | None = None  # the run whose curves the charts hold
-        self._devices: dict[str, Any] | None = None
+        self._devices: Any = None  # core.devices.MachineDevices, once probed
         self._device_task: Any = None  # device probe + engine warm-up (ui.worker task)
         self._pending: tuple[RunRecord, Path, Any, bool] | None = None  # Start during the warm-up
 
@@ -233,7 +183,7 @@ class TrainPage(QWidget):
         self.batch_spin.setObjectName("train_batch_spin")
         self.batch_spin.setRange(1, 4096)
         self.batch_spin.setKeyboardTracking(False)
-        self.lr_spin = LrSpinBox()
+        self.lr_spin = LrSpinBox()  # ui/widgets/lr_spin.py, as the Strategy page's
         self.lr_spin.setObjectName("train_lr_spin")
         self.lr_spin.setToolTip("Learning rate of the new head; the pretrained body uses it \u00d7 the "
                                 "body factor (discriminative learning rates)")
@@ -493,18 +443,20 @@ class TrainPage(QWidget):
                                      on_result=self._on_devices, on_error=self._on_device_error,
                                      on_finished=self._on_warm_up_finished)
 
-    def _on_devices(self, info: dict[str, Any]) -> None:
+    def _on_devices(self, info: Any) -> None:
         self._devices = info
         model = self.device_combo.model()
         for i in range(self.device_combo.count()):
             key = self.device_combo.itemData(i)
-            available = key in ("auto", "cpu") or bool(info.get(key))
+            available = info.has(key)
             item = model.item(i)
             if item is not None:
                 item.setEnabled(available)
                 item.setToolTip("" if available else "not available on this computer")
         if not self._controller.is_running():
-            self.device_label.setText(f"Device: {describe_devices(info)}")
+            from transfer_studio.ui.runtime import import_core
+
+            self.device_label.setText(f"Device: {import_core('devices').describe_machine(info)}")
 
     def _on_device_error(self, message: str, _detail: str) -> None:
         self.device_label.setText("Device: unknown")
@@ -515,17 +467,17 @@ class TrainPage(QWidget):
         """Start a new run with the current settings."""
         if self.busy():
             return
-        from transfer_studio.ui.train_worker import new_run_dir, runs_root
+        from transfer_studio.core import runs
+        from transfer_studio.ui.train_worker import runs_root
 
         problem = self._check_ready()
         if problem:
             message, suggestion, (action_text, action) = problem
             self._show_error(message, suggestion, action_text=action_text, action=action)
             return
-        run_dir = new_run_dir(runs_root(self.state.path))
+        run_dir = runs.new_run_dir(runs_root(self.state.path))
         project = self.state.project
-        record = RunRecord(run_dir=str(run_dir), created=_now_iso(), model=project.model.name,
-                           strategy=project.train.strategy, status="running")
+        record = runs.new_record(run_dir, project)
         project.runs.append(record)
         self._clear_run_display()
         self._shown_run = str(run_dir)
@@ -545,18 +497,18 @@ class TrainPage(QWidget):
         run_dir = run_dir or self.resume_run_combo.currentData()
         if not run_dir:
             return
-        from transfer_studio.ui.train_worker import has_checkpoint
+        from transfer_studio.core import run_folder, runs
 
-        if not has_checkpoint(run_dir):
+        if not run_folder.has_checkpoint(Path(run_dir)):
             self._show_error(
                 f"This run has no checkpoint to resume from: {run_dir}",
                 "A run can be resumed once it has completed at least one epoch. Start a new run instead.")
             self._refresh_resumable()
             return
-        record = next((r for r in self.state.project.runs if _same_dir(r.run_dir, run_dir)), None)
+        record = runs.find_record(self.state.project, run_dir)
         if record is None:  # found on disk (e.g. the app was killed before the project was saved)
-            info = _read_json(Path(run_dir) / "run.json") or {}
-            record = RunRecord(run_dir=str(run_dir), created=_now_iso(),
+            info = run_folder.read_summary(run_dir) or {}
+            record = RunRecord(run_dir=str(run_dir), created=runs.now_stamp(),
                                model=str(info.get("model", self.state.project.model.name)),
                                strategy=str(info.get("strategy", "")))
             self.state.project.runs.append(record)
@@ -564,7 +516,7 @@ class TrainPage(QWidget):
         record.status = "running"
         # The charts already show this run (stopped or failed in this session): keep its per-batch
         # curves, which history.json does not hold; otherwise draw what the history has.
-        same = self._shown_run is not None and _same_dir(self._shown_run, str(run_dir))
+        same = self._shown_run is not None and runs.same_dir(self._shown_run, str(run_dir))
         self._clear_run_display(keep_batches=same)
         self._shown_run = str(run_dir)
         self._load_history(Path(run_dir), with_lr=not same)
@@ -576,32 +528,25 @@ class TrainPage(QWidget):
 
     def _remember_launch_settings(self, run_dir: str) -> None:
         """The page's resumable settings when a run starts: a later resume applies only changes."""
-        t = self.state.project.train
-        launches = self.state.project.ui.setdefault(LAUNCH_KEY, {})
-        launches[run_dir] = {k: getattr(t, k) for k in RESUME_SETTINGS}
+        from transfer_studio.core import runs
+
+        self.state.project.ui.setdefault(LAUNCH_KEY, {})[run_dir] = runs.launch_settings(self.state.project.train)
 
     def _resume_project(self, run_dir: str, batch_size: int | None) -> tuple[Any, dict[str, Any]]:
-        """The project handed to fit(resume=True): the run's own snapshot plus the user's changes."""
-        from transfer_studio.config import Project
+        """The project handed to fit(resume=True): the run's own snapshot plus the user's changes
+        (``core.runs``: the settings changed on this page since the run started, and ``batch_size``)."""
+        from transfer_studio.core import runs
         from transfer_studio.errors import UserError
 
+        launched = self.state.project.ui.get(LAUNCH_KEY, {}).get(run_dir)
+        changes = runs.changed_since_launch(self.state.project.train, launched)
+        if batch_size is not None:
+            changes["batch_size"] = batch_size
         try:
-            project = Project.load(Path(run_dir) / "project.json")
+            return runs.resume_project(run_dir, changes), changes
         except UserError:
             # Let the engine report the broken run folder in its own words.
             return self.state.project.copy(), {}
-        current = self.state.project.train
-        launched = self.state.project.ui.get(LAUNCH_KEY, {}).get(run_dir)
-        changes: dict[str, Any] = {}
-        if isinstance(launched, dict):
-            for key in RESUME_SETTINGS:
-                if key in launched and getattr(current, key) != launched[key]:
-                    changes[key] = getattr(current, key)
-        if batch_size is not None:
-            changes["batch_size"] = batch_size
-        for key, value in changes.items():
-            setattr(project.train, key, value)
-        return project, changes
 
     def _launch(self, record: RunRecord, run_dir: Path, project: Any, resume: bool) -> None:
         self._record = record
@@ -717,7 +662,9 @@ class TrainPage(QWidget):
 
     def _mark_earlier_unfreeze(self, run_dir: Path, start_epoch: int) -> None:
         """A resumed partial run that unfroze before it was stopped: put the marker back."""
-        snap = _read_json(run_dir / "project.json")
+        from transfer_studio.core import run_folder
+
+        snap = run_folder.read_json(run_dir / run_folder.PROJECT)
         train = snap.get("train", {}) if isinstance(snap, dict) else {}
         head_epochs = train.get("head_epochs")
         # the body unfreezes at epoch head_epochs + 1 (training.finetune.plan)
@@ -791,15 +738,9 @@ class TrainPage(QWidget):
         rec = self._record
         result = outcome.result
         if rec is not None:
-            rec.status = outcome.status
-            rec.duration_s = float(getattr(result, "duration_s", 0.0) or 0.0) or (
-                rec.duration_s + outcome.duration_s)
-            if result is not None:
-                rec.epochs_completed = int(result.epochs_completed)
-                rec.best_epoch = result.best_epoch
-                rec.val_accuracy = result.val_accuracy
-                rec.val_loss = result.val_loss
-                rec.strategy = result.strategy or rec.strategy
+            from transfer_studio.core import runs
+
+            runs.update_record(rec, result, status=outcome.status, duration_s=outcome.duration_s)
             if outcome.status == "failed" and not Path(rec.run_dir).exists() \
                     and rec in self.state.project.runs:
                 # It failed before writing anything (bad settings or data): nothing to remember.
@@ -837,7 +778,7 @@ class TrainPage(QWidget):
                              failure.detail if failure else "")
 
     def _on_thread_finished(self) -> None:
-        from transfer_studio.ui.train_worker import has_checkpoint
+        from transfer_studio.core.run_folder import has_checkpoint
 
         run_dir = self._record.run_dir if self._record is not None else None
         self._stopping = False
@@ -848,7 +789,7 @@ class TrainPage(QWidget):
             message, suggestion, detail = self._failure
             self._failure = None
             action_text, action = None, None
-            if run_dir and has_checkpoint(run_dir):
+            if run_dir and has_checkpoint(Path(run_dir)):
                 action_text, action = "Resume from checkpoint", lambda d=run_dir: self.resume_run(d)
                 if "out of memory" in message.lower() and self._fit_start is not None \
                         and self._fit_start.batch_size > 1:
@@ -890,14 +831,11 @@ class TrainPage(QWidget):
     def _load_history(self, run_dir: Path, *, with_lr: bool = True) -> None:
         """Show the epochs a resumed run already has (its history.json) before it continues; with
         ``with_lr`` also their learning rates (per epoch: the history keeps no per-batch values)."""
-        data = _read_json(run_dir / "history.json")
-        rows = data.get("history", []) if isinstance(data, dict) else data
-        if not isinstance(rows, list):
-            return
+        from transfer_studio.core import run_folder
+
+        rows = run_folder.read_history(run_dir)
         if with_lr:
-            lrs = [(float(r["epoch"]), float(r["lr"])) for r in rows
-                   if isinstance(r, dict) and isinstance(r.get("epoch"), int | float)
-                   and isinstance(r.get("lr"), int | float)]
+            lrs = [(float(r["epoch"]), float(r["lr"])) for r in rows if isinstance(r.get("lr"), int | float)]
             if lrs:
                 self.charts.add_epoch_lr(*zip(*lrs, strict=True))
         for row in rows:
@@ -1028,38 +966,23 @@ class TrainPage(QWidget):
             w.setVisible(has_resumable)
 
     def _refresh_resumable(self) -> None:
-        """Fill the interrupted-runs list: runs the project knows + run folders found on disk."""
-        from transfer_studio.ui.train_worker import has_checkpoint, runs_root
+        """Fill the interrupted-runs list (``core.runs.resumable_runs``): runs the project knows + run
+        folders found on disk."""
+        from transfer_studio.core import runs
+        from transfer_studio.ui.train_worker import runs_root
 
         current = self.resume_run_combo.currentData()
         running_dir = str(self._controller.run_dir) if self._controller.is_running() else None
+        root = runs_root(self.state.path) if self.state.path is not None else None
         entries: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for rec in reversed(self.state.project.runs):
-            key = _norm(rec.run_dir)
-            if key in seen or rec.status not in RESUMABLE or not has_checkpoint(rec.run_dir):
+        for run in runs.resumable_runs(self.state.project.runs, root, exclude=running_dir):
+            rec = run.record
+            if rec is None:  # a killed app may have left runs the project never saved
+                entries.append((f"{Path(run.run_dir).name} \u2014 found on disk", run.run_dir))
                 continue
-            if running_dir and _same_dir(rec.run_dir, running_dir):
-                continue
-            seen.add(key)
             status = "interrupted" if rec.status == "running" else rec.status
             entries.append((f"{Path(rec.run_dir).name} \u2014 {status}, {rec.epochs_completed} epoch(s)",
                             rec.run_dir))
-        if self.state.path is not None:  # a killed app may have left runs the project never saved
-            root = runs_root(self.state.path)
-            known = {_norm(r.run_dir) for r in self.state.project.runs}
-            if root.is_dir():
-                for d in sorted(root.iterdir(), reverse=True):
-                    key = _norm(str(d))
-                    if key in seen or key in known or not has_checkpoint(d):
-                        continue
-                    if running_dir and _same_dir(str(d), running_dir):
-                        continue
-                    info = _read_json(d / "run.json")
-                    if isinstance(info, dict) and info.get("status") == "finished":
-                        continue
-                    seen.add(key)
-                    entries.append((f"{d.name} \u2014 found on disk", str(d)))
         self.resume_run_combo.blockSignals(True)
         self.resume_run_combo.clear()
         for text, data in entries:
@@ -1082,7 +1005,7 @@ class TrainPage(QWidget):
                     "Reconnect the drive that holds it or choose the folder again on the Data page.",
                     go_data)
         device = self.state.project.train.device
-        if self._devices is not None and device in ("cuda", "mps") and not self._devices.get(device):
+        if self._devices is not None and device in ("cuda", "mps") and not self._devices.has(device):
             name = {"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}[device]
             return (f"No {name} was found on this computer.",
                     "Choose Auto or CPU as the device (Auto uses a GPU whenever there is one).",
@@ -1139,40 +1062,20 @@ def _freeze_edit_text(op: str, target: str) -> str:
     return f"{what} {state}" if what else f"everything {state}"
 
 
-def probe_devices(warm_up: bool = True) -> dict[str, Any]:
-    """Which devices torch can use here (a background task: it imports torch).
+def probe_devices(warm_up: bool = True) -> Any:
+    """This machine's devices (``core.devices.probe``; a background task: it imports torch).
 
     With ``warm_up`` it also imports the training engine (torchvision and all), so that pressing
     Start does not wait for it — and its one-off import cost (loading C extensions holds the GIL
     for a few hundred ms) falls when the page opens rather than while a run starts.
     """
-    import os
-
     from transfer_studio.ui import runtime
 
     runtime.ensure_ml()
-    torch = runtime.import_module("torch")
     if warm_up:
         for name in runtime.TRAINING_MODULES:
             runtime.import_module(name)
-    info: dict[str, Any] = {"cpu": os.cpu_count() or 1, "cuda": [], "mps": False}
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            info["cuda"].append({"name": props.name, "memory": int(props.total_memory)})
-    mps = getattr(torch.backends, "mps", None)
-    info["mps"] = bool(mps is not None and mps.is_available())
-    return info
-
-
-def describe_devices(info: dict[str, Any]) -> str:
-    if info.get("cuda"):
-        gpu = info["cuda"][0]
-        more = f" (+{len(info['cuda']) - 1} more)" if len(info["cuda"]) > 1 else ""
-        return f"{gpu['name']} \u00b7 {gpu['memory'] / 2**30:.0f} GB{more}"
-    if info.get("mps"):
-        return "Apple GPU (MPS)"
-    return f"CPU ({info.get('cpu', 1)} cores) \u2014 no GPU found"
+    return runtime.import_core("devices").probe()
 
 
 def _link(name: str, target: str, text: str, tip: str) -> QLabel:
@@ -1239,26 +1142,3 @@ def _duration(seconds: float) -> str:
     if s >= 3600:
         return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
     return f"{s // 60}:{s % 60:02d}"
-
-
-def _now_iso() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
-
-
-def _norm(path: str) -> str:
-    try:
-        return str(Path(path).resolve())
-    except OSError:
-        return str(path)
-
-
-def _same_dir(a: str, b: str) -> bool:
-    return _norm(a) == _norm(b)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-

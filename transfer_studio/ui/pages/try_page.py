@@ -38,9 +38,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from transfer_studio.core.runs import norm_path
 from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run, norm_path
+from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run
 from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
@@ -92,33 +93,26 @@ class ModelCache:
 
 
 def describe_source(source: str) -> ModelInfo:
-    """Kind, cache key and base model of a run or bundle folder.
+    """Kind, cache key and base model of a run or bundle folder (``core.run_folder.source_kind``).
 
-    Reads only the folder's small JSON files, without the core (torch): it runs on the GUI thread.
+    Reads only the folder's small JSON files, without torch: it runs on the GUI thread.
     """
-    import json
-
-    from transfer_studio.config import Project
+    from transfer_studio.core import run_folder
+    from transfer_studio.core.runs import load_snapshot
 
     path = Path(source)
-    if not path.is_dir():
-        raise UserError(f"{path} is not a folder: choose a training run folder or an exported bundle folder")
-    if (path / "model.json").is_file():
-        kind, weights = "bundle", path / "model.safetensors"
+    kind = run_folder.source_kind(path)
+    if kind == "bundle":
+        meta = run_folder.read_json(path / run_folder.BUNDLE_META)
         try:
-            meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
             base, base_weights = str(meta["architecture"]["model"]), "DEFAULT"
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{path / 'model.json'} is damaged ({exc}); export the run again") from exc
-    elif (path / "project.json").is_file():
-        kind, weights = "run", path / "best.safetensors"
-        project = Project.load(path / "project.json")
-        base, base_weights = project.model.name, project.model.weights
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{path / run_folder.BUNDLE_META} is damaged ({exc!r}); export the run again") from exc
     else:
-        raise UserError(f"{path} is neither a training run (no project.json) nor an exported bundle "
-                        "(no model.json)")
+        project = load_snapshot(path)
+        base, base_weights = project.model.name, project.model.weights
     try:
-        stamp = weights.stat().st_mtime
+        stamp = run_folder.weights_path(path, kind).stat().st_mtime
     except OSError:
         stamp = 0.0
     return ModelInfo(str(path), kind, (kind, norm_path(path), stamp), base, base_weights or "DEFAULT")
