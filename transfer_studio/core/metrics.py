@@ -71,9 +71,6 @@ class EvalReport:
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
     worst: list[WrongPrediction]
     skipped: list[SkippedImage] = field(default_factory=list)
-    # Labels the label review corrected since a run was trained (core.label_journal), used here:
-    # [{path, label_then, label_now}] (label_now "" when the image was set aside).
-    corrected: list[dict[str, str]] = field(default_factory=list)
     # Raw per-image arrays, aligned (kept out of the JSON): absolute paths, true class indices (N,),
     # softmax probabilities (N, C) in the order of ``classes``.
     paths: list[str] = field(default_factory=list, repr=False)
@@ -106,8 +103,6 @@ class EvalReport:
                        "probability": w.probability} for w in self.worst],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         })
-        if self.corrected:
-            out["corrected_since_training"] = [dict(c) for c in self.corrected]
         return out
 
 
@@ -176,14 +171,11 @@ class _Selection:
     relpaths: list[str]
     labels: list[int]  # indices into the model's classes
     skipped: list[SkippedImage]
-    corrected: list[dict[str, str]] = field(default_factory=list)
 
 
-def _run_selection(project: Any, split: str | None, since: float | None = None) -> _Selection:
-    """The images of a run's own split (test when it has one, else validation). Images the label
-    review moved since ``since`` (when the run was trained) are found through its journal."""
+def _run_selection(project: Any, split: str | None) -> _Selection:
+    """The images of a run's own split (test when it has one, else validation)."""
     from transfer_studio.core import dataset as core_dataset
-    from transfer_studio.core.label_journal import Journal
 
     data = project.data
     saved = data.split or {}
@@ -203,15 +195,7 @@ def _run_selection(project: Any, split: str | None, since: float | None = None) 
     label_of = {rel: report.classes[lab] for rel, lab in zip(report.files, report.labels, strict=True)}
     reasons = {s.path: s.reason for s in report.skipped}
     rels, labels, skipped = [], [], []
-    fixes = Journal(root).resolve(saved[split], since)  # label corrections since the run was trained
     for rel in saved[split]:
-        fix = fixes.get(rel)
-        if rel not in label_of and fix is not None:
-            if fix.set_aside:
-                skipped.append(SkippedImage(str(Path(root) / rel), "set aside in the label review since the run "
-                                            "was trained"))
-                continue
-            rel = fix.file or rel
         name = label_of.get(rel)
         if name is None or name not in index_of:
             skipped.append(SkippedImage(str(Path(root) / rel), reasons.get(rel, "no longer in the data folder")))
@@ -219,13 +203,7 @@ def _run_selection(project: Any, split: str | None, since: float | None = None) 
         rels.append(rel)
         labels.append(index_of[name])
     optimistic = split == "val"
-    corrected = [{"path": rel, "label_then": f.label_then or "", "label_now": f.label_now or ""}
-                 for rel, f in sorted(fixes.items()) if f.label_then is not None]
-    note = OPTIMISTIC_NOTE if optimistic else ""
-    if corrected:
-        note = "; ".join(filter(None, [note, f"{len(corrected)} label(s) were corrected since the run was trained "
-                                             "(corrected_since_training): the figures use the corrected labels"]))
-    return _Selection(root, split, optimistic, note, rels, labels, skipped, corrected)
+    return _Selection(root, split, optimistic, OPTIMISTIC_NOTE if optimistic else "", rels, labels, skipped)
 
 
 def _folder_selection(data_dir: str | os.PathLike[str], classes: Sequence[str], split: str | None) -> _Selection:
@@ -382,9 +360,7 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
         preprocess = project_preprocess(project)
 
     if data_dir is None:
-        trained = src if kind != "bundle" else Path((meta.get("source") or {}).get("run_dir") or src)
-        since = (trained / export.RUN_PROJECT).stat().st_mtime if (trained / export.RUN_PROJECT).is_file() else None
-        selection = _run_selection(project, split, since)
+        selection = _run_selection(project, split)
     else:
         selection = _folder_selection(data_dir, classes, split)
         trained_on = project.data.root if project is not None else (meta.get("source") or {}).get("data_root")
@@ -409,6 +385,6 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
         optimistic=selection.optimistic, note=selection.note, classes=classes, num_images=len(kept),
         accuracy=numbers["accuracy"], top5=numbers["top5"], per_class=numbers["per_class"],
         confusion_matrix=numbers["confusion_matrix"], worst=numbers["worst"],
-        skipped=selection.skipped + unreadable, corrected=selection.corrected, paths=kept_paths, labels=labels,
+        skipped=selection.skipped + unreadable, paths=kept_paths, labels=labels,
         probabilities=probs.astype(np.float32),
     )
