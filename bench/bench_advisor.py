@@ -280,9 +280,16 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="only score the stored results")
     ap.add_argument("--only", default="", help="comma-separated domains")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch intra-op threads (default: torch's own; 1 on a machine shared with other work, "
+                         "where spinning OpenMP threads waste the cores)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     size = args.size or (224 if args.full else 64)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     work = Path(args.work) / f"{size}px"
     os.environ.setdefault("TS_FEATURE_CACHE", str(work / "features"))
     os.environ.setdefault("TS_TRIAL_CACHE", str(work / "trials.json"))
@@ -300,8 +307,9 @@ def main() -> None:
     table, failures = score(rows, args.budget)
     import torch
 
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                       f"device {args.device}", "size": size, "when": time.strftime("%Y-%m-%d")}
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} torch thread(s)), "
+                       f"torch {torch.__version__}, device {args.device}", "size": size,
+            "when": time.strftime("%Y-%m-%d")}
     text = render(table, failures, meta)
     print(text)
     if not args.no_write and table:

@@ -190,6 +190,17 @@ def test_delete_asks_first_and_removes_the_folder_only_when_agreed(qtbot, traine
     assert page.delete_selected() == 0 and not asked and len(project.runs) == 1
     assert "still training" in page.banner.text()
 
+    # a hand-edited record naming a folder no run wrote: the record goes, the folder stays
+    project.runs.clear()
+    home = tmp_path / "not_a_run"
+    (home / "documents").mkdir(parents=True)
+    project.runs.append(RunRecord(run_dir=str(home), status="finished"))
+    page.state.mark_changed("runs")
+    page.select_runs([str(home)])
+    answers[:] = [B.Yes, B.Yes]
+    page.delete_selected()
+    assert (home / "documents").is_dir() and project.runs == []
+
 
 def test_open_evaluation_shows_the_run_on_the_evaluate_page(qtbot, trained, tmp_path, main_window, monkeypatch):
     # qtbot closes the window before the fixture's teardown: never block on the unsaved-changes prompt

@@ -544,7 +544,8 @@ class RunsPage(QWidget):
             delete_files = answer == B.Yes
         failed: list[str] = []
         for rec in records:
-            if delete_files and Path(rec.run_dir).is_dir():
+            # Only a folder a run wrote: a hand-edited project may list any folder (even home) as a run.
+            if delete_files and Path(rec.run_dir).is_dir() and run_folder.is_run_folder(rec.run_dir):
                 try:
                     shutil.rmtree(rec.run_dir)
                 except OSError as exc:
