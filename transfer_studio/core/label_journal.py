@@ -34,7 +34,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -403,6 +403,27 @@ class Journal:
                 if r.label_then is not None]
 
 
+def follow_split(root: str | os.PathLike[str], split: dict[str, list[str]], present: Container[str],
+                 since: float | None = None) -> tuple[dict[str, list[str]], dict[str, Resolution]]:
+    """A saved split whose images corrections have moved since: each image no longer ``present``
+    under its old name is looked up in the journal and listed under its name now, or left out when
+    it was set aside. Returns (the split, the journal's answers for those images)."""
+    missing = [r for rels in split.values() for r in rels if r not in present]
+    if not missing or not (Path(root) / JOURNAL_DIR / JOURNAL_NAME).is_file():
+        return split, {}
+    found = Journal(root).resolve(missing, since)
+    out: dict[str, list[str]] = {}
+    for part, rels in split.items():
+        out[part] = []
+        for rel in rels:
+            fix = found.get(rel) if rel not in present else None
+            if fix is None:
+                out[part].append(rel)
+            elif not fix.set_aside and fix.file:
+                out[part].append(fix.file)
+    return out, found
+
+
 def _new_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
@@ -487,5 +508,5 @@ def remap_split(split: dict[str, list[str]] | None, batch: Batch) -> dict[str, l
     return out
 
 
-__all__ = ["Batch", "Change", "Correction", "Journal", "Resolution", "SET_ASIDE", "SET_ASIDE_DIR", "remap_split",
-           "set_aside_count"]
+__all__ = ["Batch", "Change", "Correction", "Journal", "Resolution", "SET_ASIDE", "SET_ASIDE_DIR", "follow_split",
+           "remap_split", "set_aside_count"]

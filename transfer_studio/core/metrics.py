@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from transfer_studio.core import devices
 from transfer_studio.errors import Cancelled, UserError
 
 Progress = Callable[[int, int], None]
@@ -71,6 +70,9 @@ class EvalReport:
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
     worst: list[WrongPrediction]
     skipped: list[SkippedImage] = field(default_factory=list)
+    # Labels the label review corrected since a run was trained (core.label_journal), used here:
+    # [{path, label_then, label_now}] (label_now "" when the image was set aside).
+    corrected: list[dict[str, str]] = field(default_factory=list)
     # Raw per-image arrays, aligned (kept out of the JSON): absolute paths, true class indices (N,),
     # softmax probabilities (N, C) in the order of ``classes``.
     paths: list[str] = field(default_factory=list, repr=False)
@@ -103,6 +105,8 @@ class EvalReport:
                        "probability": w.probability} for w in self.worst],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         })
+        if self.corrected:
+            out["corrected_since_training"] = [dict(c) for c in self.corrected]
         return out
 
 
@@ -171,11 +175,14 @@ class _Selection:
     relpaths: list[str]
     labels: list[int]  # indices into the model's classes
     skipped: list[SkippedImage]
+    corrected: list[dict[str, str]] = field(default_factory=list)
 
 
-def _run_selection(project: Any, split: str | None) -> _Selection:
-    """The images of a run's own split (test when it has one, else validation)."""
+def _run_selection(project: Any, split: str | None, since: float | None = None) -> _Selection:
+    """The images of a run's own split (test when it has one, else validation). Images the label
+    review moved since ``since`` (when the run was trained) are found through its journal."""
     from transfer_studio.core import dataset as core_dataset
+    from transfer_studio.core.label_journal import Journal
 
     data = project.data
     saved = data.split or {}
@@ -195,7 +202,15 @@ def _run_selection(project: Any, split: str | None) -> _Selection:
     label_of = {rel: report.classes[lab] for rel, lab in zip(report.files, report.labels, strict=True)}
     reasons = {s.path: s.reason for s in report.skipped}
     rels, labels, skipped = [], [], []
+    fixes = Journal(root).resolve(saved[split], since)  # label corrections since the run was trained
     for rel in saved[split]:
+        fix = fixes.get(rel)
+        if rel not in label_of and fix is not None:
+            if fix.set_aside:
+                skipped.append(SkippedImage(str(Path(root) / rel), "set aside in the label review since the run "
+                                            "was trained"))
+                continue
+            rel = fix.file or rel
         name = label_of.get(rel)
         if name is None or name not in index_of:
             skipped.append(SkippedImage(str(Path(root) / rel), reasons.get(rel, "no longer in the data folder")))
@@ -203,7 +218,13 @@ def _run_selection(project: Any, split: str | None) -> _Selection:
         rels.append(rel)
         labels.append(index_of[name])
     optimistic = split == "val"
-    return _Selection(root, split, optimistic, OPTIMISTIC_NOTE if optimistic else "", rels, labels, skipped)
+    corrected = [{"path": rel, "label_then": f.label_then or "", "label_now": f.label_now or ""}
+                 for rel, f in sorted(fixes.items()) if f.label_then is not None]
+    note = OPTIMISTIC_NOTE if optimistic else ""
+    if corrected:
+        note = "; ".join(filter(None, [note, f"{len(corrected)} label(s) were corrected since the run was trained "
+                                             "(corrected_since_training): the figures use the corrected labels"]))
+    return _Selection(root, split, optimistic, note, rels, labels, skipped, corrected)
 
 
 def _folder_selection(data_dir: str | os.PathLike[str], classes: Sequence[str], split: str | None) -> _Selection:
@@ -277,8 +298,20 @@ def _collate(items: list[tuple[torch.Tensor | None, int, str]]) -> tuple[torch.T
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """The device to evaluate on (``core.devices.resolve``, the one device rule)."""
-    return devices.resolve(name)
+    """auto = CUDA, then Apple MPS, then CPU (inference only; the trainer has its own choice)."""
+    if name != "auto":
+        dev = torch.device(name)
+        mps = getattr(torch.backends, "mps", None)
+        if (dev.type == "cuda" and not torch.cuda.is_available()) or (
+                dev.type == "mps" and not (mps is not None and mps.is_available())):
+            raise UserError(f"device '{name}' was requested but is not available here: use cpu (or auto)")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def predict_probabilities(model: nn.Module, paths: Sequence[str], transform: Callable[[Any], torch.Tensor], *,
@@ -360,7 +393,9 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
         preprocess = project_preprocess(project)
 
     if data_dir is None:
-        selection = _run_selection(project, split)
+        trained = src if kind != "bundle" else Path((meta.get("source") or {}).get("run_dir") or src)
+        since = (trained / export.RUN_PROJECT).stat().st_mtime if (trained / export.RUN_PROJECT).is_file() else None
+        selection = _run_selection(project, split, since)
     else:
         selection = _folder_selection(data_dir, classes, split)
         trained_on = project.data.root if project is not None else (meta.get("source") or {}).get("data_root")
@@ -385,6 +420,6 @@ def evaluate(source: str | os.PathLike[str], data_dir: str | os.PathLike[str] | 
         optimistic=selection.optimistic, note=selection.note, classes=classes, num_images=len(kept),
         accuracy=numbers["accuracy"], top5=numbers["top5"], per_class=numbers["per_class"],
         confusion_matrix=numbers["confusion_matrix"], worst=numbers["worst"],
-        skipped=selection.skipped + unreadable, paths=kept_paths, labels=labels,
+        skipped=selection.skipped + unreadable, corrected=selection.corrected, paths=kept_paths, labels=labels,
         probabilities=probs.astype(np.float32),
     )

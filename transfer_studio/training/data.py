@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transfer_studio.config import Project
 from transfer_studio.core import dataset as core_dataset
+from transfer_studio.core import label_journal
 from transfer_studio.core.augment import GLOBAL_RNG_LOCK
 from transfer_studio.errors import UserError
 from transfer_studio.training.device import LoaderSettings
@@ -78,6 +79,8 @@ def prepare_split(project: Project, report: object | None = None) -> SplitData:
         split = core_dataset.make_split(report, val=data.val_split, test=data.test_split, seed=data.seed)
     split = {k: list(v) for k, v in split.items()}
     label_of = dict(zip(report.files, report.labels, strict=True))
+    # Images the label review moved (or set aside) since the split was made: their names now.
+    split, _ = label_journal.follow_split(report.root, split, label_of)
     labels: dict[str, list[int]] = {}
     for part, rels in split.items():
         missing = [r for r in rels if r not in label_of]
