@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from transfer_studio.core import devices
 from transfer_studio.errors import Cancelled, UserError
 
 Progress = Callable[[int, int], None]
@@ -298,20 +299,8 @@ def _collate(items: list[tuple[torch.Tensor | None, int, str]]) -> tuple[torch.T
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """auto = CUDA, then Apple MPS, then CPU (inference only; the trainer has its own choice)."""
-    if name != "auto":
-        dev = torch.device(name)
-        mps = getattr(torch.backends, "mps", None)
-        if (dev.type == "cuda" and not torch.cuda.is_available()) or (
-                dev.type == "mps" and not (mps is not None and mps.is_available())):
-            raise UserError(f"device '{name}' was requested but is not available here: use cpu (or auto)")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The device to evaluate on (``core.devices.resolve``, the one device rule)."""
+    return devices.resolve(name)
 
 
 def predict_probabilities(model: nn.Module, paths: Sequence[str], transform: Callable[[Any], torch.Tensor], *,
