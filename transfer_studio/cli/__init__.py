@@ -27,8 +27,8 @@ from typing import Any
 from transfer_studio.errors import Cancelled, UserError
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ["models", "inspect", "predict", "scan", "suggest", "train", "evaluate", "export", "settings",
-            "desktop_entry"]
+COMMANDS = ["models", "inspect", "predict", "scan", "check_labels", "suggest", "train", "evaluate", "export",
+            "settings", "desktop_entry"]
 
 
 class _ArgumentParser(argparse.ArgumentParser):
