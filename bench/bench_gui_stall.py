@@ -116,7 +116,7 @@ def gui_run(app, project, path: Path, *, seconds: float | None, probe: StallProb
     page = TrainPage(state)
     page.resize(1280, 800)
     page.show()
-    wait_until(app, lambda: page._device_task is None or not page._device_task.is_running(), 60)
+    wait_until(app, lambda: page.model.device_job is None or not page.model.device_job.is_running(), 60)
     events: list[tuple[float, str]] = []
     c = page._controller
     c.fitStarted.connect(lambda _e: events.append((time.perf_counter(), "fit started")))

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_train:
         window.show_page("train")
         train = window.page("train")
-        wait("training engine warmed up", lambda: train._device_task is None or not train._device_task.is_running())
+        wait("training engine warmed up", lambda: train.model.device_job is None or not train.model.device_job.is_running())
         if not any(r.status == "finished" for r in state.project.runs):
             train.start()
             wait("training finished", lambda: not train.busy(), timeout=1800)

@@ -17,7 +17,9 @@ from PySide6.QtWidgets import QMessageBox, QPushButton
 from transfer_studio import config
 from transfer_studio.config import ModelSpec, Project, RunRecord
 from transfer_studio.ui import worker
-from transfer_studio.ui.pages.train import TrainPage, _gui_advice, frozen_summary
+from transfer_studio.ui.models.train_text import frozen_summary
+from transfer_studio.ui.models.train_text import gui_advice as _gui_advice
+from transfer_studio.ui.pages.train import TrainPage
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets.lr_spin import step_125 as _step_125
 
@@ -100,7 +102,7 @@ def test_a_run_fills_charts_table_and_run_record(qtbot, tmp_path, cleanup):
 
     c.epochEnded.connect(after_epoch)  # connected after the page's own slot: sees its result
     assert buttons(page) == IDLE
-    qtbot.waitUntil(lambda: not page._device_task.is_running(), timeout=60000)  # engine warmed up
+    qtbot.waitUntil(lambda: not page.model.device_job.is_running(), timeout=60000)  # engine warmed up
     with qtbot.waitSignals([c.fitStarted, c.epochEnded, c.epochEnded, c.epochEnded, c.outcome, c.finished],
                            order="strict", timeout=120000):
         qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
@@ -141,16 +143,16 @@ def test_start_during_the_engine_warm_up_waits_for_it(qtbot, tmp_path, cleanup, 
     """Start pressed while the engine is still being imported: the run waits (Stop cancels it)."""
     import threading
 
-    from transfer_studio.ui.pages import train as train_page
+    from transfer_studio.ui.models import train_model
 
     release = threading.Event()
-    real_probe = train_page.probe_devices
+    real_probe = train_model.probe_devices
 
     def slow_probe(*args, **kwargs):
         release.wait(30)
         return real_probe(*args, **kwargs)
 
-    monkeypatch.setattr(train_page, "probe_devices", slow_probe)
+    monkeypatch.setattr(train_model, "probe_devices", slow_probe)
     page = make_page(qtbot, tmp_path, tiny_project(tmp_path, epochs=1))
     cleanup(page)
     page.start_button.click()
@@ -340,10 +342,10 @@ def test_a_gpu_that_is_not_there_is_explained(qtbot, tmp_path, cleanup):
     project.train.device = "cuda"
     page = make_page(qtbot, tmp_path, project)
     cleanup(page)
-    qtbot.waitUntil(lambda: page._devices is not None, timeout=60000)  # the real probe has answered
+    qtbot.waitUntil(lambda: page.model.devices is not None, timeout=60000)  # the real probe has answered
     from transfer_studio.core.devices import MachineDevices
 
-    page._on_devices(MachineDevices(cpu=2, threads=2))  # what it answers on a machine without a GPU
+    page.model.set_devices(MachineDevices(cpu=2, threads=2))  # what it answers on a machine without a GPU
     cuda_item = page.device_combo.model().item(page.device_combo.findData("cuda"))
     assert not cuda_item.isEnabled()
     assert "no GPU found" in page.device_label.text()
@@ -490,23 +492,24 @@ def test_the_eta_stands_still_while_paused_and_leaves_the_pause_out(qtbot, tmp_p
     """Issue 12.9: the training ETA kept counting while the run was paused."""
     import types
 
-    from transfer_studio.ui.pages import train as train_page
+    from transfer_studio.ui.models import train_progress
 
     now = [1000.0]
-    monkeypatch.setattr(train_page, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(train_progress, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     page = make_page(qtbot, tmp_path, tiny_project(tmp_path))
     cleanup(page)
-    page._epochs_total, page._session_t0, page._session_fraction0 = 10, now[0], 0.0
+    run = page.model.run  # the page shows what its model's run monitor says
+    run.clock.reset(10)
     now[0] += 10.0
-    page._set_progress(1, 5, 10)  # 5 % done in 10 s: 190 s to go
+    run._show_progress(run.clock.at(1, 5, 10))  # 5 % done in 10 s: 190 s to go
     assert page.eta_label.text() == "ETA 3:10"
-    page._on_paused()
+    page._controller.paused.emit()
     now[0] += 300.0  # five minutes paused
-    page._set_progress(1, 5, 10)
+    run._show_progress(run.clock.at(1, 5, 10))
     assert page.eta_label.text() == "ETA \u2013 (paused)"
-    page._on_resumed()
+    page._controller.resumed.emit()
     now[0] += 10.0
-    page._set_progress(1, 10, 10)  # 10 % in 20 s of training: 180 s to go, the pause left out
+    run._show_progress(run.clock.at(1, 10, 10))  # 10 % in 20 s of training: 180 s to go, the pause left out
     assert page.eta_label.text() == "ETA 3:00"
 
 

@@ -349,6 +349,9 @@ def load_bundle(bundle_dir: str | os.PathLike[str]) -> tuple[nn.Module, dict[str
 bundle_exists = run_folder.bundle_exists
 
 
+# -- exporting -----------------------------------------------------------------------------------
+
+
 def parse_formats(formats: Sequence[str] | str) -> list[str]:
     if isinstance(formats, str):
         formats = formats.split(",")

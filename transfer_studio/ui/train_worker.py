@@ -404,9 +404,15 @@ class TrainController(QObject):
             return True
 
     def shutdown(self, msecs: int = 60000) -> bool:
-        """Stop the run and wait for its thread; True when the thread has ended."""
+        """Stop the run and wait for its thread; True when the thread has ended. The worker's last
+        queued signals (the outcome, the thread's end) are delivered before this returns, so the run's
+        record says "stopped" before the project is saved or discarded (the window is closing)."""
+        from PySide6.QtCore import QCoreApplication
+
         self.stop()
-        return self.wait(msecs)
+        ended = self.wait(msecs)
+        QCoreApplication.sendPostedEvents(self)
+        return ended
 
     def _on_paused(self) -> None:
         self._paused = True

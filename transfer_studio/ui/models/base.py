@@ -1,0 +1,125 @@
+"""What every page model is built from: events, the job runner it is handed, undoable project edits,
+and the host (the open project and the app's shared state) it works on."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from transfer_studio.config import Project
+
+
+class Event:
+    """A Qt-free signal: ``connect(callback)``, ``emit(*args)``; callbacks run in the emitting thread
+    (models only emit from the GUI thread: job callbacks arrive there)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., Any]] = []
+
+    def connect(self, callback: Callable[..., Any]) -> None:
+        self._callbacks.append(callback)
+
+    def disconnect(self, callback: Callable[..., Any]) -> None:
+        self._callbacks.remove(callback)
+
+    def emit(self, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
+
+
+class Job(Protocol):
+    """A running background job (``ui.worker.TaskHandle`` in the app)."""
+
+    def cancel(self) -> None: ...
+    def is_running(self) -> bool: ...
+
+
+class JobRunner(Protocol):
+    """Runs ``fn(*args, progress=..., cancel=..., **kwargs)`` off the GUI thread and calls back on it:
+    ``ui.worker.run_task``'s signature."""
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, name: str = ..., pass_control: bool = ...,
+                 on_result: Callable[[Any], None] | None = ..., on_error: Callable[[str, str], None] | None = ...,
+                 on_progress: Callable[[int, int], None] | None = ..., on_cancelled: Callable[[], None] | None = ...,
+                 on_finished: Callable[[], None] | None = ..., needs_torch: bool = ..., **kwargs: Any) -> Job: ...
+
+
+class ProjectEdit:
+    """An undoable edit of the project: parts of it swapped between two snapshots (deep copies).
+
+    Parts: ``model``, ``surgery``, ``train``, ``augment`` (whole sections), ``image_size`` and
+    ``user_set`` (fields of ``train``). With ``applied`` the change is already made (and announced)
+    when the edit is recorded, so the first ``redo`` does nothing.
+    """
+
+    SECTION = {"model": "model", "surgery": "surgery", "train": "train", "augment": "augment",
+               "image_size": "train", "user_set": "train"}
+
+    def __init__(self, text: str, before: dict[str, Any], after: dict[str, Any], *, applied: bool = False):
+        unknown = (set(before) | set(after)) - set(self.SECTION)
+        if unknown:
+            raise ValueError(f"unknown project parts {sorted(unknown)}")
+        self.text = text
+        self.before = copy.deepcopy(before)
+        self.after = copy.deepcopy(after)
+        self._skip_redo = applied
+
+    @staticmethod
+    def snapshot(project: Project, *parts: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for part in parts:
+            if part in ("image_size", "user_set"):
+                out[part] = copy.deepcopy(getattr(project.train, part))
+            else:
+                out[part] = copy.deepcopy(getattr(project, part))
+        return out
+
+    def redo(self, host: Host) -> None:
+        if self._skip_redo:
+            self._skip_redo = False
+            return
+        self._apply(host, self.after)
+
+    def undo(self, host: Host) -> None:
+        self._apply(host, self.before)
+
+    def _apply(self, host: Host, snap: dict[str, Any]) -> None:
+        project = host.project
+        sections: list[str] = []
+        for part, value in snap.items():
+            value = copy.deepcopy(value)
+            if part in ("image_size", "user_set"):
+                setattr(project.train, part, list(value) if part == "user_set" else value)
+            else:
+                setattr(project, part, value)
+            if self.SECTION[part] not in sections:
+                sections.append(self.SECTION[part])
+        for section in sections:
+            host.mark_changed(section)
+
+
+class Host(Protocol):
+    """The open project and the app's shared state, as a page model sees it (``ui.state.AppState``;
+    ``ui.models.session.Session`` without Qt). Its signals are ``Event``-like (``connect``/``emit``)."""
+
+    project: Project
+    path: Path | None
+    scan: Any
+    modified: bool
+    training_active: bool
+    projectReplaced: Any
+    projectChanged: Any
+    pathChanged: Any
+    scanChanged: Any
+    trainingPhaseChanged: Any
+    trainingActiveChanged: Any
+    navigateRequested: Any
+
+    def mark_changed(self, section: str) -> None: ...
+    def set_view_state(self, **values: Any) -> bool: ...
+    def set_scan(self, report: Any) -> None: ...
+    def set_training_active(self, active: bool) -> None: ...
+    def status(self, text: str, timeout_ms: int = 5000) -> None: ...
+    def push_edit(self, edit: ProjectEdit) -> None: ...

@@ -1,0 +1,113 @@
+"""The host a page model works on: the open project and what the pages know about it.
+
+``HostLogic`` is the behaviour the app's ``AppState`` (a QObject with Qt signals and a QUndoStack)
+and ``Session`` (plain ``Event``s and an undo list, for models without Qt: tests, scripts) share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transfer_studio.config import Project
+from transfer_studio.ui.models.base import Event, ProjectEdit
+
+# Sections of the project a change can touch (the argument of projectChanged).
+SECTIONS = ("name", "model", "surgery", "data", "augment", "train", "runs", "ui")
+
+
+class HostLogic:
+    """Project changes, view state, the scan and the training flag, announced through the host's
+    signals (``projectChanged``, ``scanChanged``, ...), which the class using this provides."""
+
+    project: Project
+    path: Path | None
+    modified: bool
+    scan: Any
+    training_active: bool
+
+    def mark_changed(self, section: str) -> None:
+        """Call after changing ``self.project`` in place."""
+        if section not in SECTIONS:
+            raise ValueError(f"unknown project section {section!r}")
+        self._set_modified(True)
+        self.projectChanged.emit(section)  # type: ignore[attr-defined]
+
+    def set_view_state(self, **values: Any) -> bool:
+        """Remember page view state in ``project.ui`` (images on the Try page, top-k, ...).
+
+        View state is saved with the project but is not an edit: it does not mark the project
+        modified (looking at pictures must not lead to an unsaved-changes prompt) and emits no
+        ``projectChanged``. Returns whether anything changed.
+        """
+        ui = self.project.ui
+        changed = False
+        for key, value in values.items():
+            if ui.get(key) != value:
+                ui[key] = value
+                changed = True
+        return changed
+
+    def set_training_active(self, active: bool) -> None:
+        """The Train page says a run is starting or running (True) or has ended (False)."""
+        if active != self.training_active:
+            self.training_active = active
+            self.trainingActiveChanged.emit(active)  # type: ignore[attr-defined]
+
+    def set_scan(self, report: Any) -> None:
+        self.scan = report
+        self.scanChanged.emit(report)  # type: ignore[attr-defined]
+
+    def status(self, text: str, timeout_ms: int = 5000) -> None:
+        self.statusMessage.emit(text, timeout_ms)  # type: ignore[attr-defined]
+
+    @property
+    def title(self) -> str:
+        return self.project.name or (self.path.stem if self.path else "Untitled")
+
+    def _set_modified(self, value: bool) -> None:
+        if value != self.modified:
+            self.modified = value
+            self.modifiedChanged.emit(value)  # type: ignore[attr-defined]
+
+
+class Session(HostLogic):
+    """A host without Qt: the project, plain events and an undo history."""
+
+    def __init__(self, project: Project | None = None, path: Path | None = None):
+        self.project = project or Project()
+        self.path = Path(path) if path else None
+        self.modified = False
+        self.scan: Any = None
+        self.training_active = False
+        self.done: list[ProjectEdit] = []
+        self.undone: list[ProjectEdit] = []
+        for name in ("projectReplaced", "projectChanged", "modifiedChanged", "pathChanged", "scanChanged",
+                     "statusMessage", "navigateRequested", "trainingPhaseChanged", "trainingActiveChanged"):
+            setattr(self, name, Event())
+
+    def new_project(self, project: Project | None = None, path: Path | None = None) -> None:
+        self.project = project or Project()
+        self.path = Path(path) if path else None
+        self.scan = None
+        self.done.clear()
+        self.undone.clear()
+        self._set_modified(False)
+        self.pathChanged.emit(str(self.path or ""))
+        self.projectReplaced.emit()
+        self.scanChanged.emit(None)
+
+    def push_edit(self, edit: ProjectEdit) -> None:
+        edit.redo(self)
+        self.done.append(edit)
+        self.undone.clear()
+
+    def undo(self) -> None:
+        edit = self.done.pop()
+        edit.undo(self)
+        self.undone.append(edit)
+
+    def redo(self) -> None:
+        edit = self.undone.pop()
+        edit.redo(self)
+        self.done.append(edit)
