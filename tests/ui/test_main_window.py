@@ -49,10 +49,13 @@ os._exit(0)  # skip joining the device probe, which is importing torch by now
 def test_sidebar_menus_and_shortcuts(qtbot, main_window):
     w = main_window
     titles = [w.sidebar.item(i).text() for i in range(w.sidebar.count())]
-    assert titles == ["Welcome", "Model", "Data", "Strategy", "Augment", "Train", "Evaluate", "Try", "Export", "Runs"]
+    assert titles == ["Welcome", "Model", "Data", "Review labels", "Strategy", "Augment", "Train", "Evaluate", "Try",
+                      "Export", "Runs"]
     assert w.current_page_key() == "welcome"
     assert w.page_actions["model"].shortcut() == QKeySequence("Ctrl+1")
     assert w.page_actions["runs"].shortcut() == QKeySequence("Ctrl+9")
+    assert w.page_actions["strategy"].shortcut() == QKeySequence("Ctrl+3")
+    assert w.page_actions["review"].shortcut() == QKeySequence("Ctrl+Shift+L")
     assert w.act_save.shortcut() == QKeySequence(QKeySequence.StandardKey.Save)
     assert w.act_save_as.shortcut() == QKeySequence("Ctrl+Shift+S")
     assert w.act_undo.shortcut() == QKeySequence(QKeySequence.StandardKey.Undo)
@@ -74,8 +77,9 @@ def test_a_page_that_fails_to_import_shows_an_error(qtbot, main_window, tmp_path
     (tmp_path / "broken_page.py").write_text("raise RuntimeError('boom at import')\n")
     monkeypatch.setattr(pages_pkg, "__path__", [*pages_pkg.__path__, str(tmp_path)])
     specs = list(mw.PAGES)
-    specs[9] = mw.PageSpec("runs", "broken_page", "RunsPage", "Runs", "runs", "Past runs")
-    specs[8] = mw.PageSpec("export", "not_written_yet", "ExportPage", "Export", "export", "Save the model")
+    specs[mw.PAGE_KEYS.index("runs")] = mw.PageSpec("runs", "broken_page", "RunsPage", "Runs", "runs", "Past runs")
+    specs[mw.PAGE_KEYS.index("export")] = mw.PageSpec("export", "not_written_yet", "ExportPage", "Export", "export",
+                                                      "Save the model")
     monkeypatch.setattr(mw, "PAGES", specs)
     main_window.show_page("runs")
     page = main_window.page("runs")

@@ -50,12 +50,15 @@ class PageSpec:
     title: str
     icon: str
     hint: str  # one line for the sidebar tooltip and the "not available" state
+    shortcut: str = ""  # "": Ctrl+<its number among the pages without a shortcut of their own>
 
 
 PAGES: list[PageSpec] = [
     PageSpec("welcome", "welcome", "WelcomePage", "Welcome", "home", "Start, open or try a project"),
     PageSpec("model", "model", "ModelPage", "Model", "model", "Pick a pretrained network, see and freeze its graph"),
     PageSpec("data", "data", "DataPage", "Data", "data", "Point to your images: one folder per class"),
+    PageSpec("review", "review", "ReviewPage", "Review labels", "review",
+             "Find and correct images whose labels look wrong", "Ctrl+Shift+L"),
     PageSpec("strategy", "strategy", "StrategyPage", "Strategy", "strategy", "Choose what to freeze and train"),
     PageSpec("augment", "augment", "AugmentPage", "Augment", "augment", "Augmentation with a live preview"),
     PageSpec("train", "train", "TrainPage", "Train", "train", "Fine-tune with live charts"),
@@ -65,6 +68,14 @@ PAGES: list[PageSpec] = [
     PageSpec("runs", "runs", "RunsPage", "Runs", "runs", "Past training runs"),
 ]
 PAGE_KEYS = [p.key for p in PAGES]
+
+
+def page_shortcut(spec: PageSpec) -> str:
+    """Ctrl+0 the welcome page, Ctrl+1 … Ctrl+9 the numbered steps; a page may name its own."""
+    if spec.shortcut:
+        return spec.shortcut
+    numbered = [p.key for p in PAGES if not p.shortcut]
+    return f"Ctrl+{numbered.index(spec.key)}" if spec.key in numbered else ""
 
 # Widgets (by object name) of other pages that edit a training run's settings: locked while a run
 # trains, as the Train page locks its own (they used to stay editable next to its locked fields).
@@ -119,11 +130,10 @@ class MainWindow(QMainWindow):
         self.sidebar.setIconSize(self.sidebar.iconSize().scaled(20, 20, Qt.AspectRatioMode.KeepAspectRatio))
         self.stack = QStackedWidget()
         self.stack.setObjectName("page_stack")
-        for i, spec in enumerate(PAGES):
+        for spec in PAGES:
             item = QListWidgetItem(spec.title)
             item.setData(Qt.ItemDataRole.UserRole, spec.key)
-            shortcut = "Ctrl+0" if spec.key == "welcome" else f"Ctrl+{i}"
-            item.setToolTip(f"{spec.hint} ({shortcut})")
+            item.setToolTip(f"{spec.hint} ({page_shortcut(spec)})")
             self.sidebar.addItem(item)
             holder = QWidget()
             holder.setObjectName(f"slot_{spec.key}")
@@ -277,9 +287,8 @@ class MainWindow(QMainWindow):
         g = mb.addMenu("&Go")
         g.setObjectName("menu_go")
         self.page_actions: dict[str, QAction] = {}
-        for i, spec in enumerate(PAGES):
-            shortcut = "Ctrl+0" if spec.key == "welcome" else f"Ctrl+{i}"
-            act = self._action(spec.title, lambda k=spec.key: self.show_page(k), shortcut,
+        for spec in PAGES:
+            act = self._action(spec.title, lambda k=spec.key: self.show_page(k), page_shortcut(spec) or None,
                                f"action_page_{spec.key}", spec.icon, spec.hint)
             g.addAction(act)
             self.page_actions[spec.key] = act
@@ -656,6 +665,7 @@ class MainWindow(QMainWindow):
         rows = [("Ctrl+N / Ctrl+O", "New / open project"), ("Ctrl+S / Ctrl+Shift+S", "Save / save as"),
                 ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo freezing and surgery"),
                 ("Ctrl+0", "Welcome page"), ("Ctrl+1 … Ctrl+9", "Model, Data, Strategy, … Runs"),
+                ("Ctrl+Shift+L", "Review labels (keys A, K, S, 1–9 there)"),
                 ("Ctrl+PgDown / Ctrl+PgUp", "Next / previous step"),
                 ("Graph: wheel, + / −, 0", "Zoom, fit"), ("Graph: drag", "Pan"),
                 ("Graph: double-click a block", "Expand / collapse"), ("Graph: Ctrl+F", "Search layers"),
