@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers.images import make_class_folder, make_digits_folder
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 
 from transfer_studio.config import DataSpec, ModelSpec, Project, TrainSpec
 from transfer_studio.core.label_journal import SET_ASIDE_DIR
@@ -44,11 +45,17 @@ def _page(qtbot, state: AppState) -> ReviewPage:
     return page
 
 
+def _check_button(page: ReviewPage) -> QPushButton:
+    """The empty state's "Check labels" (the page's own shows once there is a check)."""
+    assert page.empty.isVisible() and not page.check_button.isVisible()
+    return page.empty.findChild(QPushButton, "review_empty_check")
+
+
 def test_check_decide_by_keyboard_apply_and_undo_after_restart(qtbot, digits) -> None:
     state = AppState(_project(digits))
     page = _page(qtbot, state)
     assert page.empty.isVisible() and not page.splitter.isVisible()
-    qtbot.mouseClick(page.check_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(_check_button(page), Qt.MouseButton.LeftButton)
     assert page.busy_bar.isVisible() and page.busy_bar.cancel_button.isVisible() and not page.check_button.isEnabled()
     qtbot.waitUntil(lambda: not page.busy() and page.model.result is not None, timeout=TIMEOUT)
     assert not page.busy_bar.isVisible() and page.splitter.isVisible() and not page.empty.isVisible()
@@ -102,22 +109,22 @@ def test_check_decide_by_keyboard_apply_and_undo_after_restart(qtbot, digits) ->
 
 def test_cancel_the_check(qtbot, digits) -> None:
     page = _page(qtbot, AppState(_project(digits)))
-    qtbot.mouseClick(page.check_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(_check_button(page), Qt.MouseButton.LeftButton)
     assert page.busy_bar.isVisible()
     qtbot.mouseClick(page.busy_bar.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not page.busy(), timeout=TIMEOUT)
     assert "cancelled" in page.banner.text() and page.model.result is None
-    assert page.empty.isVisible() and page.table.rowCount() == 0 and page.check_button.isEnabled()
+    assert page.empty.isVisible() and page.table.rowCount() == 0 and _check_button(page).isEnabled()
     page.shutdown()
 
 
 def test_a_failed_check_says_why_in_the_banner(qtbot, tmp_path) -> None:
     root = make_class_folder(tmp_path / "one", {"a": 1, "b": 4}, size=16)
     page = _page(qtbot, AppState(_project(root)))
-    qtbot.mouseClick(page.check_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(_check_button(page), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not page.busy() and bool(page.banner.text()), timeout=TIMEOUT)
     assert page.banner.level() == "error" and "fewer than 2 images" in page.banner.text()
-    assert page.check_button.isEnabled()
+    assert _check_button(page).isEnabled()
     page.shutdown()
 
 
@@ -127,4 +134,5 @@ def test_reachable_from_the_main_window(qtbot, main_window) -> None:
     page = main_window.page("review")
     assert isinstance(page, ReviewPage) and page.isVisible()
     assert not page.check_button.isEnabled()  # the test project has no data folder
-    assert "Data page" in page.check_button.toolTip()
+    assert "Data page" in page.check_button.toolTip() and "Data page" in page.empty.text_label.text()
+    assert not page.empty.findChild(QPushButton, "review_empty_check").isVisible()

@@ -48,6 +48,36 @@ KEYS_HINT = ("Keys: <b>A</b> accept the suggestion · <b>K</b> keep · <b>S</b> 
              "class · <b>Backspace</b> clear · <b>↑/↓</b> move · <b>Ctrl+Return</b> apply")
 
 
+class _Picture(QLabel):
+    """A picture scaled to fit the label's room, whatever the room (the pixmap never sizes the label)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.setObjectName(name)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.source = QPixmap()
+
+    def show_pixmap(self, pix: QPixmap) -> None:
+        self.source = pix
+        self.setText("")
+        self._fit()
+
+    def show_text(self, text: str) -> None:
+        self.source = QPixmap()
+        self.setPixmap(QPixmap())
+        self.setText(text)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if not self.source.isNull() and self.width() > 0 and self.height() > 0:
+            self.setPixmap(self.source.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                              Qt.TransformationMode.SmoothTransformation))
+
+
 class ReviewPage(QWidget):
     TITLE = "Review labels"
 
@@ -87,6 +117,7 @@ class ReviewPage(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.check_button)
         top.addWidget(self.busy_bar, 1)
+        top.addStretch(0)
 
         self.empty = EmptyState("search", "No label check yet",
                                 "Check the labels of the project's data folder: the network looks at every "
@@ -109,19 +140,14 @@ class ReviewPage(QWidget):
         self.table.currentCellChanged.connect(lambda row, *_: self._on_row(row))
 
         # The current image: preview, its near-duplicate, why it is listed, the decisions.
-        self.preview = QLabel()
-        self.preview.setObjectName("review_preview")
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumSize(240, 240)
-        self.preview.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.twin = QLabel()
-        self.twin.setObjectName("review_twin")
-        self.twin.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.twin.setFixedSize(160, 160)
+        self.preview = _Picture("review_preview")
+        self.preview.setMinimumSize(200, 200)
+        self.twin = _Picture("review_twin")
+        self.twin.setFixedSize(140, 140)
         self.twin_caption = QLabel()
         self.twin_caption.setProperty("role", "muted")
         self.twin_caption.setWordWrap(True)
-        self.twin_caption.setMaximumWidth(160)
+        self.twin_caption.setMaximumWidth(140)
         twin_box = QVBoxLayout()
         twin_box.addWidget(self.twin)
         twin_box.addWidget(self.twin_caption)
@@ -161,6 +187,11 @@ class ReviewPage(QWidget):
         detail.addWidget(self.labels_label)
         detail.addWidget(self.reason_label)
         detail.addLayout(decide)
+        self.keys_label = QLabel(KEYS_HINT)
+        self.keys_label.setObjectName("review_keys")
+        self.keys_label.setProperty("role", "muted")
+        self.keys_label.setWordWrap(True)
+        detail.addWidget(self.keys_label)
         detail_widget = QWidget()
         detail_widget.setObjectName("review_detail")
         detail_widget.setLayout(detail)
@@ -168,8 +199,8 @@ class ReviewPage(QWidget):
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(detail_widget)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
 
         # What applying would change, and the corrections made so far.
@@ -181,10 +212,10 @@ class ReviewPage(QWidget):
         self.history = QListWidget()
         self.history.setObjectName("review_history")
         self.history.setAccessibleName("Corrections made, newest first")
-        self.history.setMaximumHeight(96)
+        self.history.setMaximumHeight(64)
         self.undo_button = self._button("Undo selected", "review_undo", self._undo_selected)
         self.undo_button.setToolTip("Put the images of the selected correction back (a new journal entry)")
-        changes = QGroupBox("Changes")
+        self.changes = changes = QGroupBox("Changes")
         changes.setObjectName("review_changes")
         grid = QGridLayout(changes)
         grid.addWidget(self.summary_label, 0, 0)
@@ -192,10 +223,6 @@ class ReviewPage(QWidget):
         grid.addWidget(self.history, 1, 0)
         grid.addWidget(self.undo_button, 1, 1, Qt.AlignmentFlag.AlignTop)
         grid.setColumnStretch(0, 1)
-        self.keys_label = QLabel(KEYS_HINT)
-        self.keys_label.setObjectName("review_keys")
-        self.keys_label.setProperty("role", "muted")
-        self.keys_label.setWordWrap(True)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(16, 12, 16, 12)
@@ -205,7 +232,6 @@ class ReviewPage(QWidget):
         lay.addWidget(self.banner)
         lay.addWidget(self.empty, 1)
         lay.addWidget(self.splitter, 1)
-        lay.addWidget(self.keys_label)
         lay.addWidget(changes)
         self._shortcuts()
 
@@ -255,6 +281,13 @@ class ReviewPage(QWidget):
         has = bool(m.items) or m.result is not None
         self.empty.setVisible(not has)
         self.splitter.setVisible(has)
+        self.changes.setVisible(has or bool(m.history_rows()))
+        self.check_button.setVisible(has)  # the empty state has its own
+        no_folder = m.can_check().startswith("Choose")
+        self.empty.set_actions_visible(not no_folder)
+        self.empty.set_content("No label check yet", "Choose a data folder on the Data page first." if no_folder else
+                               "Check the labels of the project's data folder: the network looks at every image "
+                               "once (features already computed for training are reused).")
         self.keys_label.setVisible(has)
         self._fill_table()
         self._fill_detail()
@@ -302,8 +335,7 @@ class ReviewPage(QWidget):
             self.class_combo.addItem(f"{n}  {name}" if n <= 9 else name, name)
         self.class_combo.blockSignals(False)
         if item is None:
-            self.preview.setPixmap(QPixmap())
-            self.preview.setText("All reviewed." if m.result is not None else "")
+            self.preview.show_text("All reviewed." if m.result is not None else "")
             for w in (self.file_label, self.labels_label, self.reason_label):
                 w.setText("")
             self.twin_widget.setVisible(False)
@@ -324,21 +356,16 @@ class ReviewPage(QWidget):
         if nxt < len(m.items):
             self.loader.request(m.path(m.items[nxt]))
 
-    def _show_picture(self, label: QLabel, path: str) -> None:
+    def _show_picture(self, label: _Picture, path: str) -> None:
         label.setProperty("path", path)
         pix = self.loader.cached(path)
         if pix is None:
-            label.setPixmap(QPixmap())
-            label.setText("Loading…")
+            label.show_text("Loading…")
             self.loader.request(path)
         elif pix is BROKEN:
-            label.setPixmap(QPixmap())
-            label.setText("This file cannot be read.")
-        else:
-            box = label.size()
-            label.setText("")
-            label.setPixmap(pix.scaled(box, Qt.AspectRatioMode.KeepAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation))
+            label.show_text("This file cannot be read.")
+        elif label.source.cacheKey() != pix.cacheKey():
+            label.show_pixmap(pix)
 
     def _on_preview_ready(self, path: str) -> None:
         for label in (self.preview, self.twin):
@@ -360,8 +387,8 @@ class ReviewPage(QWidget):
             if not undoable:
                 row.setForeground(self.palette().placeholderText().color())
             self.history.addItem(row)
-        if not m.history_rows():
-            self.history.addItem("No corrections yet.")
+        self.history.setVisible(self.history.count() > 0)  # its room goes to the preview until then
+        self.undo_button.setVisible(self.history.count() > 0)
         first = next((r for r in range(self.history.count())
                       if self.history.item(r).data(Qt.ItemDataRole.UserRole)), -1)
         self.history.setCurrentRow(first)
@@ -402,12 +429,6 @@ class ReviewPage(QWidget):
         if self.model.history_root != self.model.data_root():
             self.model.load_history()
         self.table.setFocus()
-
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        item = self.model.item()
-        if item is not None:
-            self._show_picture(self.preview, self.model.path(item))
 
     def shutdown(self) -> None:
         from transfer_studio.ui.worker import wait_for_tasks
