@@ -63,15 +63,16 @@ def quality(seeds: int, per_class: int, shares: list[float], image_size: int, wo
     rows = []
     for domain in advisor_data.DOMAINS:
         for share in shares:
-            ours, base, secs, base_secs = [], [], [], []
+            ours, base, secs, base_secs, acc = [], [], [], [], []
             for seed in range(seeds):
                 folder = advisor_data.make_folder(domain, work / f"{domain}-{seed}", per_class, seed, "train",
                                                   size=96)
                 x, clean, k = _features(folder, image_size)
                 noisy, flipped = flip_labels(clean, k, share, seed)
                 t0 = time.perf_counter()
-                p, _ = find_issues(x, noisy, k, seed=seed)
+                p, method = find_issues(x, noisy, k, seed=seed)
                 secs.append(time.perf_counter() - t0)
+                acc.append(method["cv_accuracy"])
                 ours.append(precision_at(p[np.arange(len(noisy)), noisy], flipped))
                 t0 = time.perf_counter()
                 base.append(precision_at(sklearn_baseline(x, noisy, 5, seed), flipped))
@@ -79,7 +80,7 @@ def quality(seeds: int, per_class: int, shares: list[float], image_size: int, wo
                 print(f"  {domain:8s} {share:.0%} seed {seed}: finder {ours[-1]:.3f}  baseline {base[-1]:.3f}",
                       file=sys.stderr, flush=True)
             rows.append({"domain": domain, "images": len(clean), "share": share, "flipped": len(flipped),
-                         "ours": ours, "base": base, "seconds": statistics.mean(secs),
+                         "ours": ours, "base": base, "cv_accuracy": statistics.mean(acc), "seconds": statistics.mean(secs),
                          "base_seconds": statistics.mean(base_secs)})
     return rows
 
@@ -122,12 +123,14 @@ def render(rows: list[dict], scale: list[dict], args: argparse.Namespace) -> str
     lines = [f"Precision at the number flipped (mean ± standard deviation over {args.seeds} seeds; each seed a "
              f"freshly generated folder and a fresh draw of flipped labels), {args.per_class} images per class, "
              f"5 classes, features of the bundled EfficientNet-Lite0 at {args.image_size} px:", "",
-             "| folder | images | flipped | finder | baseline (sklearn LR, 5 folds) | finder better | finder s | baseline s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| folder | images | flipped | probe accuracy on the noisy labels | finder | baseline (sklearn LR, 5 folds) "
+             "| finder better | finder s | baseline s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         wins = sum(a > b for a, b in zip(r["ours"], r["base"], strict=True))
         ties = sum(a == b for a, b in zip(r["ours"], r["base"], strict=True))
-        lines.append(f"| {r['domain']} | {r['images']} | {r['flipped']} ({r['share']:.0%}) | {_ms(r['ours'])} | "
+        lines.append(f"| {r['domain']} | {r['images']} | {r['flipped']} ({r['share']:.0%}) | {r['cv_accuracy']:.0%} | "
+                     f"{_ms(r['ours'])} | "
                      f"{_ms(r['base'])} | {wins} of {len(r['ours'])}" + (f" ({ties} tied)" if ties else "")
                      + f" | {r['seconds']:.2f} | {r['base_seconds']:.2f} |")
     all_ours = [v for r in rows for v in r["ours"]]
