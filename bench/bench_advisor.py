@@ -54,8 +54,9 @@ NAMES = {1: "head", 2: "partial", 3: "full"}
 
 
 def grid(full: bool, seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, int, int]]:
-    """Small folders first, so an interrupted suite has every domain at the sizes it reached."""
-    rows = [(domain, n, seed) for seed in seeds for n in (10, 40, 150) for domain in advisor_data.DOMAINS]
+    """Small folders first (every seed of a size before the next size), so an interrupted suite has
+    every domain and seed at the sizes it reached."""
+    rows = [(domain, n, seed) for n in (10, 40, 150) for seed in seeds for domain in advisor_data.DOMAINS]
     if full:
         rows += [(domain, 500, seed) for domain in advisor_data.DOMAINS for seed in seeds]
     elif 0 in seeds:
@@ -118,6 +119,10 @@ def run_row(work: Path, domain: str, n: int, seed: int, size: int, device: str) 
     project = _project(train_root, seed, size, device)
     report = _report_of(project)
     if "evidence" not in row:
+        # Each row times its own trials right before its runs: on a machine whose load changes (other
+        # work on the same cores), a trial cached by an earlier row measured another machine.
+        os.environ["TS_TRIAL_CACHE"] = str(work / "trials" / f"{domain}-{n}-{seed}.json")
+        row["trial_fresh"] = True
         t0 = time.perf_counter()
         suggestion = advice.advise(project, report)
         row.update(domain=domain, per_class=n, seed=seed, size=size, evidence=suggestion.evidence,
@@ -221,19 +226,22 @@ def score(rows: list[dict[str, Any]], budget_hours: float) -> tuple[list[dict[st
         choice = max(set(choices), key=choices.count)
         ok = choice in tied
         ratios = [r["runs"][name]["ratio"] for r in rs for name in NAMES.values()]
-        time_ok = all(0.67 <= x <= 1.5 for x in ratios)
+        # rows run before trials were timed per row reused an earlier row's trial: shown, not checked
+        fresh = [r["runs"][name]["ratio"] for r in rs if r.get("trial_fresh") for name in NAMES.values()]
+        time_ok = all(0.67 <= x <= 1.5 for x in fresh) if fresh else None
         line = {"domain": domain, "per_class": n, "seeds": len(rs), "stats": stats, "baseline": base.mean(),
                 "baseline_sd": base.std(ddof=1) if len(base) > 1 else float("nan"), "choice": choice,
                 "choices": choices, "best": best, "tol": tol, "tied": tied, "fastest_tied": fastest_tied,
-                "choice_ok": ok, "fastest_ok": choice == fastest_tied, "ratios": ratios, "time_ok": time_ok,
+                "choice_ok": ok, "fastest_ok": choice == fastest_tied, "ratios": ratios, "fresh": fresh,
+                "time_ok": time_ok,
                 "cv": np.mean([r["evidence"]["cv_accuracy"] for r in rs]),
                 "hflip": np.mean([r["evidence"]["invariances"].get("hflip", {}).get("drop", float("nan"))
                                   for r in rs])}
         table.append(line)
         if not ok:
             failures.append(f"{domain} {n}/class: advisor chose {choice}, best within tolerance: {', '.join(tied)}")
-        if not time_ok:
-            failures.append(f"{domain} {n}/class: actual/estimate {min(ratios):.2f}-{max(ratios):.2f}")
+        if time_ok is False:
+            failures.append(f"{domain} {n}/class: actual/estimate {min(fresh):.2f}-{max(fresh):.2f}")
     return table, failures
 
 
@@ -258,12 +266,21 @@ def render(table: list[dict[str, Any]], failures: list[str], meta: dict[str, Any
         mark = "✓✓" if t["fastest_ok"] else "✓" if t["choice_ok"] else "✗"
         lines.append(f"| {t['domain']} | {t['per_class']} | {cell(st['head'])} | {cell(st['partial'])} | "
                      f"{cell(st['full'])} | {100 * t['baseline']:.1f} | {t['choice']} {mark} | {100 * t['cv']:.0f} | "
-                     f"{100 * t['hflip']:.0f} | {min(t['ratios']):.2f}-{max(t['ratios']):.2f} |")
+                     f"{100 * t['hflip']:.0f} | {_ratio_cell(t)} |")
     lines += ["", f"Rows meeting the choice rule: {sum(t['choice_ok'] for t in table)}/{len(table)}; "
-              f"time estimates within 0.67-1.5: {sum(t['time_ok'] for t in table)}/{len(table)}."]
+              f"time estimates within 0.67-1.5: {sum(t['time_ok'] is True for t in table)}/"
+              f"{sum(t['time_ok'] is not None for t in table)} (rows with trials timed in the row; ranges in "
+              "parentheses reused an earlier row's trial, timed under another load, and are not checked)."]
     if failures:
         lines += ["", "Not met:", *[f"- {f}" for f in failures]]
     return "\n".join(lines)
+
+
+def _ratio_cell(t: dict[str, Any]) -> str:
+    fresh = f"{min(t['fresh']):.2f}-{max(t['fresh']):.2f}" if t["fresh"] else ""
+    if len(t["fresh"]) == len(t["ratios"]):
+        return fresh
+    return f"{fresh} ({min(t['ratios']):.2f}-{max(t['ratios']):.2f})".strip()
 
 
 def _secs(s: float) -> str:
