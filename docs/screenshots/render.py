@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-PAGES = ("welcome", "model", "data", "strategy", "augment", "train", "evaluate", "try", "export", "runs")
+PAGES = ("welcome", "model", "data", "review", "strategy", "augment", "train", "evaluate", "try", "export", "runs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             export.export()
             wait("exported", idle("export"), timeout=900)
+    if "review" in args.pages.split(","):  # check the labels, decide two images (nothing is applied)
+        window.show_page("review")
+        review = window.page("review")
+        wait("label journal read", idle("review"))
+        review.model.start_check()
+        wait("labels checked", lambda: idle("review")() and review.model.result is not None, timeout=900)
+        review.model.decide(":accept")
+        review.model.decide(":keep")
+        review.model.select(1)
     for key in ("runs", "welcome"):
         window.show_page(key)
         wait(f"{key} page ready", idle(key))
