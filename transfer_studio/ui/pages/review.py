@@ -1,6 +1,6 @@
 """Review labels page: the images whose labels look wrong, most doubtful first, corrected by keyboard.
 
-The page renders ``ReviewModel`` (``ui.pages.review_model``: the state, the decisions, the jobs) and
+The page renders ``ReviewModel`` (``ui.models.review_model``: the state, the decisions, the jobs) and
 forwards the user's keys and clicks to it. Left: the ranked list (given label, suggestion, how sure
 the probes are of the given label, the decision). Right: a large preview of the current image (its
 near-duplicate beside it when there is one), why it is listed, and the decision buttons. Below: what
@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.ui.pages.review_model import ACCEPT, ASIDE, KEEP, ReviewModel
+from transfer_studio.ui.models.review_model import ACCEPT, ASIDE, KEEP, ReviewModel
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.thumbnails import BROKEN, ThumbnailLoader
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
@@ -85,6 +85,8 @@ class ReviewPage(QWidget):
         super().__init__(parent)
         self.setObjectName("page_review")
         self.state = state
+        if run_job is None:
+            from transfer_studio.ui.worker import run_task as run_job
         self.model = ReviewModel(state, run_job)
         self.loader = ThumbnailLoader(PREVIEW, cache_size=64, threads=1, parent=self)
         self.loader.thumbnailReady.connect(self._on_preview_ready)

@@ -17,25 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transfer_studio.ui.models.base import Event
+
 # Decisions; any other value names a class (the colon keeps them apart from class folder names).
 KEEP, ACCEPT, ASIDE = ":keep", ":accept", ":aside"
 REVIEW_MIN = 20  # at least this many of the most doubtful images are listed ...
 REVIEW_SHARE = 0.1  # ... or this share of the folder, whichever is more (flagged ones always)
 CHECKING = "Checking labels (one pass of the network over every image)…"
-
-
-class Event:
-    """A Qt-free signal: ``connect(callback)``, ``emit(*args)`` (emitted on the GUI thread only)."""
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[..., Any]] = []
-
-    def connect(self, callback: Callable[..., Any]) -> None:
-        self._callbacks.append(callback)
-
-    def emit(self, *args: Any) -> None:
-        for callback in list(self._callbacks):
-            callback(*args)
 
 
 @dataclass
@@ -108,9 +96,7 @@ def _history(root: str, *, progress: Any = None, cancel: Any = None) -> tuple[li
 class ReviewModel:
     """State and actions of the Review labels page (see the module docstring)."""
 
-    def __init__(self, host: Any, run_job: Callable[..., Any] | None = None):
-        if run_job is None:
-            from transfer_studio.ui.worker import run_task as run_job
+    def __init__(self, host: Any, run_job: Callable[..., Any]):
         self.host = host
         self.run_job = run_job
         self.changed = Event()  # the list, the current image, decisions or history changed

@@ -17,7 +17,7 @@ from transfer_studio.config import DataSpec, ModelSpec, Project
 from transfer_studio.core import dataset, label_issues
 from transfer_studio.core.label_journal import SET_ASIDE_DIR
 from transfer_studio.errors import Cancelled, UserError
-from transfer_studio.ui.pages import review_model as rm
+from transfer_studio.ui.models import review_model as rm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,7 +207,7 @@ def test_nothing_to_apply_no_folder_and_errors_are_messages(folder, tmp_path) ->
 def test_the_model_imports_without_qt() -> None:
     code = ("import sys\nclass B:\n def find_spec(self, n, p=None, t=None):\n"
             "  if n.split('.')[0] in ('PySide6', 'shiboken6', 'pyqtgraph'): raise ImportError(n)\n"
-            "sys.meta_path.insert(0, B())\nimport transfer_studio.ui.pages.review_model as m\n"
+            "sys.meta_path.insert(0, B())\nimport transfer_studio.ui.models.review_model as m\n"
             "assert 'PySide6' not in sys.modules\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
