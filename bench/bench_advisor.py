@@ -53,13 +53,14 @@ TEST_SEED = 1000  # TEST folders: other generator seeds, fonts and photo quarter
 NAMES = {1: "head", 2: "partial", 3: "full"}
 
 
-def grid(full: bool, seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, int, int]]:
+def grid(full: bool, seeds: tuple[int, ...] = (0, 1, 2), sizes: tuple[int, ...] = (10, 40, 150, 500),
+         ) -> list[tuple[str, int, int]]:
     """Small folders first (every seed of a size before the next size), so an interrupted suite has
-    every domain and seed at the sizes it reached."""
-    rows = [(domain, n, seed) for n in (10, 40, 150) for seed in seeds for domain in advisor_data.DOMAINS]
-    if full:
+    every domain and seed at the sizes it reached. 500 per class: one domain and seed by default."""
+    rows = [(domain, n, seed) for n in sizes if n != 500 for seed in seeds for domain in advisor_data.DOMAINS]
+    if 500 in sizes and full:
         rows += [(domain, 500, seed) for domain in advisor_data.DOMAINS for seed in seeds]
-    elif 0 in seeds:
+    elif 500 in sizes and 0 in seeds:
         rows.append(("glyph", 500, 0))
     return rows
 
@@ -297,6 +298,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="only score the stored results")
     ap.add_argument("--only", default="", help="comma-separated domains")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    ap.add_argument("--sizes", default="10,40,150,500", help="comma-separated images per class (default all)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch intra-op threads (default: torch's own; 1 on a machine shared with other work, "
                          "where spinning OpenMP threads waste the cores)")
@@ -311,7 +313,8 @@ def main() -> None:
     os.environ.setdefault("TS_FEATURE_CACHE", str(work / "features"))
     os.environ.setdefault("TS_TRIAL_CACHE", str(work / "trials.json"))
     rows = []
-    for domain, n, seed in grid(args.full, tuple(int(x) for x in args.seeds.split(","))):
+    seeds, sizes = (tuple(int(x) for x in v.split(",")) for v in (args.seeds, args.sizes))
+    for domain, n, seed in grid(args.full, seeds, sizes):
         if args.only and domain not in args.only.split(","):
             continue
         path = work / "results" / f"{domain}-{n}-{seed}.json"
