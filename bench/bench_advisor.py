@@ -122,8 +122,11 @@ def run_row(work: Path, domain: str, n: int, seed: int, size: int, device: str) 
     if "evidence" not in row:
         # Each row times its own trials right before its runs: on a machine whose load changes (other
         # work on the same cores), a trial cached by an earlier row measured another machine.
+        from transfer_studio.training import trial
+
         os.environ["TS_TRIAL_CACHE"] = str(work / "trials" / f"{domain}-{n}-{seed}.json")
         row["trial_fresh"] = True
+        row["trial_version"] = trial.TRIAL_VERSION
         t0 = time.perf_counter()
         suggestion = advice.advise(project, report)
         row.update(domain=domain, per_class=n, seed=seed, size=size, evidence=suggestion.evidence,
@@ -204,6 +207,8 @@ def advisor_choice(row: dict[str, Any], budget_hours: float) -> str:
 
 
 def score(rows: list[dict[str, Any]], budget_hours: float) -> tuple[list[dict[str, Any]], list[str]]:
+    from transfer_studio.training.trial import TRIAL_VERSION as version
+
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("done"):
@@ -227,8 +232,10 @@ def score(rows: list[dict[str, Any]], budget_hours: float) -> tuple[list[dict[st
         choice = max(set(choices), key=choices.count)
         ok = choice in tied
         ratios = [r["runs"][name]["ratio"] for r in rs for name in NAMES.values()]
-        # rows run before trials were timed per row reused an earlier row's trial: shown, not checked
-        fresh = [r["runs"][name]["ratio"] for r in rs if r.get("trial_fresh") for name in NAMES.values()]
+        # rows run before trials were timed per row reused an earlier row's trial, and rows timed by an
+        # older trial measured differently: shown, not checked
+        fresh = [r["runs"][name]["ratio"] for r in rs if r.get("trial_fresh") and r.get("trial_version") == version
+                 for name in NAMES.values()]
         time_ok = all(0.67 <= x <= 1.5 for x in fresh) if fresh else None
         line = {"domain": domain, "per_class": n, "seeds": len(rs), "stats": stats, "baseline": base.mean(),
                 "baseline_sd": base.std(ddof=1) if len(base) > 1 else float("nan"), "choice": choice,
@@ -270,8 +277,8 @@ def render(table: list[dict[str, Any]], failures: list[str], meta: dict[str, Any
                      f"{100 * t['hflip']:.0f} | {_ratio_cell(t)} |")
     lines += ["", f"Rows meeting the choice rule: {sum(t['choice_ok'] for t in table)}/{len(table)}; "
               f"time estimates within 0.67-1.5: {sum(t['time_ok'] is True for t in table)}/"
-              f"{sum(t['time_ok'] is not None for t in table)} (rows with trials timed in the row; ranges in "
-              "parentheses reused an earlier row's trial, timed under another load, and are not checked)."]
+              f"{sum(t['time_ok'] is not None for t in table)} (rows whose trials were timed in the row by the "
+              "current trial code; ranges in parentheses are of older rows, not checked)."]
     if failures:
         lines += ["", "Not met:", *[f"- {f}" for f in failures]]
     return "\n".join(lines)

@@ -31,14 +31,18 @@ import torch.nn.functional as F
 
 from transfer_studio.config import Project, atomic_write_text
 
-TRIAL_VERSION = 5
+TRIAL_VERSION = 6
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
-# Large batches take seconds per step on a CPU: the trial times two small batches there and
-# extrapolates to the run's batch size along time = fixed + per image x batch (the fixed part, such as
-# the optimiser step, is large on a CPU: per image, batch 8 cost 2-5x batch 32 on the 2-core machine).
-CPU_TRIAL_BATCHES = (4, 12)
+# Large batches take seconds per step on a CPU. The trial times a small batch there first; when the
+# run's own batch size then looks affordable (a step under CPU_DIRECT_STEP_S, judged from the small
+# batch), it times that batch size itself, else the largest affordable one of CPU_TRIAL_BATCHES and
+# extrapolates to the run's along time = fixed + per image x batch. Per image, a CPU step is far from
+# linear in the batch: at 64 px, extrapolating from batches 4 and 12 to 32 overestimated partial's
+# step 2.1x and full's 1.25x (bench_advisor: fine-tuning runs took 0.65-0.8x their estimates).
+CPU_TRIAL_BATCHES = (4, 12, 24)
+CPU_DIRECT_STEP_S = 1.5
 LOAD_SAMPLE = 24  # images decoded and augmented to time loading
 EPOCH_OVERHEAD_S = 0.05  # per epoch: checkpoint serialisation, events, bookkeeping (measured ~0.02-0.08)
 SETUP_S = 0.5  # a run's own start: scan, split, run folder, frozen weights file
@@ -158,11 +162,16 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
     finetune.apply_trainable(model, trainable)
     frozen_bn = finetune.frozen_batchnorms(model, all_stats=pretrained and project.train.bn_stats != "train")
     size = network.input_shape(project)
-    batches = [b for b in CPU_TRIAL_BATCHES if b < bs] if device.type == "cpu" else []
-    batches = batches if len(batches) == 2 else [bs]
-    data = {b: (torch.randn((b, *size[1:]), device=device).contiguous(memory_format=fmt),
-                torch.randint(0, num_classes, (b,), device=device)) for b in batches}
-    x, y = data[batches[0]]
+    small = [b for b in CPU_TRIAL_BATCHES if b < bs] if device.type == "cpu" else []
+    first_batch = small[0] if small else bs
+
+    def batch(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if b not in data:
+            data[b] = (torch.randn((b, *size[1:]), device=device).contiguous(memory_format=fmt),
+                       torch.randint(0, num_classes, (b,), device=device))
+        return data[b]
+
+    data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     params = [p for p in model.parameters() if p.requires_grad]
     try:
         opt = torch.optim.AdamW(params, lr=1e-6, fused=True)
@@ -199,28 +208,34 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
     # What the strategy spends its time on: the head strategy only extracts features (its head fits
     # on them); partial and full train and validate on images (and extract once, for the head phase).
     def timed(step: Callable[[], None]) -> tuple[float, float]:
-        """Seconds per image at the run's batch size (extrapolated from two small ones on a CPU)."""
+        """Seconds per image at the run's batch size (see CPU_TRIAL_BATCHES)."""
         nonlocal current
-        points = []
-        for b in batches:
-            current = data[b]
-            points.append((b, *_time(step, device, b)))
-        if len(points) == 1:
-            return points[0][1], points[0][2]
-        (b1, s1, r1), (b2, s2, r2) = points
-        per_image = max(0.0, (s2 * b2 - s1 * b1) / (b2 - b1))
-        fixed = max(0.0, s1 * b1 - per_image * b1)
+        current = batch(first_batch)
+        s1, r1 = _time(step, device, first_batch)
+        if first_batch == bs:
+            return s1, r1
+        # s1 * b is an upper bound of a step at b (per image falls with the batch)
+        affordable = [b for b in (*small[1:], bs) if s1 * b <= CPU_DIRECT_STEP_S]
+        b2 = affordable[-1] if affordable else small[min(1, len(small) - 1)]
+        if b2 == first_batch:
+            return s1, r1
+        current = batch(b2)
+        s2, r2 = _time(step, device, b2)
+        if b2 == bs:
+            return s2, max(r1, r2)
+        per_image = max(0.0, (s2 * b2 - s1 * first_batch) / (b2 - first_batch))
+        fixed = max(0.0, s1 * first_batch - per_image * first_batch)
         return (fixed + per_image * bs) / bs, max(r1, r2)
 
-    current = data[batches[0]]
+    x, y = batch(first_batch)
     # The first forward of a fresh network at a new input size costs far more than later ones
     # (kernel and memory setup): a run pays it once for evaluation, once for training.
-    current = (data[batches[0]][0][:2], data[batches[0]][1][:2])
+    current = (x[:2], y[:2])
     t1 = time.perf_counter()
     eval_step()
     _sync(device)
     warmup_s = time.perf_counter() - t1
-    current = data[batches[0]]
+    current = (x, y)
     train_s = spread = 0.0
     if strategy != "head":
         first = time.perf_counter()
@@ -228,7 +243,7 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
         _sync(device)
         first = time.perf_counter() - first
         train_s, spread = timed(train_step)
-        warmup_s += max(0.0, first - train_s * batches[0])
+        warmup_s += max(0.0, first - train_s * first_batch)
     eval_s, eval_spread = timed(eval_step)
     spread = max(spread, eval_spread)
     # Feature extraction is the same forward stopped at the head: the evaluation time stands for it.
