@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from transfer_studio.config import Project, atomic_write_text
 
-TRIAL_VERSION = 6
+TRIAL_VERSION = 7
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
@@ -265,7 +265,9 @@ def _time(step: Callable[[], None], device: torch.device, images: int) -> tuple[
         _sync(device)
         times.append(time.perf_counter() - start)
     times.sort()
-    median = times[len(times) // 2]
+    # the lower median: a step that another process pre-empted is no measure of the device (with two
+    # steps the upper one was, and trials timed on a busy machine overestimated runs 1.5-1.8x)
+    median = times[(len(times) - 1) // 2]
     return median / images, times[-1] / max(times[0], 1e-9)
 
 
@@ -294,7 +296,9 @@ def loading(root: str, relpaths: list[str], train_transform: Any, eval_transform
         return (time.perf_counter() - start) / max(n, 1)
 
     timed(eval_transform)  # warm the file cache: a run reads each file again every epoch
-    return Loading(timed(train_transform), timed(eval_transform), len(sample))
+    # the faster of two passes each: a short pass pre-empted by another process measured 2-4x slower
+    return Loading(min(timed(train_transform), timed(train_transform)),
+                   min(timed(eval_transform), timed(eval_transform)), len(sample))
 
 
 def _per_image(compute_s: float, load_s: float, workers: int, device: torch.device) -> float:
