@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from transfer_studio.config import ModelSpec, Project, TrainSpec
 from transfer_studio.ui.pages.strategy import StrategyPage
 from transfer_studio.ui.state import AppState
+from transfer_studio.ui.widgets import format_count
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,7 @@ def test_another_approach_and_adjusted_values_change_what_trains(qtbot, page):
     wait_counts(qtbot, page)
     head_only = page.counts["current"][0]
     assert page.counts["1"][0] == head_only < page.counts["2"][0] < page.counts["3"][0]
+    assert page.approach_notes[1].text().startswith(f"{format_count(head_only)} parameters learn")
 
     page.approach_buttons[2].click()  # retrain the last blocks
     t = state.project.train
@@ -224,3 +226,15 @@ def test_the_trainable_share_reads_as_a_percentage(qtbot, page):
     wait_counts(qtbot, page)
     text = page.trainable_label.text()
     assert text.endswith("parameters (100%)") and "e+" not in text
+
+
+def test_another_device_is_written_and_asks_the_advisor_again(qtbot, page):
+    """The device field went through mark_user_set, which raised in the slot: the project's device
+    changed unannounced and the advice was not asked for again."""
+    changed: list[str] = []
+    page.state.projectChanged.connect(changed.append)
+    page._suggest_timer.stop()
+    page.device_combo.setCurrentIndex(page.device_combo.findData("auto"))
+    assert page.state.project.train.device == "auto" and changed == ["train"]
+    assert page.state.project.train.user_set == [] and page._suggest_timer.isActive()
+    page._suggest_timer.stop()

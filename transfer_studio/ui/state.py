@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from transfer_studio.config import Project
+from transfer_studio.ui.models.base import ProjectEdit
 
 # Sections of the project a change can touch (the argument of projectChanged).
 SECTIONS = ("name", "model", "surgery", "data", "augment", "train", "runs", "ui")
@@ -78,6 +79,11 @@ class AppState(QObject):
         self._set_modified(True)
         self.projectChanged.emit(section)
 
+    def push_edit(self, edit: ProjectEdit) -> None:
+        """Put a page model's undoable edit on the undo stack (Edit > Undo); it is made now unless it
+        was ``applied`` already."""
+        self.undo_stack.push(_EditCommand(self, edit))
+
     def set_view_state(self, **values: Any) -> bool:
         """Remember page view state in ``project.ui`` (images on the Try page, top-k, ...).
 
@@ -119,3 +125,17 @@ class AppState(QObject):
     def _on_undo_clean(self, clean: bool) -> None:
         if not clean:
             self._set_modified(True)
+
+
+class _EditCommand(QUndoCommand):
+    """A ``ProjectEdit`` on the Qt undo stack."""
+
+    def __init__(self, state: AppState, edit: ProjectEdit):
+        super().__init__(edit.text)
+        self._state, self._edit = state, edit
+
+    def redo(self) -> None:
+        self._edit.redo(self._state)
+
+    def undo(self) -> None:
+        self._edit.undo(self._state)
