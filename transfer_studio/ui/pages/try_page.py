@@ -6,17 +6,16 @@ side by side, what the original pretrained network says in its ImageNet classes 
 is what fine-tuning taught it. With "Heat map" on, a Grad-CAM overlay (``core.gradcam``) shows where
 the trained model looked for its top class.
 
-Models load and predict on worker threads, one task at a time; loaded models are cached per source
-(folder + weights-file time) in a ``ModelCache`` that the page's tasks share one after another, never
-concurrently. Page state in the project: ``ui["try_run"]``, ``ui["try_images"]``, ``ui["try_top_k"]``
-and ``ui["try_heatmap"]``.
+The page binds widgets to its model (``ui.models.try_model.TryModel``): the pictures, the answers,
+the heat maps and the jobs that compute them (models load and predict on worker threads, one job at a
+time, from a shared ``ModelCache``). The page keeps the run chooser, the thumbnails and the preview
+(decoded off the GUI thread, scaled to its room). Page state in the project (view state):
+``ui["try_run"]``, ``ui["try_images"]``, ``ui["try_top_k"]`` and ``ui["try_heatmap"]``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,227 +37,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.core.runs import norm_path
-from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui import theme
+from transfer_studio.ui.models.try_model import (
+    MAX_TOP_K,
+    HeatMap,
+    ModelCache,
+    ModelInfo,
+    TryModel,
+    expand_paths,
+    heatmap_task,
+    predict_task,
+)
 from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run
-from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
-# What the Try page accepts (core.imageio.IMAGE_EXTENSIONS; repeated here: importing the core on the
-# GUI thread would load torch).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif",
-                              ".tiff", ".ppm", ".pgm", ".pbm"})
-MAX_TOP_K = 10
-MAX_IMAGES = 500  # per drop: a folder of 20,000 photos is not what this page is for
-SAVED_IMAGES = 100  # image paths remembered in the project
 PREVIEW = 360
-BATCH = 16
-
-
-# -- Qt-free work (worker threads) -------------------------------------------------------------------
-@dataclass
-class ModelInfo:
-    """What a task needs to know about a trained source, found without loading it."""
-
-    source: str  # "" for "pretrained": no trained model chosen
-    kind: str  # "run" | "bundle" | "pretrained" (only the project's original model)
-    key: tuple  # cache key of the trained model
-    base_model: str  # catalog name of the network it was fine-tuned from
-    base_weights: str  # "DEFAULT", "none" or a weights file
-
-
-class ModelCache:
-    """Loaded predictors by key. Tasks use it one at a time (``lock``); never shared with training."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self._items: dict[tuple, Any] = {}
-
-    def get(self, key: tuple, factory: Callable[[], Any]) -> Any:
-        with self.lock:
-            if key not in self._items:
-                self._items[key] = factory()
-            return self._items[key]
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._items
-
-    def clear(self) -> None:
-        with self.lock:
-            self._items.clear()
-
-
-def describe_source(source: str) -> ModelInfo:
-    """Kind, cache key and base model of a run or bundle folder (``core.run_folder.source_kind``).
-
-    Reads only the folder's small JSON files, without torch: it runs on the GUI thread.
-    """
-    from transfer_studio.core import run_folder
-    from transfer_studio.core.runs import load_snapshot
-
-    path = Path(source)
-    kind = run_folder.source_kind(path)
-    if kind == "bundle":
-        meta = run_folder.read_json(path / run_folder.BUNDLE_META)
-        try:
-            base, base_weights = str(meta["architecture"]["model"]), "DEFAULT"
-        except (KeyError, TypeError) as exc:
-            raise UserError(f"{path / run_folder.BUNDLE_META} is damaged ({exc!r}); export the run again") from exc
-    else:
-        project = load_snapshot(path)
-        base, base_weights = project.model.name, project.model.weights
-    try:
-        stamp = run_folder.weights_path(path, kind).stat().st_mtime
-    except OSError:
-        stamp = 0.0
-    return ModelInfo(str(path), kind, (kind, norm_path(path), stamp), base, base_weights or "DEFAULT")
-
-
-def project_base_info(name: str, weights: str) -> ModelInfo:
-    """No trained model yet: only the project's original pretrained network answers."""
-    return ModelInfo("", "pretrained", ("pretrained-only",), name, weights or "DEFAULT")
-
-
-NO_TRAINED_NOTE = ("<b>No trained model yet.</b> Train one on the <a href=\"train\">Train page</a>, or "
-                   "choose a training run or an exported bundle with \u201cOther run or bundle\u2026\u201d. "
-                   "Meanwhile the original pretrained model's answers are shown.")
-
-
-def load_trained(info: ModelInfo) -> Any:
-    """The trained model as a Predictor (worker thread: the core imports torch)."""
-    Predictor = import_core("predict").Predictor
-    if info.kind == "bundle":
-        return Predictor.from_bundle(info.source)
-    model, project = import_core("export").load_run(info.source)
-    return Predictor(model, import_core("network").project_preprocess(project), project.data.classes)
-
-
-def load_pretrained(info: ModelInfo) -> Any:
-    return import_core("predict").Predictor.from_catalog(info.base_model, info.base_weights)
-
-
-@dataclass
-class Predictions:
-    """Top classes per image: path -> [(label, probability)] (up to MAX_TOP_K), per model."""
-
-    trained: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    pretrained: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    unreadable: dict[str, str] = field(default_factory=dict)
-    trained_error: str = ""
-    pretrained_note: str = ""  # why there is no pretrained column (random init, weights missing)
-    trained_key: tuple = ()
-    pretrained_key: tuple = ()
-
-
-def _top(probs: Any, names: Sequence[str]) -> list[tuple[str, float]]:
-    import numpy as np
-
-    order = np.argsort(-probs, kind="stable")[:MAX_TOP_K]
-    return [(names[i], float(probs[i])) for i in order]
-
-
-def predict_task(cache: ModelCache, info: ModelInfo, paths: list[str], want_trained: bool,
-                 want_pretrained: bool, progress: Any = None, cancel: Any = None) -> Predictions:
-    """Both models' top classes for ``paths`` (each model only if asked); a model that cannot load
-    is reported in the result, not raised, so the other column still fills."""
-    load_rgb = import_core("imageio").load_rgb
-
-    out = Predictions(trained_key=info.key, pretrained_key=("catalog", info.base_model, info.base_weights))
-    models: list[tuple[str, Any]] = []
-    with cache.lock:
-        if want_trained:
-            try:
-                models.append(("trained", cache.get(info.key, lambda: load_trained(info))))
-            except UserError as exc:
-                out.trained_error = str(exc)
-        if want_pretrained:
-            if info.base_weights.strip().lower() == "none":
-                out.pretrained_note = (f"This project's {info.base_model} starts from random weights: there is no "
-                                       "pretrained model to compare with.")
-            else:
-                try:
-                    models.append(("pretrained", cache.get(out.pretrained_key, lambda: load_pretrained(info))))
-                except UserError as exc:
-                    out.pretrained_note = f"The original {info.base_model} is not available: {exc}"
-        if progress:
-            progress(0, len(paths))
-        for start in range(0, len(paths), BATCH):
-            if cancel is not None and cancel():
-                raise Cancelled("prediction cancelled")
-            images, kept = [], []
-            for p in paths[start:start + BATCH]:
-                try:
-                    images.append(load_rgb(p))
-                    kept.append(p)
-                except (UserError, OSError) as exc:
-                    out.unreadable[p] = str(exc)
-            for which, predictor in models:
-                if not images:
-                    break
-                probs = predictor.predict_images(images)
-                target = out.trained if which == "trained" else out.pretrained
-                for p, row in zip(kept, probs, strict=True):
-                    target[p] = _top(row, predictor.class_names)
-            if progress:
-                progress(min(start + BATCH, len(paths)), len(paths))
-    return out
-
-
-@dataclass
-class HeatMap:
-    path: str
-    key: tuple
-    overlay: Any  # (H, W, 3) uint8
-    label: str
-    score: float
-    layer: str
-
-
-def heatmap_task(cache: ModelCache, info: ModelInfo, path: str, progress: Any = None,
-                 cancel: Any = None) -> HeatMap:
-    gradcam, load_rgb = import_core("gradcam"), import_core("imageio").load_rgb
-
-    with cache.lock:
-        predictor = cache.get(info.key, lambda: load_trained(info))
-        if cancel is not None and cancel():
-            raise Cancelled("heat map cancelled")
-        result = gradcam.explain(predictor.model, predictor.preprocess, load_rgb(path))
-    return HeatMap(path, info.key, gradcam.overlay(result.image, result.heat),
-                   predictor.class_names[result.class_index], result.score, result.layer)
-
-
-def expand_paths(items: Iterable[str], limit: int = MAX_IMAGES,
-                 rejected: list[str] | None = None) -> tuple[list[str], int]:
-    """Image files from files and folders (folders recursively, sorted); (paths, number left out).
-
-    Files without an image extension are not images: a folder's are skipped silently, files named
-    one by one are appended to ``rejected`` (when given) so the page can say why they were not added.
-    """
-
-    out: list[str] = []
-    skipped = 0
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-        elif p.is_file():
-            if p.suffix.lower() not in IMAGE_EXTENSIONS:
-                if rejected is not None:
-                    rejected.append(str(p))
-                continue
-            files = [p]
-        else:
-            continue
-        for f in files:
-            if len(out) >= limit:
-                skipped += 1
-            else:
-                out.append(str(f))
-    return out, skipped
 
 
 def _numpy_to_qimage(arr: Any) -> QImage:
@@ -359,25 +155,42 @@ class TryPage(QWidget):
         super().__init__(parent)
         self.setObjectName("page_try")
         self.state = state
-        self.cache = ModelCache()
-        self.paths: list[str] = []
-        self.info: ModelInfo | None = None
-        self.predictions: dict[tuple, dict[str, list[tuple[str, float]]]] = {}  # model key -> path -> top
-        self.unreadable: dict[str, str] = {}
-        self.notes: dict[tuple, str] = {}  # model key -> why it has no predictions
-        self.heatmaps: dict[tuple[tuple, str], HeatMap] = {}
-        self._task: TaskHandle | None = None
+        self.model = TryModel(state, run_task, source=lambda: self.source_combo.current_path(),
+                              selected=self.current_path, shown=self.isVisible)
         self._preview_task: TaskHandle | None = None
-        self._pending_heatmap: str | None = None
         self._preview_for: tuple | None = None  # what the preview shows now
-        self._closing = False
-        self._halted = False  # a task failed: no automatic retry until the user changes something
         self._loading = False
         self.setAcceptDrops(True)
         self._build()
+        self._connect_model()
         state.projectReplaced.connect(self._load_from_project)
         state.projectChanged.connect(self._on_project_changed)
         self._load_from_project()
+
+    # The model's state, as tests and other code read it from the page.
+    @property
+    def paths(self) -> list[str]:
+        return self.model.paths
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self.model.info
+
+    @property
+    def cache(self) -> ModelCache:
+        return self.model.cache
+
+    @property
+    def predictions(self) -> dict[tuple, dict[str, list[tuple[str, float]]]]:
+        return self.model.predictions
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        return self.model.unreadable
+
+    @property
+    def heatmaps(self) -> dict[tuple[tuple, str], HeatMap]:
+        return self.model.heatmaps
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -493,6 +306,17 @@ class TryPage(QWidget):
         lay.addWidget(self.banner)
         lay.addWidget(self.stack, 1)
 
+    def _connect_model(self) -> None:
+        m = self.model
+        m.message.connect(lambda text, level, details: self.banner.show_message(text, level, details=details))
+        m.messageCleared.connect(self.banner.clear)
+        m.busyStarted.connect(lambda label, job: self.busy_indicator.start(label, handle=job))
+        m.busyStopped.connect(self.busy_indicator.stop)
+        m.imagesChanged.connect(self._show_images)
+        m.added.connect(self.imagesAdded.emit)
+        m.currentChanged.connect(self._show_current)
+        m.previewChanged.connect(self._show_preview)
+
     # -- project state ---------------------------------------------------------------------------
     def _load_from_project(self) -> None:
         self._loading = True
@@ -501,28 +325,15 @@ class TryPage(QWidget):
             self.source_combo.fill(self.state.project, default_run(self.state.project, "try_run"))
             self.topk_spin.setValue(int(ui.get("try_top_k") or 5))
             self.heatmap_box.setChecked(bool(ui.get("try_heatmap", False)))
-            saved = ui.get("try_images")
-            self.paths = [p for p in saved if isinstance(p, str)] if isinstance(saved, list) else []
         finally:
             self._loading = False
-        self.info = None
-        self._thumbs.set_captioned(self.paths, [Path(p).name for p in self.paths], self.paths)
-        self.stack.setCurrentIndex(1 if self.paths else 0)
-        self.banner.clear()
-        if self.paths:
-            self.image_list.setCurrentIndex(self._thumbs.index(0))
-        self._show_current()
-        if self.isVisible():
-            self.refresh()
+        self.model.top_k, self.model.heatmap_on = self.topk_spin.value(), self.heatmap_box.isChecked()
+        self.model.load_from_project()
 
     def _on_project_changed(self, section: str) -> None:
         if self._loading:
             return
-        if section == "model" and self.info is not None and self.info.kind == "pretrained":
-            self.info = None  # the project's original network changed: it answers instead
-            self._show_current()
-            if self.isVisible():
-                self.refresh(retry=True)
+        if section == "model" and self.model.base_model_changed():
             return
         if section not in ("runs", "ui"):
             return
@@ -535,22 +346,14 @@ class TryPage(QWidget):
         if current != self.source_combo.current_path():
             self._on_source_changed()
 
-    def _save_ui(self, **values: Any) -> None:
-        # The page's view state (images, chosen model, top-k, heat map): kept with the project, but
-        # trying pictures is not an edit of the project (no unsaved-changes prompt).
-        self.state.set_view_state(**values)
-
     # -- sources ---------------------------------------------------------------------------------
     def _on_source_changed(self, *_: Any) -> None:
         if self._loading:
             return
         path = self.source_combo.current_path()
         if path and self.state.project.ui.get("try_run") != path and path != default_run(self.state.project):
-            self._save_ui(try_run=path)
-        self.info = None
-        self._show_current()
-        if self.isVisible():
-            self.refresh(retry=True)
+            self.state.set_view_state(try_run=path)
+        self.model.source_changed()
 
     def _browse_source(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a training run or an exported bundle folder",
@@ -564,69 +367,23 @@ class TryPage(QWidget):
             self.source_combo.fill(self.state.project, path, [path])
         finally:
             self._loading = False
-        self._save_ui(try_run=path)
+        self.state.set_view_state(try_run=path)
         self._on_source_changed()
-
-    def _model_info(self) -> ModelInfo | None:
-        """The current source described (cheap: JSON files only); errors go to the banner.
-
-        With no trained model to choose, the project's own pretrained network still answers.
-        """
-        source = self.source_combo.current_path()
-        if not source:
-            model = self.state.project.model
-            if not model.name:
-                self.info = None
-                return None
-            self.info = project_base_info(model.name, model.weights)
-            return self.info
-        if self.info is None or self.info.source != source:
-            try:
-                self.info = describe_source(source)
-            except UserError as exc:
-                self.info = None
-                self.banner.show_message(str(exc), "error")
-                return None
-        return self.info
 
     # -- images ----------------------------------------------------------------------------------
     def add_paths(self, items: Iterable[str]) -> int:
         """Add image files (and the images inside folders); returns how many were new."""
-        rejected: list[str] = []
-        found, left_out = expand_paths(items, rejected=rejected)
-        known = set(self.paths)
-        new = [p for p in found if p not in known]
-        not_images = ""
-        if rejected:
-            names = ", ".join(Path(p).name for p in rejected[:3]) + (" …" if len(rejected) > 3 else "")
-            not_images = (f"Not image files, so not added: {names}. The Try page reads JPEG, PNG, BMP, GIF, "
-                          "WebP and TIFF images.")
-        if not found:
-            self.banner.show_message(not_images or "No images there: drop image files (JPEG, PNG, …) or "
-                                     "folders holding them.", "warning")
-            return 0
-        self.banner.clear()
-        if not_images:
-            self.banner.show_message(not_images, "warning")
-        if left_out:
-            self.banner.show_message(f"Added the first {MAX_IMAGES} images; {left_out} more were left out.", "info")
-        self.paths.extend(new)
-        self._thumbs.set_captioned(self.paths, [Path(p).name for p in self.paths], self.paths)
-        self.stack.setCurrentIndex(1 if self.paths else 0)
-        self._save_ui(try_images=self.paths[-SAVED_IMAGES:])
-        if new:
-            self.image_list.setCurrentIndex(self._thumbs.index(self.paths.index(new[0])))
-        self._show_current()
-        self.imagesAdded.emit(len(new))
-        self.refresh(retry=True)
-        return len(new)
+        return self.model.add_paths(items)
 
     def clear_images(self) -> None:
-        self.paths = []
-        self._thumbs.set_captioned([], [], [])
-        self.stack.setCurrentIndex(0)
-        self._save_ui(try_images=[])
-        self._show_current()
+        self.model.clear_images()
+
+    def _show_images(self, select: str | None) -> None:
+        paths = self.model.paths
+        self._thumbs.set_captioned(paths, [Path(p).name for p in paths], paths)
+        self.stack.setCurrentIndex(1 if paths else 0)
+        if select is not None:
+            self.select_path(select)
 
     def _open_images(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Open images", str(Path.home()),
@@ -659,128 +416,54 @@ class TryPage(QWidget):
 
     def current_path(self) -> str | None:
         idx = self.image_list.currentIndex()
-        if idx.isValid() and 0 <= idx.row() < len(self.paths):
-            return self.paths[idx.row()]
+        paths = self.model.paths
+        if idx.isValid() and 0 <= idx.row() < len(paths):
+            return paths[idx.row()]
         return None
 
     def select_path(self, path: str) -> None:
-        self.image_list.setCurrentIndex(self._thumbs.index(self.paths.index(path)))
+        self.image_list.setCurrentIndex(self._thumbs.index(self.model.paths.index(path)))
 
     # -- inference -------------------------------------------------------------------------------
     def busy(self) -> bool:
-        return any(t is not None and t.is_running() for t in (self._task, self._preview_task))
+        return self.model.busy() or (self._preview_task is not None and self._preview_task.is_running())
 
     def refresh(self, *, retry: bool = False) -> TaskHandle | None:
         """Predict the images that have no answer yet (one task at a time; runs again when it ends).
 
         After a failed task nothing restarts by itself until ``retry`` (new images, another model).
         """
-        if retry:
-            self._halted = False
-        if self._task is not None and self._task.is_running() or self._halted or self._closing:
-            return None
-        info = self._model_info()
-        if info is None or not self.paths:
-            if not self.paths:
-                self._show_current()
-            return None
-        pre_key = ("catalog", info.base_model, info.base_weights)
-        trained = self.predictions.get(info.key, {})
-        pretrained = self.predictions.get(pre_key, {})
-        want_trained = info.kind != "pretrained" and info.key not in self.notes
-        want_pre = pre_key not in self.notes
-        todo = [p for p in self.paths if p not in self.unreadable and
-                ((want_trained and p not in trained) or (want_pre and p not in pretrained))]
-        if not todo:
-            self._maybe_heatmap()
-            return None
-        handle = run_task(predict_task, self.cache, info, todo, want_trained, want_pre, name="try-predict",
-                          on_result=self._on_predictions, on_error=self._on_error,
-                          on_finished=self._on_task_finished)
-        self._task = handle
-        loading = "" if info.key in self.cache else " (loading the model)"
-        self.busy_indicator.start(f"Classifying {len(todo)} image{'s' if len(todo) != 1 else ''}{loading}…",
-                                  handle=handle)
-        self._show_current()
-        return handle
-
-    def _on_predictions(self, result: Predictions) -> None:
-        self.predictions.setdefault(result.trained_key, {}).update(result.trained)
-        self.predictions.setdefault(result.pretrained_key, {}).update(result.pretrained)
-        self.unreadable.update(result.unreadable)
-        if result.trained_error:
-            self.notes[result.trained_key] = result.trained_error
-        if result.pretrained_note:
-            self.notes[result.pretrained_key] = result.pretrained_note
-        if result.unreadable:
-            names = ", ".join(Path(p).name for p in list(result.unreadable)[:3])
-            self.banner.show_message(f"{len(result.unreadable)} file(s) could not be read as images: {names}", "warning")
-        self._show_current()
-
-    def _on_error(self, message: str, details: str) -> None:
-        self._halted = True
-        self.banner.show_message(message, "error", details=details or None)
-
-    def _on_task_finished(self) -> None:
-        self.busy_indicator.stop()
-        self._task = None
-        if self._loading or self._halted:
-            return
-        # Work that arrived meanwhile (more images, another model, a heat map).
-        if self.isVisible() or self._pending_heatmap:
-            self.refresh()
+        return self.model.refresh(retry=retry)
 
     # -- showing the selected image ---------------------------------------------------------------
     def _show_current(self) -> None:
         path = self.current_path()
-        info = self.info
-        k = self.topk_spin.value()
         if path is None:
             self._preview_for = None
             self._set_preview(None)
             self.preview_caption.setText("")
-            self.trained_col.bars.set_predictions([])
-            self.pretrained_col.bars.set_predictions([])
-            self.trained_col.show_note("")
-            self.pretrained_col.show_note("")
-            return
-        only_pretrained = info is not None and info.kind == "pretrained"
-        self.trained_col.setTitle(f"Your trained model ({Path(info.source).name})"
-                                  if info and not only_pretrained else "Your trained model")
-        if info is not None:
-            self.pretrained_col.setTitle(f"Original pretrained {info.base_model} (ImageNet classes)")
-        predicting = self._task is not None and self._task.is_running()
-        for col, key in ((self.trained_col, info.key if info else None),
-                         (self.pretrained_col, ("catalog", info.base_model, info.base_weights) if info else None)):
-            if col is self.trained_col and (info is None or only_pretrained):
+            for col in (self.trained_col, self.pretrained_col):
                 col.bars.set_predictions([])
-                col.show_note(NO_TRAINED_NOTE, rich=True)
-                continue
-            rows = self.predictions.get(key, {}).get(path) if key else None
-            col.bars.set_predictions(rows[:k] if rows else [])
-            if path in self.unreadable:
-                col.show_note(f"Not readable: {self.unreadable[path]}")
-            elif key in self.notes:
-                col.show_note(self.notes[key])
-            else:
-                col.show_note("" if rows else "Working…" if predicting else "")
+                col.show_note("")
+            return
+        for col, view in zip((self.trained_col, self.pretrained_col), self.model.columns(path), strict=True):
+            if view.title is not None:
+                col.setTitle(view.title)
+            col.bars.set_predictions(view.rows)
+            col.show_note(view.note, rich=view.rich)
         self._show_preview(path)
 
     def _show_preview(self, path: str) -> None:
-        info = self.info
-        if self.heatmap_box.isChecked() and info is not None:
-            hm = self.heatmaps.get((info.key, path))
-            if hm is not None:
-                if self._preview_for != ("heat", info.key, path):
-                    self._preview_for = ("heat", info.key, path)
-                    pix = QPixmap.fromImage(_numpy_to_qimage(hm.overlay))
-                    self._set_preview(pix.scaled(PREVIEW, PREVIEW, Qt.AspectRatioMode.KeepAspectRatio,
-                                                 Qt.TransformationMode.SmoothTransformation))
-                    self.preview_caption.setText(f"Where the model looked for “{hm.label}” ({hm.score:.0%}) — "
-                                                 f"Grad-CAM on {hm.layer}, on the crop the model sees")
-                return
-            self._pending_heatmap = path
-            self._maybe_heatmap()
+        hm = self.model.heatmap_for(path)
+        if hm is not None:
+            if self._preview_for != ("heat", hm.key, path):
+                self._preview_for = ("heat", hm.key, path)
+                pix = QPixmap.fromImage(_numpy_to_qimage(hm.overlay))
+                self._set_preview(pix.scaled(PREVIEW, PREVIEW, Qt.AspectRatioMode.KeepAspectRatio,
+                                             Qt.TransformationMode.SmoothTransformation))
+                self.preview_caption.setText(f"Where the model looked for “{hm.label}” ({hm.score:.0%}) — "
+                                             f"Grad-CAM on {hm.layer}, on the crop the model sees")
+            return
         if self._preview_for != ("image", path):  # decoded once per selection, not on every refresh
             self._preview_for = ("image", path)
             self.preview_caption.setText(Path(path).name)
@@ -811,8 +494,9 @@ class TryPage(QWidget):
     def _load_preview(self, path: str) -> None:
         from transfer_studio.ui.thumbnails import decode_thumbnail
 
-        if self._closing:
+        if self.model.closing:
             return
+
         def done(image: Any, p: str = path) -> None:
             if p != self.current_path():
                 return
@@ -820,62 +504,29 @@ class TryPage(QWidget):
                 self._set_preview(None)
                 self.preview.setText("This file cannot be shown")
                 return
-            hm_wanted = self.heatmap_box.isChecked() and self.info is not None and \
-                (self.info.key, p) in self.heatmaps
-            if not hm_wanted:
+            if not self.model.has_heatmap(p):
                 self._set_preview(QPixmap.fromImage(image))
 
         self._preview_task = run_task(decode_thumbnail, path, PREVIEW, name="try-preview", pass_control=False,
                                       needs_torch=False, on_result=done)
 
-    def _maybe_heatmap(self) -> None:
-        path = self._pending_heatmap
-        info = self.info
-        if path is None or info is None or not self.heatmap_box.isChecked() or self._closing:
-            return
-        if info.kind == "pretrained" or info.key in self.notes or path in self.unreadable:
-            self._pending_heatmap = None  # Grad-CAM explains the trained model's answer
-            return
-        if self._task is not None and self._task.is_running():
-            return  # after the running task (_on_task_finished -> refresh -> here)
-        self._pending_heatmap = None
-        handle = run_task(heatmap_task, self.cache, info, path, name="try-heatmap",
-                          on_result=self._on_heatmap, on_error=self._on_heatmap_error,
-                          on_finished=self._on_task_finished)
-        self._task = handle
-        self.busy_indicator.start("Computing the heat map…", handle=handle)
-
-    def _on_heatmap(self, hm: HeatMap) -> None:
-        self.heatmaps[(hm.key, hm.path)] = hm
-        if hm.path == self.current_path():
-            self._show_preview(hm.path)
-
-    def _on_heatmap_error(self, message: str, details: str) -> None:
-        self.banner.show_message(f"No heat map: {message}", "warning", details=details or None)
-
     def _on_topk(self, value: int) -> None:
-        if not self._loading:
-            self._save_ui(try_top_k=int(value))
-        self._show_current()
+        self.model.set_top_k(value, remember=not self._loading)
 
     def _on_heatmap_toggled(self, on: bool) -> None:
-        if self._loading:
-            return
-        self._save_ui(try_heatmap=bool(on))
-        path = self.current_path()
-        if path is not None:
-            self._show_preview(path)
+        if not self._loading:
+            self.model.set_heatmap(on)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self.refresh()
+        self.model.refresh()
 
     # -- page protocol ---------------------------------------------------------------------------
     def shutdown(self) -> None:
-        self._closing = True  # no task starts after this
-        wait_for_tasks([self._task, self._preview_task])
+        self.model.closing = True  # no task starts after this
+        wait_for_tasks([self.model.job, self._preview_task])
         self._thumbs.loader.shutdown()
-        self.cache.clear()
+        self.model.cache.clear()
 
 
 __all__ = ["ModelCache", "TopKBars", "TryPage", "expand_paths", "heatmap_task", "predict_task"]
