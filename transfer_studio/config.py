@@ -96,6 +96,9 @@ class TrainSpec:
     seed: int = 0
     num_workers: int | None = None  # None = chosen for the device and core count
     allow_oom_retry: bool = False
+    # Several processes (torchrun): BatchNorm statistics computed over every process's batch
+    # (torch.nn.SyncBatchNorm, CUDA/NCCL only); no effect in a single process.
+    sync_batchnorm: bool = False
     # BatchNorm statistics while fine-tuning: "auto" keeps a pretrained network's (Keras' transfer-learning
     # advice: batch statistics of small batches wreck a head fitted on the pretrained ones), "frozen", "train".
     bn_stats: str = "auto"

@@ -27,7 +27,7 @@ from transfer_studio.errors import UserError
 
 # Settings a resumed run may change; everything else comes from the run's own project.json.
 RESUMABLE_OVERRIDES = ("epochs", "batch_size", "device", "num_workers", "allow_oom_retry",
-                       "early_stopping_patience", "amp")
+                       "early_stopping_patience", "amp", "sync_batchnorm")
 # Of those, what the app's Train page edits: a resumed run takes the ones changed since it started.
 PAGE_SETTINGS = ("epochs", "batch_size", "device")
 RESUMABLE_STATUSES = ("stopped", "failed", "running")  # "running" and not locked = interrupted

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from transfer_studio.config import Project
+from transfer_studio.training import distributed
 from transfer_studio.training.callbacks import Callback, Dispatcher
 from transfer_studio.training.checkpoint import run_lock
 from transfer_studio.training.control import Control
@@ -29,6 +30,8 @@ def fit(project: Project | None, callbacks: Iterable[Callback] = (), control: Co
     surgery, split, strategy, ...) is authoritative; from ``project`` (which may be None) only
     RESUMABLE_OVERRIDES are taken, e.g. more epochs or a smaller batch.
     """
+    if distributed.requested():  # one of several processes started by torchrun
+        return distributed.fit(project, callbacks, control, run_dir=run_dir, resume=resume)
     dispatch = Dispatcher(callbacks)
     setup = prepare(project, run_dir=run_dir, resume=resume)
     with run_lock(setup.run_dir):  # one process per run folder; tells a killed run from a live one

@@ -332,12 +332,15 @@ class Trainer:
                            if hs.get("c") else None)
         self._best_dirty, self._best_state = False, None
         if state.get("best_dirty") and self.best["epoch"] is not None:
-            # The run ended before its best weights reached best.safetensors: write them now.
-            best = {**full, **state["best_model"]} if state.get("best_model") else full
-            try:
-                ckpt.save_tensors(self.s.run_dir / ckpt.BEST, best, self._best_metadata(self.best["epoch"]))
-            except OSError as exc:
-                raise self._disk_failure(exc, ckpt.BEST) from exc
+            self._write_restored_best(full, state)
+
+    def _write_restored_best(self, full: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """The run ended before its best weights reached best.safetensors: write them now."""
+        best = {**full, **state["best_model"]} if state.get("best_model") else full
+        try:
+            ckpt.save_tensors(self.s.run_dir / ckpt.BEST, best, self._best_metadata(self.best["epoch"]))
+        except OSError as exc:
+            raise self._disk_failure(exc, ckpt.BEST) from exc
 
     def _best_metadata(self, epoch: int) -> dict[str, str]:
         return {"epoch": str(epoch), "model": self.s.project.model.name}
@@ -479,6 +482,19 @@ class Trainer:
                 self._initial_state = self._variable_state(copy=True)
         if self.t.cache_features and self._in_head_phase():
             self._plan_cache()
+        self._write_start_files()
+        trainable, total = surgery.param_counts(self.model)
+        self.emit(ev.FitStart(
+            run_dir=str(s.run_dir), model=s.project.model.name, strategy=s.plan.strategy,
+            device=describe(self.device), precision=self.precision.name, epochs=self.t.epochs,
+            start_epoch=self.epoch + 1, steps_per_epoch=len(self.train_sampler),
+            batch_size=self.batch_size, num_train=self.n_train, num_val=self.n_val,
+            classes=list(self.classes), trainable_params=int(trainable), total_params=int(total),
+            cached_features=self.cache_plan is not None, resumed=self.epoch > 0,
+            notes=list(self.notes)))
+
+    def _write_start_files(self) -> None:
+        s = self.s
         try:
             s.run_dir.mkdir(parents=True, exist_ok=True)
             s.project.save(s.run_dir / ckpt.PROJECT)
@@ -490,15 +506,6 @@ class Trainer:
             ckpt.write_json(s.run_dir / ckpt.RUN, self._result("running").to_dict())
         except OSError as exc:
             raise self._disk_failure(exc, "the run's files") from exc
-        trainable, total = surgery.param_counts(self.model)
-        self.emit(ev.FitStart(
-            run_dir=str(s.run_dir), model=s.project.model.name, strategy=s.plan.strategy,
-            device=describe(self.device), precision=self.precision.name, epochs=self.t.epochs,
-            start_epoch=self.epoch + 1, steps_per_epoch=len(self.train_sampler),
-            batch_size=self.batch_size, num_train=self.n_train, num_val=self.n_val,
-            classes=list(self.classes), trainable_params=int(trainable), total_params=int(total),
-            cached_features=self.cache_plan is not None, resumed=self.epoch > 0,
-            notes=list(self.notes)))
 
     def _epochs(self) -> None:
         total = self.t.epochs
@@ -601,6 +608,14 @@ class Trainer:
                              "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
                              "seconds": round(seconds, 4), "phase": "probe" if probe_epoch else phase})
         self.epoch = e
+        self._write_epoch_files(e, is_best, seconds)
+        self.epoch_seconds.append(seconds)
+        eta = self._eta(e)
+        self.emit(ev.EpochEnd(epoch=e, epochs=self.t.epochs, train_loss=train_loss, train_accuracy=train_acc,
+                              val_loss=val_loss, val_accuracy=val_acc, lr=lr, seconds=seconds, eta_s=eta,
+                              is_best=is_best))
+
+    def _write_epoch_files(self, e: int, is_best: bool, seconds: float) -> None:
         # Serialise now (a consistent snapshot); the disk writes overlap the next epoch.
         self._confirm_writes()  # the previous epoch's (normally long done; measures the write speed)
         d = self.s.run_dir
@@ -617,11 +632,6 @@ class Trainer:
             self._summary_at = now
         self._writer.submit(files)
         self._pending_epoch, self._pending_best = e, best_bytes is not None
-        self.epoch_seconds.append(seconds)
-        eta = self._eta(e)
-        self.emit(ev.EpochEnd(epoch=e, epochs=self.t.epochs, train_loss=train_loss, train_accuracy=train_acc,
-                              val_loss=val_loss, val_accuracy=val_acc, lr=lr, seconds=seconds, eta_s=eta,
-                              is_best=is_best))
 
     def _eta(self, e: int) -> float:
         """Seconds until the last planned epoch: the remaining epochs at the pace of earlier epochs of
