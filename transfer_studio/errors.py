@@ -11,3 +11,12 @@ class UserError(Exception):
 
 class Cancelled(Exception):
     """A long task stopped because the user asked it to."""
+
+
+class ExitQuietly(Exception):
+    """End the CLI with this exit code and print nothing more: the message was already shown (by
+    another process of a distributed run)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code

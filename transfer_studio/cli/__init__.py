@@ -24,7 +24,7 @@ import sys
 import traceback
 from typing import Any
 
-from transfer_studio.errors import Cancelled, UserError
+from transfer_studio.errors import Cancelled, ExitQuietly, UserError
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ["models", "inspect", "predict", "scan", "check_labels", "suggest", "train", "evaluate", "export",
@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ExitQuietly as exc:
+        return exc.code
     except Cancelled as exc:
         print(f"cancelled: {exc}" if str(exc) else "cancelled", file=sys.stderr)
         return 130

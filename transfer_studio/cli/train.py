@@ -94,12 +94,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: MODEL-TIME in "
                         "this machine's runs folder if set, else in runs/ next to the project file with "
                         "--project, else in ./runs)")
+    parser.add_argument("--nproc", type=_positive_int, metavar="N",
+                        help="train with N processes on this machine through torchrun and "
+                             "DistributedDataParallel (one per GPU; gloo on the CPU); --batch-size is per "
+                             "process. Reports as one run (see docs/distributed.md)")
+    parser.add_argument("--sync-bn", action="store_true", default=None,
+                        help="with several processes on CUDA GPUs: synchronise the BatchNorm statistics "
+                             "of trainable BatchNorm layers across them (SyncBatchNorm)")
 
 
 def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The resumable settings given on the command line (core.runs applies them to the run's snapshot)."""
     overrides = {name: getattr(args, name) for name in ("epochs", "batch_size", "device")
                  if getattr(args, name) is not None}
+    if getattr(args, "sync_bn", None):
+        overrides["sync_batchnorm"] = True
     if args.workers is not None:
         if args.workers < 0:
             raise UserError("--workers must be 0 or more")
@@ -139,6 +148,8 @@ def _apply_flags(project, args: argparse.Namespace) -> None:
     if args.seed is not None:
         t.seed = args.seed
         project.data.seed = args.seed
+    if getattr(args, "sync_bn", None):
+        t.sync_batchnorm = True
 
 
 def _resolve_auto(project, args: argparse.Namespace) -> None:
@@ -174,7 +185,8 @@ def _build(args: argparse.Namespace):
         extra = _given(args, _NEW_RUN_FLAGS) + (["data_dir"] if args.data_dir else [])
         if extra:
             raise UserError(f"{', '.join(_flag(n) if n != 'data_dir' else 'DATA_DIR' for n in extra)} cannot "
-                            "change a resumed run; only --epochs, --batch-size, --device and --workers can")
+                            "change a resumed run; only --epochs, --batch-size, --device, --workers, "
+                            "--sync-bn and --nproc can")
         run_dir = Path(args.resume)
         return runs.resume_project(run_dir, _resume_overrides(args)), run_dir, True, None
     if args.project:
@@ -230,8 +242,14 @@ def _record(project_file: Path, result) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from transfer_studio.training import Control, ProgressPrinter, fit
+    if getattr(args, "nproc", None) and args.nproc > 1:  # before torch is imported: the launcher needs none
+        from transfer_studio.cli import train_launch
 
+        return train_launch.launch(args)
+    from transfer_studio.training import Control, ProgressPrinter, distributed, fit
+
+    if distributed.requested():  # one of several processes torchrun started
+        return _run_distributed(args)
     project, run_dir, resume, project_file = _build(args)
     control = Control()
 
@@ -251,6 +269,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             signal.signal(signal.SIGINT, previous)
     if project_file is not None:
         _record(project_file, result)
+    return _outcome(result)
+
+
+def _outcome(result) -> dict[str, Any]:
+    """The JSON document of a finished run; a stopped or failed one raises."""
     if result.status == "stopped":
         raise Cancelled(f"training stopped after {result.epochs_completed} completed epoch(s); resume with: "
                         f"transfer-studio train --resume {result.run_dir}")
@@ -274,6 +297,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cached_features": result.cached_features,
         "notes": result.notes,
     }
+
+
+def _run_distributed(args: argparse.Namespace) -> dict[str, Any]:
+    """One of several processes (torchrun): rank 0 builds the run (the advisor included) and tells
+    the others; rank 0 alone prints, records the run in the project and returns its document."""
+    import json
+
+    from transfer_studio.config import Project
+    from transfer_studio.errors import ExitQuietly
+    from transfer_studio.training import Control, ProgressPrinter, distributed, fit
+
+    ctx = distributed.init()
+    payload: dict[str, Any] | None = None
+    if ctx.is_main:
+        try:
+            project, run_dir, resume, project_file = _build(args)
+            payload = {"project": project.to_json(), "run_dir": str(run_dir), "resume": resume,
+                       "project_file": str(project_file) if project_file else None}
+        except UserError as exc:
+            payload = {"error": str(exc)}
+    payload = distributed.broadcast_json(payload, ctx)
+    if "error" in payload:
+        if ctx.is_main:
+            raise UserError(payload["error"])
+        raise ExitQuietly(2)  # rank 0 says why
+    project = Project.from_dict(json.loads(payload["project"]))
+    control = Control()
+
+    def on_sigint(signum, frame):  # noqa: ANN001
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        control.request_stop()
+        if ctx.is_main:
+            print("\nstopping after the current epoch (all processes; Ctrl-C again to abort at once)...",
+                  file=sys.stderr, flush=True)
+
+    def on_sigterm(signum, frame):  # noqa: ANN001 - torchrun or a scheduler ends the job: stop cleanly
+        control.request_stop()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (signal.signal(signal.SIGINT, on_sigint), signal.signal(signal.SIGTERM, on_sigterm)) \
+        if in_main else None
+    try:
+        result = fit(project, [ProgressPrinter(sys.stderr)] if ctx.is_main else [], control,
+                     run_dir=payload["run_dir"], resume=payload["resume"])
+    except UserError:
+        if ctx.is_main:
+            raise
+        raise ExitQuietly(2) from None
+    finally:
+        # SIGTERM keeps its handler: torchrun ends the others when one process leaves, and rank 0's
+        # last files must still land.
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous[0])
+    if result.status != "failed":
+        distributed.shutdown()
+    if not ctx.is_main:
+        if result.status == "failed" and not result.message.startswith(distributed.PEER_FAILED):
+            raise TrainingFailed(f"process {ctx.rank}: {result.message}")
+        raise ExitQuietly({"finished": 0, "stopped": 130}.get(result.status, 1))
+    if payload["project_file"]:
+        _record(Path(payload["project_file"]), result)
+    if result.status == "failed":
+        raise ExitQuietly(1)  # the progress printer showed the one line (rank 0's Error event)
+    return _outcome(result)
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
