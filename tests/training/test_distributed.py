@@ -1,0 +1,213 @@
+"""Scale-out on the CPU: torchrun + DistributedDataParallel with gloo, 2 processes (issue 15).
+
+Launches are few and shared (each costs seconds of process start-up): one run stopped by one rank's
+request after epoch 1, resumed with 2 processes and cut short by one rank killed in epoch 3, then
+finished with 1 process. The assertions read those runs: same numbers as one process with the same
+global batch, every rank's metrics the same, rank 0 alone writing, clean stop, failure and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.images import make_class_folder
+from helpers.training import make_project
+from torch import nn
+
+from transfer_studio.core import run_folder
+from transfer_studio.core import runs as core_runs
+from transfer_studio.errors import UserError
+from transfer_studio.training import distributed, fit
+from transfer_studio.training.checkpoint import load_checkpoint
+
+LAUNCH_TIMEOUT = 150  # s: a hang fails the test instead of blocking the suite
+EPOCHS = 3
+TRAIN = dict(strategy="full", epochs=EPOCHS, head_epochs=1, lr=1e-3, bn_stats="frozen", augment=None)
+
+# Installed into the workers through PYTHONPATH: every process other than rank 0 logs each write it
+# makes under the watched folder (Python's audit events: open for writing, rename, mkdir, remove).
+AUDIT = textwrap.dedent('''
+    import os, sys
+    _rank, _watch, _log = os.environ.get("RANK"), os.environ.get("TS_TEST_WATCH"), os.environ.get("TS_TEST_WRITES")
+    if _rank not in (None, "0") and _watch and _log:
+        _busy = []
+        def _hook(event, args):
+            if _busy or event not in ("open", "os.rename", "os.mkdir", "os.remove", "os.link", "os.truncate"):
+                return
+            if event == "open":
+                path, mode, flags = args
+                writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
+                    (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+                if not writes:
+                    return
+            else:
+                path = args[0]
+            if isinstance(path, int):
+                return
+            path = os.fsdecode(path)
+            if os.path.abspath(path).startswith(_watch):
+                _busy.append(1)
+                try:
+                    with open(_log, "a") as f:
+                        f.write(f"{_rank} {event} {path}\\n")
+                finally:
+                    _busy.clear()
+        sys.addaudithook(_hook)
+''')
+
+
+def _project(data: Path):
+    spec = {k: v for k, v in TRAIN.items() if k != "augment"}
+    p = make_project(data, **spec)
+    p.augment.preset = "light"
+    return p
+
+
+def _launch(base: Path, args: list[str], *, fault: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRANSFER_STUDIO_DIST_TIMEOUT="60",
+               TRANSFER_STUDIO_RANK_REPORT=str(base / "ranks"), TRANSFER_STUDIO_FAULT=fault,
+               TS_TEST_WATCH=str(base), TS_TEST_WRITES=str(base / "writes.log"),
+               TS_FEATURE_CACHE=str(base / "feature_cache"), TS_TRIAL_CACHE=str(base / "trials.json"),
+               TS_CONFIG_DIR=str(base / "config"), TORCH_HOME=str(base / "torch_home"),
+               PYTHONPATH=os.pathsep.join([str(base / "hook"), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return subprocess.run([sys.executable, "-m", "transfer_studio", "train", *args], env=env, cwd=base,
+                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("dist")
+    (base / "ranks").mkdir()
+    (base / "hook").mkdir()
+    (base / "hook" / "sitecustomize.py").write_text(AUDIT)
+    data = make_class_folder(base / "data", {"a": 16, "b": 16, "c": 16}, size=32)
+    project_file = base / "tiny.tsproj"
+    _project(data).save(project_file)
+    run = base / "run"
+    common = ["--project", str(project_file), "--nproc", "2"]
+    # 1. rank 1 alone asks to stop during epoch 1: every process stops after epoch 1
+    stopped = _launch(base, [*common, "--out", str(run), "--batch-size", "4", "--json"],
+                      fault="rank=1,epoch=1,action=stop")
+    stopped_summary = run_folder.read_summary(run)
+    # 2. resumed with 2 processes; rank 1 is killed (SIGKILL) as epoch 3 starts
+    killed = _launch(base, ["--resume", str(run), "--nproc", "2", "--json"], fault="rank=1,epoch=3")
+    killed_summary = run_folder.read_summary(run)
+    ranks = {r: [json.loads(line) for line in (base / "ranks" / f"rank{r}.jsonl").read_text().splitlines()]
+             for r in (0, 1)}
+    writes = (base / "writes.log").read_text() if (base / "writes.log").exists() else ""
+    return dict(base=base, data=data, project_file=project_file, run=run, stopped=stopped,
+                stopped_summary=stopped_summary, killed=killed, killed_summary=killed_summary,
+                ranks=ranks, writes=writes)
+
+
+@pytest.fixture(scope="module")
+def one_process(runs, tmp_path_factory):
+    """The same project in one process with the same global batch (8 = 2 processes x 4)."""
+    base = tmp_path_factory.mktemp("single")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse isolation is not active yet
+        mp.setenv("TS_FEATURE_CACHE", str(base / "feature_cache"))
+        mp.setenv("TS_TRIAL_CACHE", str(base / "trials.json"))
+        mp.setenv("TS_CONFIG_DIR", str(base / "config"))
+        torch.set_num_threads(1)
+        return fit(_project(runs["data"]), run_dir=base / "run")
+
+
+def test_a_stop_asked_by_one_rank_stops_every_process_after_the_epoch(runs):
+    r = runs["stopped"]
+    assert r.returncode == 130, r.stderr
+    assert r.stdout == ""  # no JSON document for a stopped run, as with one process
+    assert "training stopped after 1 completed epoch(s); resume with: transfer-studio train --resume" in r.stderr
+    assert runs["stopped_summary"]["status"] == "stopped"
+    assert "Traceback" not in r.stderr
+
+
+def test_a_killed_rank_ends_the_run_with_one_message_and_a_resumable_checkpoint(runs):
+    r = runs["killed"]
+    assert r.returncode == 1, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    assert "another process of the distributed run ended unexpectedly during epoch 3" in errors[0]
+    assert f"the checkpoint of epoch 2 is intact: resume with: transfer-studio train --resume {runs['run']}" \
+        in errors[0]
+    assert "Traceback" not in r.stderr and "ChildFailedError" not in r.stderr
+    s = runs["killed_summary"]
+    assert s["status"] == "failed" and s["epochs_completed"] == 2
+    assert not run_folder.is_locked(runs["run"])
+    assert load_checkpoint(runs["run"] / "checkpoint_last.pt")["epoch"] == 2
+
+
+def test_every_rank_holds_the_same_metrics(runs):
+    r0, r1 = runs["ranks"][0], runs["ranks"][1]
+    assert [h["epoch"] for h in r0] == [1, 2]  # epoch 1 (first launch), epoch 2 (the resumed one)
+    assert r0 == r1
+
+
+def test_rank_0_alone_writes(runs):
+    # The audit hook saw rank 1 write its diagnostics report (so it was watching) and nothing else.
+    writes = runs["writes"].splitlines()
+    assert writes and all(w.endswith(str(Path("ranks") / "rank1.jsonl")) for w in writes), writes
+    folders = {p.name for p in runs["base"].iterdir() if p.is_dir()}
+    assert "run" in folders and folders <= {"config", "data", "feature_cache", "hook", "ranks", "run",
+                                            "torch_home"}  # no second run folder
+    project = json.loads(runs["project_file"].read_text())
+    assert [r["run_dir"] for r in project["runs"]] == [str(runs["run"])]  # one record, from rank 0
+
+
+def test_two_processes_match_one_and_a_run_resumes_with_another_process_count(runs, one_process):
+    # The 2-process epochs 1-2 are in the run; epoch 3 now in 1 process (batch 8: the same global batch).
+    assert one_process.status == "finished"
+    project = core_runs.resume_project(runs["run"], {"batch_size": 8})
+    result = fit(project, run_dir=runs["run"], resume=True)
+    assert result.status == "finished" and result.epochs_completed == EPOCHS
+    one = one_process.history
+    two = result.history
+    assert [h["epoch"] for h in two] == [1, 2, 3]
+    for a, b in zip(one, two, strict=True):
+        # The same samples, order and augmentations; DDP averages the two halves' gradients.
+        assert b["val_accuracy"] == pytest.approx(a["val_accuracy"], abs=1 / 12 + 1e-9)  # 12 val images
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05, abs=1e-3)
+    assert result.val_accuracy == pytest.approx(one_process.val_accuracy, abs=1 / 12 + 1e-9)
+
+
+def test_sharded_batches_cover_the_one_process_order():
+    n, world, bs = 11, 2, 3
+    full = tdata_order(n, bs)
+    shards = [distributed.ShardedBatchSampler(n, bs, 0, rank=r, world=world, pad=True) for r in range(world)]
+    for s in shards:
+        s.set_epoch(4)
+    got = [[i for b in s for i, _ in b] for s in shards]
+    assert len(got[0]) == len(got[1]) == 6 and len(shards[0]) == len(shards[1])  # padded: equal batches
+    interleaved = [x for pair in zip(*got, strict=True) for x in pair]
+    assert interleaved[:n] == full and interleaved[n:] == full[:1]  # wrapped around, as DistributedSampler
+    val = [distributed.ShardedBatchSampler(n, bs, 0, rank=r, world=world, pad=False, shuffle=False)
+           for r in range(world)]
+    assert sorted(i for s in val for b in s for i, _ in b) == list(range(n))  # each once, no padding
+
+
+def tdata_order(n: int, bs: int) -> list[int]:
+    from transfer_studio.training.data import EpochBatchSampler
+
+    s = EpochBatchSampler(n, bs, 0)
+    s.set_epoch(4)
+    return s.order()[0].tolist()
+
+
+def test_sync_batchnorm_converts_on_cpu_and_is_refused_there_for_training():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    model[1].running_mean.fill_(0.5)
+    before = {k: v.clone() for k, v in model[1].state_dict().items()}
+    converted, n = distributed.convert_sync_batchnorm(model)
+    assert n == 1 and isinstance(converted[1], nn.SyncBatchNorm)
+    assert all(torch.equal(before[k], v) for k, v in converted[1].state_dict().items())
+    project = make_project("unused")
+    project.train.sync_batchnorm = True
+    with pytest.raises(UserError, match="SyncBatchNorm needs CUDA"):
+        distributed.check_sync_batchnorm(project, torch.device("cpu"))
+    distributed.check_sync_batchnorm(project, torch.device("cuda"))  # allowed where it works
