@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 USER_DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md",
              *(DOCS / n for n in ("getting-started.md", "strategies.md", "augmentation.md", "export.md",
-                                  "cli.md", "troubleshooting.md", "packaging.md"))]
+                                  "cli.md", "troubleshooting.md", "packaging.md", "distributed.md"))]
 SNIPPET_BUNDLE = "exported/digits"
 
 
