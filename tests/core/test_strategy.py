@@ -202,3 +202,28 @@ def test_measured_forward_time_is_cached() -> None:
     assert strategy.forward_seconds("mobilenet_v3_small", "cpu", 0.057e9) == (seconds, source)
     peak, _ = strategy.device_peak_flops("cpu")
     assert peak > 1e8  # any CPU multiplies faster than 0.1 GFLOP/s
+
+
+def _evidence(cv: float) -> strategy.Evidence:
+    return strategy.Evidence(train_images=400, cv_accuracy=cv, cv_se=0.02, c=1.0, folds=5)
+
+
+@pytest.mark.parametrize(("per_class", "cv", "approach"), [
+    (10, 0.95, 1),  # too few images per class to fine-tune, however good the features
+    (39, 0.99, 1),
+    (40, 0.99, 2),  # good features and 40 per class: partial fine-tuning paid on the photo rows
+    (40, 0.50, 1),  # features that barely separate the classes: fine-tuning lost on the glyph rows
+    (150, 0.40, 1),
+    (150, 0.90, 2),
+    (2000, 0.40, 3),  # beyond every benchmark row the count rule stands
+])
+def test_the_evidence_rules(per_class: int, cv: float, approach: int) -> None:
+    """docs/strategy.md's rules: the probe's cross-validated accuracy and the images per class decide
+    (the old rule sent every high-accuracy probe to head; partial beat it on photos at 40/class)."""
+    assert strategy.choose_approach(per_class, per_class * 5, _evidence(cv)) == approach
+    s = suggest(_report(per_class, classes=5), "resnet18", device="cpu", time_budget_hours=AMPLE,
+                throughput_gflops=50, evidence=_evidence(cv))
+    assert s.approach == approach and s.data_choice == strategy._data_choice(per_class, per_class * 5)
+    assert f"gets {cv:.0%} of your training images right" in s.reason
+    if per_class >= strategy.FT_MIN_PER_CLASS and cv < strategy.PROBE_WEAK and approach == 1:
+        assert "barely tell your classes apart" in s.reason

@@ -41,8 +41,12 @@ FULL_MIN_TOTAL = 5_000  # ... and this many in total: fine-tune everything
 # Share of the body's blocks trained by "partial": grows from 20% at HEAD_MAX_PER_CLASS images per
 # class to 50% at FULL_MIN_PER_CLASS (log scale); a different domain (probe) moves the cut earlier.
 PARTIAL_SHARE = (0.2, 0.5)
-# With evidence: a cross-validated linear probe this accurate leaves fine-tuning nothing to gain.
-PROBE_SUFFICES = 0.97
+# With evidence (docs/strategy.md, "The rules"; each traced to bench_advisor rows):
+FT_MIN_PER_CLASS = 40  # fewer images per class: fine-tuning never beat the fitted head (10/class rows)
+# The cross-validated probe's accuracy below this: the frozen features barely separate the classes,
+# and fine-tuning on so few images of them lost accuracy (glyph rows, probe 34-55%: partial and full
+# 5-27 points below the head); photo and texture rows measured 87-99%.
+PROBE_WEAK = 0.7
 # Recipes (docs/strategy.md): the head is fitted to convergence (L-BFGS) on cached features; partial
 # and full start from that head (LP) and fine-tune (FT) with discriminative rates and a warm-up.
 HEAD_EPOCHS = 5  # L-BFGS epochs of the head strategy (converged fits stop early)
@@ -246,13 +250,13 @@ def as_approach(suggestion: Suggestion, approach: int, unfreeze_from: str | None
 
 def choose_approach(per_class: float, total: int, evidence: Evidence | None) -> int:
     """The approach the data calls for (before the time budget): docs/strategy.md gives each
-    threshold and the benchmark rows behind it."""
+    threshold and the benchmark rows behind it. Without evidence: the image counts alone."""
     data = _data_choice(per_class, total)
-    if evidence is None:
-        return data
-    if evidence.cv_accuracy >= PROBE_SUFFICES:
-        return 1  # the frozen features already separate the classes: nothing left to gain
-    return data
+    if evidence is None or data == 3:
+        return data  # no benchmark row has that much data: the count rule stands
+    if per_class < FT_MIN_PER_CLASS or evidence.cv_accuracy < PROBE_WEAK:
+        return 1
+    return 2
 
 
 def plans_for(report: ScanReport, model_name: str, device: str, evidence: Evidence | None = None,
@@ -711,9 +715,11 @@ def _reason(chosen: int, wanted: int, plan: Plan, net: _NetworkFacts, per_class:
     if evidence is not None:
         fit = (f" A linear classifier on the frozen network's features already gets {evidence.cv_accuracy:.0%} "
                f"of your training images right in {evidence.folds}-fold cross-validation.")
-    if wanted == 1 and evidence is not None and evidence.cv_accuracy >= PROBE_SUFFICES:
-        first = (f"With {data}{domain}:{fit} That leaves retraining pretrained layers little to gain, so "
-                 "the network stays frozen and only a new output layer learns your classes.")
+    if wanted == 1 and evidence is not None and per_class >= FT_MIN_PER_CLASS and evidence.cv_accuracy < PROBE_WEAK:
+        first = (f"With {data}{domain}:{fit} The frozen features barely tell your classes apart, and with this "
+                 "few images fine-tuning on them lost accuracy in our benchmark, so the network stays frozen "
+                 "and only a new output layer learns your classes. More images per class (or a network "
+                 "trained on images like yours) would help more than training longer.")
     elif wanted == 1:
         first = (f"With {data}{domain}, retraining pretrained layers would mostly memorise your images, "
                  "so the network stays frozen and only a new output layer learns your classes." + fit)
