@@ -148,16 +148,19 @@ def run_row(work: Path, domain: str, n: int, seed: int, size: int, device: str) 
             import shutil
 
             shutil.rmtree(run_dir)  # an interrupted run: start it again (its time must be whole)
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         result = fit(p, run_dir=run_dir)
         wall = time.perf_counter() - t0
+        load1 = os.getloadavg()[0]  # with the suite alone on one thread about 1: more is other work
         rep = metrics.evaluate(str(run_dir), str(test_root), device=device)
         est = row["evidence"]["timings"][name]
         runs[name] = {"test_accuracy": rep.accuracy, "val_accuracy": result.val_accuracy, "seconds": round(wall, 1),
                       "estimate": est["seconds"], "low": est["low"], "high": est["high"],
                       "ratio": round(wall / max(est["seconds"], 1e-9), 3), "epochs": p.train.epochs,
                       "status": result.status, "augment": p.augment.preset,
-                      "augment_params": p.augment.params, "unfreeze_from": p.train.unfreeze_from}
+                      "augment_params": p.augment.params, "unfreeze_from": p.train.unfreeze_from,
+                      "loadavg": [round(load0, 2), round(load1, 2)]}
         _save(out, row)
         print(f"  {domain} {n}/class seed {seed} {name}: TEST {rep.accuracy:.3f} in {wall:.0f}s "
               f"(estimate {est['seconds']:.0f}s, ratio {wall / est['seconds']:.2f})", flush=True)
