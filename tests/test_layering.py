@@ -67,3 +67,26 @@ raise SystemExit(main(['models', '--json']))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '"efficientnet_lite0"' in proc.stdout
+
+
+def test_pages_do_not_import_each_other():
+    """Issue 13.3: a page uses shared widgets (ui/widgets) and page models (ui/models), not another page;
+    only its own helper modules (``<page>_widgets``, ``model_catalog`` for ``model``) are its to import."""
+    pages = PKG / "ui" / "pages"
+    offenders = []
+    for path in pages.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if not name.startswith("transfer_studio.ui.pages."):
+                    continue
+                other = name.split(".")[3]
+                own = other == path.stem or other.startswith(path.stem + "_") or path.stem.startswith(other + "_")
+                if not own:
+                    offenders.append(f"{path.name}:{node.lineno} imports {name}")
+    assert offenders == []

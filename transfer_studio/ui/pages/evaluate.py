@@ -15,11 +15,10 @@ weights-file time, so switching back and forth does not evaluate again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -30,7 +29,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
     QPushButton,
     QRadioButton,
     QSplitter,
@@ -46,12 +44,13 @@ from transfer_studio.core import run_folder  # torch-free: the folders' file nam
 from transfer_studio.core.runs import find_record, norm_path
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run
 from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.gallery import caption_model_class, gallery_view
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.num_item import NumItem
+from transfer_studio.ui.widgets.run_chooser import RunCombo, browse_start, default_run
 from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 WORST = 24  # most confidently wrong images shown
@@ -83,50 +82,6 @@ def run_evaluation(source: str, data_dir: str | None, progress: Any = None, canc
 
 
 # -- small widgets ---------------------------------------------------------------------------------
-def _caption_model_class() -> type:
-    """A ThumbnailModel whose items carry a caption under the picture (built lazily: Qt-only import)."""
-    from transfer_studio.ui.thumbnails import ThumbnailModel
-
-    class CaptionModel(ThumbnailModel):
-        def __init__(self, loader: Any = None, parent: Any = None):
-            super().__init__(loader, parent)
-            self._captions: list[str] = []
-
-        def set_captioned(self, paths: Sequence[str], captions: Sequence[str], tooltips: Sequence[str]) -> None:
-            self._captions = list(captions)
-            self.set_items(paths, tooltips)
-
-        def caption(self, row: int) -> str:
-            return self._captions[row]
-
-        def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-            if index.isValid() and 0 <= index.row() < len(self._captions):
-                if role == Qt.ItemDataRole.DisplayRole:
-                    return self._captions[index.row()]
-                if role == Qt.ItemDataRole.SizeHintRole:
-                    return QSize(self.loader.size + 28, self.loader.size + 40)
-                if role == Qt.ItemDataRole.TextAlignmentRole:
-                    return int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-            return super().data(index, role)
-
-    return CaptionModel
-
-
-def _gallery(model: Any, name: str) -> QListView:
-    from transfer_studio.ui.thumbnails import make_gallery_view
-
-    view = make_gallery_view(model)
-    view.setObjectName(name)
-    view.setGridSize(QSize(THUMB + 34, THUMB + 44))
-    view.setWordWrap(True)
-    view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    # In icon mode Fusion highlights only the caption of the selected item: frame the whole tile.
-    view.setStyleSheet("QListView::item { border-radius: 6px; padding: 2px; }"
-                       "QListView::item:selected { background: palette(highlight); color: palette(highlighted-text); }")
-    return view
-
-
 def _stat(title: str, name: str) -> tuple[QFrame, QLabel]:
     card = QFrame()
     card.setProperty("card", True)
@@ -247,9 +202,9 @@ class EvaluatePage(QWidget):
         self.cell_label = QLabel("Click a cell of the matrix to see its images.")
         self.cell_label.setObjectName("evaluate_cell_label")
         self.cell_label.setWordWrap(True)
-        model_cls = _caption_model_class()
+        model_cls = caption_model_class()
         self._cell_model = model_cls(ThumbnailLoader(THUMB, threads=2, parent=self), self)
-        self.cell_gallery = _gallery(self._cell_model, "evaluate_cell_gallery")
+        self.cell_gallery = gallery_view(self._cell_model, "evaluate_cell_gallery", THUMB)
         self.cell_gallery.setMinimumHeight(THUMB + 56)
         left = QWidget()
         llay = QVBoxLayout(left)
@@ -290,7 +245,7 @@ class EvaluatePage(QWidget):
                                     "Recall: of the images of this class, the share found.\n"
                                     "F1: their harmonic mean. Support: images of this class.")
         self._wrong_model = model_cls(ThumbnailLoader(THUMB, threads=2, parent=self), self)
-        self.wrong_gallery = _gallery(self._wrong_model, "evaluate_wrong_gallery")
+        self.wrong_gallery = gallery_view(self._wrong_model, "evaluate_wrong_gallery", THUMB)
         wrong_box = QWidget()
         wl = QVBoxLayout(wrong_box)
         wl.setContentsMargins(4, 4, 4, 4)

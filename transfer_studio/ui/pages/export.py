@@ -44,11 +44,11 @@ from transfer_studio.core import run_folder  # torch-free: the folders' file nam
 from transfer_studio.core.runs import norm_path
 from transfer_studio.errors import UserError
 from transfer_studio.ui import theme
-from transfer_studio.ui.pages.runs import RunCombo, default_run
 from transfer_studio.ui.runtime import import_core
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, MessageBanner, format_bytes
 from transfer_studio.ui.widgets.heading import page_heading
+from transfer_studio.ui.widgets.run_chooser import RunCombo, default_run
 from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 FORMAT_LABELS = {

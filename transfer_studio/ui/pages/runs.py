@@ -6,8 +6,8 @@ folder's ``history.json`` (a few KB; cached by modification time). "Open evaluat
 to the Evaluate page through the project (``project.ui["evaluate_run"]``) and asks the window to
 show it. Deleting asks first, removes the record, and removes the folder only when the user agrees.
 
-The module also holds the small run-choosing helpers the Evaluate, Try and Export pages share
-(``run_label``, ``default_run``, ``RunCombo``, ``browse_start``). pyqtgraph loads only when the page
+The run-choosing helpers the Evaluate, Try and Export pages share (``run_label``, ``default_run``,
+``RunCombo``, ``browse_start``) are in ``ui.widgets.run_chooser``. pyqtgraph loads only when the page
 is built.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -37,46 +35,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.config import Project, RunRecord
+from transfer_studio.config import RunRecord
 from transfer_studio.core import run_folder  # torch-free: the folders' file names
 from transfer_studio.core.runs import find_record, norm_path
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
+from transfer_studio.ui.widgets.run_chooser import default_run, format_created, run_label
 from transfer_studio.ui.worker import preload_module, wait_for_tasks
 
 # Distinct, mid-saturation colours for overlaid runs: readable on light and dark backgrounds.
 RUN_COLOURS = ("#1f77dc", "#e8780f", "#2ca05a", "#d6456b", "#9467bd", "#8c6d31", "#17a3b8", "#7f7f7f")
 COLUMNS = ("Date", "Model", "Strategy", "Epochs", "Best val. accuracy", "Duration", "Status")
-
-
-# -- shared helpers (also used by the Evaluate, Try and Export pages) -----------------------------
-def browse_start(project_path: str | Path | None, current: str | None = None) -> str:
-    """Where a "choose a run or bundle folder" dialog opens: beside the run chosen now, else the
-    project's runs folder (where the Train page puts them), else the project's folder, else home."""
-    from transfer_studio.ui.train_worker import runs_root
-
-    candidates = [Path(current).parent] if current else []
-    candidates.append(runs_root(project_path))
-    if project_path:
-        candidates.append(Path(project_path).parent)
-    for folder in candidates:
-        if folder.is_dir():
-            return str(folder)
-    return str(Path.home())
-
-
-def format_created(created: str) -> str:
-    """ISO timestamp (local, or UTC with an offset as the CLI writes) -> "2024-05-01 14:03" local."""
-    if not created:
-        return "–"
-    try:
-        dt = datetime.fromisoformat(created)
-    except ValueError:
-        return created
-    if dt.tzinfo is not None:
-        dt = dt.astimezone()  # the user's local time
-    return dt.strftime("%Y-%m-%d %H:%M")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -92,74 +62,6 @@ def format_duration(seconds: float | None) -> str:
 
 def format_accuracy(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
-
-
-def run_label(rec: RunRecord) -> str:
-    """One line naming a run: when, which model, how it trained, how well."""
-    parts = [format_created(rec.created), rec.model or "?"]
-    if rec.strategy:
-        parts.append(rec.strategy)
-    if rec.val_accuracy is not None:
-        parts.append(f"val. {rec.val_accuracy:.1%}")
-    if rec.status and rec.status != "finished":
-        parts.append(rec.status)
-    return " · ".join(parts)
-
-
-def default_run(project: Project, key: str | None = None) -> str | None:
-    """The run a page starts with: its own saved choice, else the Train page's latest finished run
-    (``ui["selected_run"]``), else the newest run of the project."""
-    ui = project.ui or {}
-    for candidate in (ui.get(key) if key else None, ui.get("selected_run")):
-        if isinstance(candidate, str) and candidate:
-            return candidate
-    return project.runs[-1].run_dir if project.runs else None
-
-
-class RunCombo(QComboBox):
-    """The project's runs (newest first) plus any other run or bundle folder the user opened."""
-
-    def __init__(self, parent: QWidget | None = None, *, object_name: str = "run_combo"):
-        super().__init__(parent)
-        self.setObjectName(object_name)
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(34)
-
-    def fill(self, project: Project, current: str | None, extra: Sequence[str] = ()) -> None:
-        """Refill without emitting ``currentIndexChanged``; ``current`` is selected (added if new)."""
-        blocked = self.blockSignals(True)
-        try:
-            self.clear()
-            seen: set[str] = set()
-            for rec in reversed(project.runs):
-                key = norm_path(rec.run_dir)
-                if key in seen:
-                    continue
-                seen.add(key)
-                self.addItem(run_label(rec), rec.run_dir)
-                self.setItemData(self.count() - 1, rec.run_dir, Qt.ItemDataRole.ToolTipRole)
-            for path in [*extra, current]:
-                if path and norm_path(path) not in seen:
-                    seen.add(norm_path(path))
-                    self.addItem(f"{Path(path).name}  —  {Path(path).parent}", path)
-                    self.setItemData(self.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
-            self.select_path(current)
-        finally:
-            self.blockSignals(blocked)
-
-    def select_path(self, path: str | None) -> bool:
-        if not path:
-            return False
-        key = norm_path(path)
-        for i in range(self.count()):
-            if norm_path(self.itemData(i)) == key:
-                self.setCurrentIndex(i)
-                return True
-        return False
-
-    def current_path(self) -> str | None:
-        data = self.currentData()
-        return str(data) if data else None
 
 
 def folder_size(path: Path) -> int:

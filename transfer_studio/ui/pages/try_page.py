@@ -48,10 +48,11 @@ from transfer_studio.ui.models.try_model import (
     heatmap_task,
     predict_task,
 )
-from transfer_studio.ui.pages.runs import RunCombo, browse_start, default_run
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
+from transfer_studio.ui.widgets.gallery import caption_model_class, gallery_view
 from transfer_studio.ui.widgets.heading import page_heading
+from transfer_studio.ui.widgets.run_chooser import RunCombo, browse_start, default_run
 from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
 PREVIEW = 360
@@ -194,7 +195,6 @@ class TryPage(QWidget):
 
     # -- construction ----------------------------------------------------------------------------
     def _build(self) -> None:
-        from transfer_studio.ui.pages.evaluate import _caption_model_class, _gallery
         from transfer_studio.ui.thumbnails import ThumbnailLoader
 
         title, hint = page_heading(
@@ -246,9 +246,9 @@ class TryPage(QWidget):
         self.banner = MessageBanner(object_name="try_banner")
 
         # Images (left), the selected image and both models' answers (right).
-        model_cls = _caption_model_class()
+        model_cls = caption_model_class()
         self._thumbs = model_cls(ThumbnailLoader(72, threads=2, parent=self), self)
-        self.image_list = _gallery(self._thumbs, "try_images")
+        self.image_list = gallery_view(self._thumbs, "try_images")
         self.image_list.setGridSize(QSize(72 + 40, 72 + 40))
         self.image_list.setMinimumWidth(230)
         self.image_list.selectionModel().currentChanged.connect(lambda cur, _prev: self._show_current())
