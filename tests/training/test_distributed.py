@@ -1,8 +1,8 @@
 """Scale-out on the CPU: torchrun + DistributedDataParallel with gloo, 2 processes (issue 15).
 
 Launches are few and shared (each costs seconds of process start-up): one run stopped by one rank's
-request after epoch 1, resumed with 2 processes and cut short by one rank killed in epoch 3, then
-finished with 1 process. The assertions read those runs: same numbers as one process with the same
+request after epoch 1, resumed with 2 processes to its end (epoch 3), resumed again for a 4th epoch
+and cut short by one rank killed, then finished with 1 process. The assertions read those runs: same numbers as one process with the same
 global batch, every rank's metrics the same, rank 0 alone writing, clean stop, failure and resume.
 """
 
@@ -96,15 +96,18 @@ def runs(tmp_path_factory):
     stopped = _launch(base, [*common, "--out", str(run), "--batch-size", "4", "--json"],
                       fault="rank=1,epoch=1,action=stop")
     stopped_summary = run_folder.read_summary(run)
-    # 2. resumed with 2 processes; rank 1 is killed (SIGKILL) as epoch 3 starts
-    killed = _launch(base, ["--resume", str(run), "--nproc", "2", "--json"], fault="rank=1,epoch=3")
+    # 2. resumed with 2 processes: epochs 2 and 3, one JSON document like a one-process run's
+    resumed = _launch(base, ["--resume", str(run), "--nproc", "2", "--json"])
+    # 3. resumed for a 4th epoch; rank 1 is killed (SIGKILL) as epoch 4 starts
+    killed = _launch(base, ["--resume", str(run), "--nproc", "2", "--epochs", "4", "--json"],
+                     fault="rank=1,epoch=4")
     killed_summary = run_folder.read_summary(run)
     ranks = {r: [json.loads(line) for line in (base / "ranks" / f"rank{r}.jsonl").read_text().splitlines()]
              for r in (0, 1)}
     writes = (base / "writes.log").read_text() if (base / "writes.log").exists() else ""
     return dict(base=base, data=data, project_file=project_file, run=run, stopped=stopped,
-                stopped_summary=stopped_summary, killed=killed, killed_summary=killed_summary,
-                ranks=ranks, writes=writes)
+                stopped_summary=stopped_summary, resumed=resumed, killed=killed,
+                killed_summary=killed_summary, ranks=ranks, writes=writes)
 
 
 @pytest.fixture(scope="module")
@@ -128,24 +131,41 @@ def test_a_stop_asked_by_one_rank_stops_every_process_after_the_epoch(runs):
     assert "Traceback" not in r.stderr
 
 
+def test_a_resumed_two_process_run_reports_as_one_run_and_matches_one_process(runs, one_process):
+    r = runs["resumed"]
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # exactly one JSON document, rank 0's
+    assert doc["status"] == "finished" and doc["epochs_completed"] == EPOCHS
+    assert [h["epoch"] for h in doc["history"]] == [1, 2, 3]
+    assert doc["batch_size"] == 4 and doc["run_dir"] == str(runs["run"])
+    assert any("distributed: 2 processes (gloo), batch size 4 per process (8 in all)" in n for n in doc["notes"])
+    assert one_process.status == "finished"
+    # The same samples, order and augmentations in the same global batches (2 x 4 vs 1 x 8); DDP
+    # averages the two halves' gradients: the numbers agree up to float rounding and BatchNorm.
+    for a, b in zip(one_process.history, doc["history"], strict=True):
+        assert b["val_accuracy"] == pytest.approx(a["val_accuracy"], abs=1 / 12 + 1e-9)  # 12 val images
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05, abs=1e-3)
+    assert doc["val_accuracy"] == pytest.approx(one_process.val_accuracy, abs=1 / 12 + 1e-9)
+
+
 def test_a_killed_rank_ends_the_run_with_one_message_and_a_resumable_checkpoint(runs):
     r = runs["killed"]
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, r.stderr
-    assert "another process of the distributed run ended unexpectedly during epoch 3" in errors[0]
-    assert f"the checkpoint of epoch 2 is intact: resume with: transfer-studio train --resume {runs['run']}" \
+    assert "another process of the distributed run ended unexpectedly during epoch 4" in errors[0]
+    assert f"the checkpoint of epoch 3 is intact: resume with: transfer-studio train --resume {runs['run']}" \
         in errors[0]
     assert "Traceback" not in r.stderr and "ChildFailedError" not in r.stderr
     s = runs["killed_summary"]
-    assert s["status"] == "failed" and s["epochs_completed"] == 2
+    assert s["status"] == "failed" and s["epochs_completed"] == 3
     assert not run_folder.is_locked(runs["run"])
-    assert load_checkpoint(runs["run"] / "checkpoint_last.pt")["epoch"] == 2
+    assert load_checkpoint(runs["run"] / "checkpoint_last.pt")["epoch"] == 3
 
 
 def test_every_rank_holds_the_same_metrics(runs):
     r0, r1 = runs["ranks"][0], runs["ranks"][1]
-    assert [h["epoch"] for h in r0] == [1, 2]  # epoch 1 (first launch), epoch 2 (the resumed one)
+    assert [h["epoch"] for h in r0] == [1, 2, 3]  # epoch 1 (first launch), 2-3 (the resumed one)
     assert r0 == r1
 
 
@@ -160,20 +180,14 @@ def test_rank_0_alone_writes(runs):
     assert [r["run_dir"] for r in project["runs"]] == [str(runs["run"])]  # one record, from rank 0
 
 
-def test_two_processes_match_one_and_a_run_resumes_with_another_process_count(runs, one_process):
-    # The 2-process epochs 1-2 are in the run; epoch 3 now in 1 process (batch 8: the same global batch).
-    assert one_process.status == "finished"
-    project = core_runs.resume_project(runs["run"], {"batch_size": 8})
+def test_the_failed_run_resumes_in_one_process(runs):
+    # Another process count: the 2-process run's checkpoint (epoch 3) continues in this process.
+    project = core_runs.resume_project(runs["run"], {"batch_size": 8, "epochs": 4})
     result = fit(project, run_dir=runs["run"], resume=True)
-    assert result.status == "finished" and result.epochs_completed == EPOCHS
-    one = one_process.history
-    two = result.history
-    assert [h["epoch"] for h in two] == [1, 2, 3]
-    for a, b in zip(one, two, strict=True):
-        # The same samples, order and augmentations; DDP averages the two halves' gradients.
-        assert b["val_accuracy"] == pytest.approx(a["val_accuracy"], abs=1 / 12 + 1e-9)  # 12 val images
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.05, abs=1e-3)
-    assert result.val_accuracy == pytest.approx(one_process.val_accuracy, abs=1 / 12 + 1e-9)
+    assert result.status == "finished" and result.epochs_completed == 4
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    for a, b in zip(json.loads(runs["resumed"].stdout)["history"], result.history[:3], strict=True):
+        assert {k: b[k] for k in a if k != "seconds"} == {k: v for k, v in a.items() if k != "seconds"}
 
 
 def test_sharded_batches_cover_the_one_process_order():
