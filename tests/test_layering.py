@@ -34,17 +34,22 @@ def _qt_free_modules() -> list[str]:
     return mods + ["transfer_studio.config", "transfer_studio.sample"]
 
 
+def _imports(path: Path) -> list[tuple[ast.stmt, list[str]]]:
+    """The import statements of a file, each with the names it imports (``from X import Y``: ``X.Y``)."""
+    out: list[tuple[ast.stmt, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.append((node, [a.name for a in node.names]))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node, [f"{node.module}.{a.name}" for a in node.names]))
+    return out
+
+
 def test_no_qt_import_statements_in_qt_free_packages():
     offenders = []
     for sub in ("core", "training", "cli", "ui/models"):
         for path in (PKG / sub).rglob("*.py"):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            for node in ast.walk(tree):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    names = [f"{node.module}.{a.name}" for a in node.names]
+            for node, names in _imports(path):
                 # a page model may use other page models and the Qt-free import gate, nothing else of the UI
                 allowed = ("transfer_studio.ui.models", "transfer_studio.ui.runtime") if sub == "ui/models" else ()
                 if any(n.split(".")[0] in QT_ROOTS or (n.startswith("transfer_studio.ui") and not n.startswith(allowed))
@@ -75,13 +80,7 @@ def test_pages_do_not_import_each_other():
     pages = PKG / "ui" / "pages"
     offenders = []
     for path in pages.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [f"{node.module}.{a.name}" for a in node.names]
+        for node, names in _imports(path):
             for name in names:
                 if not name.startswith("transfer_studio.ui.pages."):
                     continue

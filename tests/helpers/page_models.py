@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,15 @@ class Jobs:
 
     def named(self, name: str) -> list[Job]:
         return [j for j in self.started if j.name == name]
+
+
+def record(model: Any, names: Iterable[str]) -> dict[str, list]:
+    """What ``model`` announces on its events ``names``: name -> [the argument (the tuple of arguments
+    when there are several or none), one per emit]."""
+    seen: dict[str, list] = defaultdict(list)
+    for name in names:
+        getattr(model, name).connect(lambda *args, n=name: seen[n].append(args[0] if len(args) == 1 else args))
+    return seen
 
 
 class FakeTrainer:

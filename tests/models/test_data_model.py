@@ -5,11 +5,10 @@ thread (``helpers.page_models.Jobs``)."""
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
 
 import pytest
 from helpers.images import make_class_folder
-from helpers.page_models import Jobs
+from helpers.page_models import Jobs, record
 
 from transfer_studio.config import Project, SurgeryOp
 from transfer_studio.ui.models import data_model as dm
@@ -20,18 +19,11 @@ EVENTS = ("folderText", "message", "messageCleared", "busyStarted", "busyText", 
           "emptied", "splitShown", "splitPending", "splitFailed", "fieldsChanged", "scanned")
 
 
-def recorded(model: DataModel) -> dict[str, list]:
-    seen: dict[str, list] = defaultdict(list)
-    for name in EVENTS:
-        getattr(model, name).connect(lambda *args, n=name: seen[n].append(args[0] if len(args) == 1 else args))
-    return seen
-
-
 @pytest.fixture
 def setup():
     host, jobs = Session(Project()), Jobs()
     model = DataModel(host, jobs)
-    return host, jobs, model, recorded(model)
+    return host, jobs, model, record(model, EVENTS)
 
 
 def test_a_scan_fills_the_project_and_says_what_is_in_the_folder(setup, tmp_path):
@@ -190,7 +182,7 @@ def test_reopening_keeps_the_saved_split_and_is_no_edit(tmp_path):
 
     reopened = Session()
     model = DataModel(reopened, Jobs())
-    seen = recorded(model)
+    seen = record(model, EVENTS)
     reopened.new_project(project, tmp_path / "p.tsproj")
     assert seen["fieldsChanged"][-1] == (40.0, 0.0, 0) and seen["emptied"]
     assert reopened.project.data.split == saved and model.split == saved and not reopened.modified
@@ -199,7 +191,7 @@ def test_reopening_keeps_the_saved_split_and_is_no_edit(tmp_path):
     (root / "a" / "a_0000.png").unlink()  # the folder changed since: split again, and say so
     changed = Session()
     model = DataModel(changed, Jobs())
-    seen = recorded(model)
+    seen = record(model, EVENTS)
     changed.new_project(project.copy(), tmp_path / "p.tsproj")
     assert changed.project.data.split != saved and changed.modified
     assert seen["message"][-1] == ("The dataset folder changed since the project was saved, so it was split "
@@ -224,7 +216,7 @@ def test_reopening_keeps_the_saved_split_and_is_no_edit(tmp_path):
     gone.data.root = str(tmp_path / "moved-away")
     lost = Session()
     model = DataModel(lost, Jobs())
-    seen = recorded(model)
+    seen = record(model, EVENTS)
     lost.new_project(gone)
     assert seen["message"][-1] == (f"The project's dataset folder {gone.data.root} no longer exists. Choose its "
                                    "new location.", "error")

@@ -5,11 +5,9 @@ core's count-based suggestion (the UI tests run the real advisor); jobs run in t
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import pytest
 from helpers.images import make_class_folder
-from helpers.page_models import Jobs
+from helpers.page_models import Jobs, record
 
 from transfer_studio.config import ModelSpec, Project, TrainSpec
 from transfer_studio.errors import UserError
@@ -51,19 +49,12 @@ def advisor(monkeypatch):
     return calls
 
 
-def recorded(model: StrategyModel) -> dict[str, list]:
-    seen: dict[str, list] = defaultdict(list)
-    for name in EVENTS:
-        getattr(model, name).connect(lambda *args, n=name: seen[n].append(args[0] if len(args) == 1 else args))
-    return seen
-
-
 @pytest.fixture
 def setup(report, advisor):
     host = Session(Project(model=ModelSpec("resnet18", weights="none"), train=TrainSpec(image_size=32, device="cpu")))
     jobs = Jobs()
     model = StrategyModel(host, jobs)
-    seen = recorded(model)
+    seen = record(model, EVENTS)
     host.set_scan(report)
     return host, jobs, model, seen
 
@@ -71,7 +62,7 @@ def setup(report, advisor):
 def test_without_a_scan_the_page_says_what_to_do(report, advisor):
     host = Session(Project())
     model = StrategyModel(host, Jobs())
-    seen = recorded(model)
+    seen = record(model, EVENTS)
     model.load_from_project()
     assert seen["emptied"][-1] == ("Choose a dataset first", "The advice depends on how many images you have. "
                                    "Choose a dataset on the Data page.")

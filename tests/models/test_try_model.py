@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 from helpers.images import make_class_folder
-from helpers.page_models import Jobs
+from helpers.page_models import Jobs, record
 
 from transfer_studio.config import ModelSpec, Project
 from transfer_studio.ui.models import try_model as tm
@@ -60,18 +60,11 @@ def fakes(monkeypatch):
     return calls
 
 
-def recorded(model: TryModel) -> dict[str, list]:
-    seen: dict[str, list] = defaultdict(list)
-    for name in EVENTS:
-        getattr(model, name).connect(lambda *args, n=name: seen[n].append(args[0] if len(args) == 1 else args))
-    return seen
-
-
 @pytest.fixture
 def setup(fakes):
     host, jobs, page = Session(Project(model=ModelSpec("resnet18", weights="none"))), Jobs(), Page()
     model = TryModel(host, jobs, source=lambda: page.source, selected=lambda: page.selected, shown=lambda: page.shown)
-    return host, jobs, page, model, recorded(model)
+    return host, jobs, page, model, record(model, EVENTS)
 
 
 def test_pictures_are_classified_by_the_projects_own_network(setup, fakes, tmp_path):
