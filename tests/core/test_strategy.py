@@ -227,3 +227,14 @@ def test_the_evidence_rules(per_class: int, cv: float, approach: int) -> None:
     assert f"gets {cv:.0%} of your training images right" in s.reason
     if per_class >= strategy.FT_MIN_PER_CLASS and cv < strategy.PROBE_WEAK and approach == 1:
         assert "barely tell your classes apart" in s.reason
+
+
+def test_the_new_layer_never_learns_slower_than_the_body() -> None:
+    """A range test's 1e-6 left the head frozen while the body fine-tuned at 1e-4: collapse to chance."""
+    ev = _evidence(0.9)
+    ev.lr = 1e-6
+    plans = strategy.plans_for(_report(100, classes=5), "resnet18", "cpu", ev)
+    for a in (2, 3):
+        assert plans[a].lr >= strategy.BODY_LR and plans[a].body_lr_factor <= 1
+    ev.lr = 1e-3
+    assert strategy.plans_for(_report(100, classes=5), "resnet18", "cpu", ev)[2].lr == pytest.approx(1e-3)

@@ -86,3 +86,16 @@ def test_fine_tuning_starts_from_a_head_fitted_to_convergence(digits, tmp_path, 
     train_acc = float((probe.logits(p, xtr).argmax(1) == ytr).float().mean())
     assert result.history[0]["train_accuracy"] == pytest.approx(train_acc, abs=0.02)
     assert result.history[0]["lr"] is None and result.history[1]["lr"] > 0
+
+
+def test_the_steepest_rate_is_not_picked_from_noise_at_the_start():
+    """A glyph folder's range test: the first steps wobbled by as much as the real fall a decade later,
+    and the point-wise gradient picked 1e-6 (the first rate), which left the head frozen while the
+    body fine-tuned: the run collapsed to chance."""
+    lrs = np.logspace(-6, -1, 100)
+    fall = 1.8 - 0.35 / (1 + np.exp(-(np.log10(lrs) + 2.5) * 3))  # falls around 3e-3
+    wobble = np.where(np.arange(100) < 6, [0.0, -0.05, 0.04, -0.03, 0.02, 0.0] + [0.0] * 94, 0.0)[:100]
+    losses = list(fall + wobble)
+    losses[-5:] = [2.0, 2.5, 3.0, 4.0, 6.0]  # diverging at the end
+    rate = probe.steepest(list(lrs), losses)
+    assert 1e-3 < rate < 1e-2

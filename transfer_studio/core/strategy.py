@@ -575,6 +575,9 @@ def _plan(approach: int, net: _NetworkFacts, info: Any, per_class: float, n_trai
     steps = max(1, math.ceil(n_train / bs))
     preset, overrides, why = augmentation(approach, evidence)
     head_lr = evidence.lr if evidence is not None and evidence.lr else DEFAULT_HEAD_LR
+    # The new layer never learns slower than the pretrained body: with the body moving and the
+    # head nearly frozen (a range test's 1e-6), fine-tuning collapsed to chance on the glyph rows.
+    head_lr = max(head_lr, BODY_LR)
     # The pretrained body learns at BODY_LR whatever the head's rate: its factor follows from both.
     factor = float(f"{BODY_LR / head_lr:.3g}")
     if approach == 1:
