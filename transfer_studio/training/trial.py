@@ -31,18 +31,19 @@ import torch.nn.functional as F
 
 from transfer_studio.config import Project, atomic_write_text
 
-TRIAL_VERSION = 7
+TRIAL_VERSION = 8
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
 # Large batches take seconds per step on a CPU. The trial times a small batch there first; when the
 # run's own batch size then looks affordable (a step under CPU_DIRECT_STEP_S, judged from the small
-# batch), it times that batch size itself, else the largest affordable one of CPU_TRIAL_BATCHES and
+# batch; at 1.5 s a busy machine sent full fine-tuning at 64 px to extrapolation, 2.6x high), it times
+# that batch size itself, else the largest affordable one of CPU_TRIAL_BATCHES and
 # extrapolates to the run's along time = fixed + per image x batch. Per image, a CPU step is far from
 # linear in the batch: at 64 px, extrapolating from batches 4 and 12 to 32 overestimated partial's
 # step 2.1x and full's 1.25x (bench_advisor: fine-tuning runs took 0.65-0.8x their estimates).
 CPU_TRIAL_BATCHES = (4, 12, 24)
-CPU_DIRECT_STEP_S = 1.5
+CPU_DIRECT_STEP_S = 4.0  # an upper bound from the small batch: the run's step was 2-4x faster
 LOAD_SAMPLE = 24  # images decoded and augmented to time loading
 EPOCH_OVERHEAD_S = 0.05  # per epoch: checkpoint serialisation, events, bookkeeping (measured ~0.02-0.08)
 SETUP_S = 0.5  # a run's own start: scan, split, run folder, frozen weights file
