@@ -9,7 +9,7 @@
 
 Both scripts start the run in ``runs/NAME`` beside them, or resume it when it holds a checkpoint, so
 submitting again after a failure or a time limit continues the run. The run folder is an ordinary run
-folder: ``transfer-studio evaluate/export`` and the app open it like a local run.
+folder: ``transfer-studio evaluate/export`` and the app's Evaluate and Try pages open it.
 """
 
 from __future__ import annotations
@@ -142,8 +142,7 @@ limit, run the same command again: it resumes from the last completed epoch (wit
 
 Copy `runs/{run}` back to this computer (e.g. `rsync -a cluster:path/to/job/runs/{run} .`). It is an
 ordinary run folder: `transfer-studio evaluate runs/{run}`, `transfer-studio export runs/{run} --out
-BUNDLE`, and in the app open it from the Runs page (its charts come from the run's `history.json`,
-which grows while the run trains). See docs/distributed.md.
+BUNDLE`, and in the app choose its folder on the Evaluate or Try page. See docs/distributed.md.
 """
 
 

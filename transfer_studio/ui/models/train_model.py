@@ -54,7 +54,8 @@ class TrainModel:
 
     def __init__(self, host: Host, trainer: Any, jobs: JobRunner, runs_root: Callable[[Path | None], Path]):
         self.host, self.trainer, self.jobs, self._runs_root = host, trainer, jobs, runs_root
-        for name in ("settingsChanged", "devicesChanged", "controlsChanged", "problem", "problemCleared"):
+        for name in ("settingsChanged", "devicesChanged", "controlsChanged", "problem", "problemCleared",
+                     "jobWritten"):
             setattr(self, name, Event())
         self.run = RunMonitor(host, trainer)  # what the run under way shows
         self.devices: Any = None  # core.devices.MachineDevices, once probed
@@ -145,6 +146,28 @@ class TrainModel:
     def _on_device_error(self, message: str, _detail: str) -> None:
         self.run.deviceText.emit("Device: unknown")
         self.run.log.emit(f"Could not detect devices: {message}")
+
+    # -- several GPUs / a cluster -------------------------------------------------------------------
+    def job_gpus(self) -> int:
+        """GPUs per machine to suggest for a job folder: this machine's CUDA GPUs, else 2."""
+        cuda = getattr(self.devices, "cuda", None) or []
+        return len(cuda) if cuda else 2
+
+    def write_job(self, folder: str, *, gpus_per_node: int, nodes: int) -> Any:
+        """Write a job folder for torchrun / SLURM (``core.job_folder``) in the background: a data
+        folder without a split yet is scanned. ``jobWritten(JobFolder)`` or ``problem`` follows."""
+        from transfer_studio.core.job_folder import JobSpec, write_job_folder
+
+        if not folder:
+            self.problem.emit(Problem("Choose a folder for the job"))
+            return None
+        spec = JobSpec(gpus_per_node=int(gpus_per_node), nodes=int(nodes))
+
+        def failed(message: str, detail: str) -> None:
+            self.problem.emit(Problem(f"The job folder was not written: {message}", detail=detail))
+
+        return self.jobs(write_job_folder, self.host.project.copy(), folder, spec, name="train-job-folder",
+                         pass_control=False, on_result=self.jobWritten.emit, on_error=failed)  # scan: torch
 
     # -- actions -----------------------------------------------------------------------------------
     def busy(self) -> bool:

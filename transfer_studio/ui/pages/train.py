@@ -69,6 +69,33 @@ class TrainPage(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.resume_run_button.clicked.connect(lambda: self.resume_run())
         self.resume_run_combo.currentIndexChanged.connect(lambda _i: self._apply_controls())
+        self.cluster_button.clicked.connect(lambda: self.write_job_folder())
+
+    def write_job_folder(self, folder: str | None = None, *, gpus: int | None = None, nodes: int = 2) -> None:
+        """Ask where (a dialog, unless ``folder`` is given) and write a job folder for torchrun/SLURM."""
+        if folder is None:
+            from pathlib import Path
+
+            base = Path(self.state.path).parent if getattr(self.state, "path", None) else Path.home()
+            dialog = w.JobFolderDialog(self, start=str(base / f"{self.state.project.name or 'project'}-job"),
+                                       gpus=self.model.job_gpus())
+            if dialog.exec() != w.QDialog.DialogCode.Accepted:
+                return
+            folder, gpus, nodes = dialog.folder_edit.text().strip(), dialog.gpus_spin.value(), dialog.nodes_spin.value()
+        self.model.write_job(folder, gpus_per_node=gpus or self.model.job_gpus(), nodes=nodes)
+
+    def _show_job(self, job: Any) -> None:
+        import html
+
+        from transfer_studio.core.job_folder import command_line
+
+        folder = html.escape(str(job.folder))
+        self.banner.show_message(
+            f"<b>Job folder written: {folder}</b><br>On a machine with GPUs: <code>{html.escape(command_line(job))}"
+            f"</code>; on a SLURM cluster: <code>sbatch slurm.sbatch</code> there. Copy "
+            f"<code>runs/{html.escape(job.run_name)}</code> back and choose it on the Evaluate "
+            "page (README.md in the folder says more).", "success")
+        self.log(f"Job folder written: {job.folder} (run_local.sh, slurm.sbatch, project.tsproj, README.md)")
 
     def start(self) -> None:
         """Start a new run with the current settings."""
@@ -118,6 +145,7 @@ class TrainPage(QWidget):
         m.devicesChanged.connect(self._on_devices)
         m.controlsChanged.connect(self._apply_controls)
         m.problem.connect(self._show_problem)
+        m.jobWritten.connect(self._show_job)
         m.problemCleared.connect(self.banner.clear)
         run.changed.connect(self._apply_controls)
         run.statusText.connect(self.status_label.setText)

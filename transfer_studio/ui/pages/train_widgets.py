@@ -9,11 +9,15 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -143,6 +147,9 @@ def build_controls(page: Any) -> None:
     page.resume_run_button = button("train_resume_run_button", "Resume from checkpoint",
                                     "Continue an interrupted run (stopped, failed or killed) "
                                     "from its last checkpoint")
+    page.cluster_button = button("train_cluster_button", "Run on several GPUs / a cluster\u2026",
+                                 "Write a job folder with this project: a torchrun script for the GPUs of "
+                                 "one machine and a SLURM template for several (see docs/distributed.md)")
     page.status_label = QLabel()
     page.status_label.setObjectName("train_status_label")
 
@@ -158,6 +165,7 @@ def build_controls(page: Any) -> None:
     row.addWidget(interrupted)
     row.addWidget(page.resume_run_combo)
     row.addWidget(page.resume_run_button)
+    row.addWidget(page.cluster_button)
     page.resume_run_label = interrupted
     page.controls_layout = row
 
@@ -281,3 +289,53 @@ def select(combo: QComboBox, key: Any) -> None:
         combo.addItem(str(key), key)
         idx = combo.count() - 1
     combo.setCurrentIndex(idx)
+
+
+class JobFolderDialog(QDialog):
+    """Where to write the job folder, and how many GPUs per machine and machines it is for."""
+
+    def __init__(self, parent: QWidget | None, *, start: str, gpus: int):
+        super().__init__(parent)
+        self.setObjectName("train_job_dialog")
+        self.setWindowTitle("Run on several GPUs / a cluster")
+        intro = QLabel("Writes a job folder: this project with its split, <b>run_local.sh</b> (torchrun on "
+                       "one machine, one process per GPU) and <b>slurm.sbatch</b> (a SLURM template for "
+                       "several machines). Copy it to the machine that trains, run a script there, then "
+                       "copy its <b>runs/</b> folder back to evaluate and export it here.")
+        intro.setWordWrap(True)
+        self.folder_edit = QLineEdit(start)
+        self.folder_edit.setObjectName("train_job_folder_edit")
+        browse = QPushButton("Browse\u2026")
+        browse.setObjectName("train_job_browse")
+        browse.clicked.connect(self._browse)
+        self.gpus_spin = QSpinBox()
+        self.gpus_spin.setObjectName("train_job_gpus")
+        self.gpus_spin.setRange(1, 64)
+        self.gpus_spin.setValue(max(1, gpus))
+        self.nodes_spin = QSpinBox()
+        self.nodes_spin.setObjectName("train_job_nodes")
+        self.nodes_spin.setRange(1, 1024)
+        self.nodes_spin.setValue(2)
+        where = QHBoxLayout()
+        where.addWidget(self.folder_edit, 1)
+        where.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Job folder (new or empty):", where)
+        form.addRow("GPUs per machine:", self.gpus_spin)
+        form.addRow("Machines (SLURM template):", self.nodes_spin)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Write Job Folder")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(560, self.sizeHint().height())
+
+    def _browse(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Job folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
