@@ -29,6 +29,7 @@ from torch import nn
 from transfer_studio.config import EXPLICIT_FIELDS, Project, SurgeryOp, clear_user_set
 from transfer_studio.core import devices
 from transfer_studio.core.dataset import ScanReport
+from transfer_studio.core.durations import hours_text, range_text
 from transfer_studio.errors import UserError
 
 NAMES = {1: "head", 2: "partial", 3: "full"}
@@ -678,30 +679,12 @@ def _round_hours(hours: float) -> float:
     return float(f"{hours:.3g}") if hours > 0 else 0.0
 
 
-def _hours_text(hours: float) -> str:
-    if hours < 1 / 60:
-        return "under a minute"
-    if hours < 1:
-        return f"about {max(1, round(hours * 60))} min"
-    return f"about {hours:.1f} h"
-
-
 def _count_text(x: float) -> str:
     return f"{round(x):,}"
 
 
 def _blocks_text(names: list[str]) -> str:
     return f"the last block ({names[0]})" if len(names) == 1 else f"the last {len(names)} blocks (from {names[0]} on)"
-
-
-def _range_text(seconds: list[float]) -> str:
-    lo, hi = seconds[1], seconds[2]
-    if hi < 60:
-        return "under a minute"
-    if hi < 3600:
-        a, b = max(1, round(lo / 60)), max(1, round(hi / 60))
-        return f"about {a} min" if a == b else f"{a}-{b} min"
-    return f"{lo / 3600:.1f}-{hi / 3600:.1f} h"
 
 
 def _reason(chosen: int, wanted: int, plan: Plan, net: _NetworkFacts, per_class: float, total: int,
@@ -736,21 +719,21 @@ def _reason(chosen: int, wanted: int, plan: Plan, net: _NetworkFacts, per_class:
                  "pretrained weights, which usually gives the best accuracy." + fit)
     where = "the GPU" if device == "cuda" else "Apple MPS" if device == "mps" else "this computer's CPU"
     if chosen < wanted:
-        second = (f"That would take {_hours_text(estimates[wanted])} on {where}, over the "
+        second = (f"That would take {hours_text(estimates[wanted])} on {where}, over the "
                   f"{budget:g} h budget, so it steps down to {NAMES[chosen]} training")
         if estimates[chosen] > budget:
-            second += (f", which still takes {_hours_text(estimates[chosen])}: use fewer epochs, smaller "
+            second += (f", which still takes {hours_text(estimates[chosen])}: use fewer epochs, smaller "
                        "images or a faster device.")
         else:
-            second += f" ({_hours_text(estimates[chosen])})."
+            second += f" ({hours_text(estimates[chosen])})."
     elif estimates[chosen] > budget:
-        second = (f"Even this takes {_hours_text(estimates[chosen])} on {where}, over the {budget:g} h "
+        second = (f"Even this takes {hours_text(estimates[chosen])} on {where}, over the {budget:g} h "
                   "budget: use fewer epochs, smaller images or a faster device.")
     elif ranges is not None:
-        second = (f"Training should take {_range_text(ranges[chosen])} on {where} (timed on a few real "
+        second = (f"Training should take {range_text(*ranges[chosen][1:])} on {where} (timed on a few real "
                   "training steps).")
     else:
-        second = f"Training should take {_hours_text(estimates[chosen])} on {where}."
+        second = f"Training should take {hours_text(estimates[chosen])} on {where}."
     return f"{first} {second}"
 
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from transfer_studio.core import durations
+
 APPROACHES = {
     1: ("head", "Train only a new output layer",
         "The whole pretrained network stays frozen; only a new output layer learns your classes."),
@@ -34,21 +36,11 @@ def blocks_text(names: list[str], limit: int = 4) -> str:
 
 
 def range_text(seconds: list[float]) -> str:
-    lo, hi = seconds[0], seconds[1]
-    if hi < 60:
-        return "under a minute"
-    if hi < 3600:
-        a, b = max(1, round(lo / 60)), max(1, round(hi / 60))
-        return f"≈ {a} min" if a == b else f"{a}–{b} min"
-    return f"{lo / 3600:.1f}–{hi / 3600:.1f} h"
+    return durations.range_text(seconds[0], seconds[1], about="≈ ", dash="–")
 
 
 def hours_text(hours: float) -> str:
-    if hours < 1 / 60:
-        return "under a minute"
-    if hours < 1:
-        return f"≈ {max(1, round(hours * 60))} min"
-    return f"≈ {hours:.1f} h"
+    return durations.hours_text(hours, about="≈ ")
 
 
 def lr_text(lr: float) -> str:
