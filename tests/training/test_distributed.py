@@ -29,7 +29,7 @@ from transfer_studio.errors import UserError
 from transfer_studio.training import distributed, fit
 from transfer_studio.training.checkpoint import load_checkpoint
 
-LAUNCH_TIMEOUT = 150  # s: a hang fails the test instead of blocking the suite
+LAUNCH_TIMEOUT = 200  # s: a hang fails the test instead of blocking the suite
 EPOCHS = 3
 TRAIN = dict(strategy="full", epochs=EPOCHS, head_epochs=1, lr=1e-3, bn_stats="frozen", augment=None)
 
@@ -73,7 +73,7 @@ def _project(data: Path, batch_size: int = 8):
 
 
 def _launch(base: Path, args: list[str], *, fault: str = "") -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", TRANSFER_STUDIO_DIST_TIMEOUT="60",
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRANSFER_STUDIO_DIST_TIMEOUT="100",
                TRANSFER_STUDIO_RANK_REPORT=str(base / "ranks"), TRANSFER_STUDIO_FAULT=fault,
                TS_TEST_WATCH=str(base), TS_TEST_WRITES=str(base / "writes.log"),
                TS_FEATURE_CACHE=str(base / "feature_cache"), TS_TRIAL_CACHE=str(base / "trials.json"),
@@ -104,8 +104,10 @@ def runs(tmp_path_factory):
     killed = _launch(base, ["-m", "transfer_studio", "train", "--resume", str(run), "--nproc", "2",
                             "--epochs", "4", "--json"], fault="rank=1,epoch=4")
     killed_summary = run_folder.read_summary(run)
-    ranks = {r: [json.loads(line) for line in (base / "ranks" / f"rank{r}.jsonl").read_text().splitlines()]
-             for r in (0, 1)}
+    reports = [base / "ranks" / f"rank{r}.jsonl" for r in (0, 1)]
+    assert all(f.exists() for f in reports), "\n\n".join(
+        f"exit {c.returncode}\n{c.stderr[-4000:]}" for c in (stopped, resumed, killed))
+    ranks = {r: [json.loads(line) for line in f.read_text().splitlines()] for r, f in enumerate(reports)}
     writes = (base / "writes.log").read_text() if (base / "writes.log").exists() else ""
     return dict(base=base, data=data, job=job, project_file=job.folder / "project.tsproj", run=run,
                 stopped=stopped, stopped_summary=stopped_summary, resumed=resumed, killed=killed,
