@@ -144,6 +144,143 @@ class RunRecord:
 
 
 @dataclass
+class UiState:
+    """What the app's pages remember in the project file (its ``ui`` object): view state and choices
+    that are not edits of the network or the training. Saved flat, as the free-form dict it used to be
+    (unset values left out), so old files load and older versions read new ones. Keys this version does
+    not know are kept in ``extra`` and written back; a known key whose value has the wrong type (a
+    hand-edited file) is dropped on load (of a list, the items of the wrong type). Pages are told of changes through the app's signals
+    (``AppState.runSelected``, ``evaluateRequested``, ``projectChanged("ui")``), not by polling this.
+
+    Dict-style access (``ui["selected_run"]``, ``get``, ``setdefault``, ``pop``, ``update``, ``in``)
+    maps to the fields (type-checked) and ``extra``; ``key in ui`` means set (not the field's default).
+    It remains for code not yet moved to the attributes.
+    """
+
+    selected_run: str | None = None  # the Train page's latest finished run: other pages follow it
+    evaluate_run: str | None = None  # the Evaluate page's run (the Runs page asks for one)
+    evaluate_data: str | None = None  # evaluated on this folder instead of the run's own split
+    try_run: str | None = None
+    try_images: list[str] = field(default_factory=list)
+    try_top_k: int | None = None
+    try_heatmap: bool = False
+    export_run: str | None = None
+    export_formats: list[str] | None = None
+    export_dir: str | None = None
+    export_name: str | None = None
+    augment_images: list[str] = field(default_factory=list)  # the Augment page's preview pictures
+    strategy_time_budget_hours: float | None = None
+    strategy_suggestion: dict[str, Any] | None = None  # the last applied suggestion (core.strategy)
+    # run dir -> core.runs.launch_settings at its start (the Train page)
+    train_launch_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of other versions, kept as they were
+
+    # -- the file's form ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The flat JSON object saved as the project's ``ui`` (unset fields left out)."""
+        out = json.loads(json.dumps(self.extra))
+        for f in _ui_fields():
+            value = getattr(self, f.name)
+            if value != _ui_default(f):
+                out[f.name] = json.loads(json.dumps(value))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UiState:
+        if not isinstance(data, dict):
+            raise TypeError(f"ui must be an object, got {type(data).__name__}")
+        state, hints = cls(), _hints(cls)
+        for key, value in data.items():
+            if key in _UI_NAMES:
+                value = _lenient(value, hints.get(key, Any))
+                if value is not _DROP:
+                    setattr(state, key, json.loads(json.dumps(value)))
+            else:
+                state.extra[key] = json.loads(json.dumps(value))
+        return state
+
+    # -- dict-style access ---------------------------------------------------------------------------
+    def __contains__(self, key: object) -> bool:
+        if key in _UI_NAMES:
+            return getattr(self, str(key)) != _ui_default(_UI_FIELDS[str(key)])
+        return key in self.extra
+
+    def __getitem__(self, key: str) -> Any:
+        """A field's value, set or not (a field always exists); an unknown key's, else KeyError."""
+        return getattr(self, key) if key in _UI_NAMES else self.extra[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 - this is get()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in _UI_NAMES:
+            if not _fits(value, _hints(UiState).get(key, Any)):
+                raise TypeError(f"ui.{key} must be {_describe(_hints(UiState)[key])} (got {_short_repr(value)})")
+            setattr(self, key, value)
+        else:
+            self.extra[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.reset(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        value = self[key]
+        self.reset(key)
+        return value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            if key in _UI_NAMES and isinstance(getattr(self, key), (list, dict)) and default == getattr(self, key):
+                return getattr(self, key)  # an empty list or dict field: the field's own, to fill in place
+            self[key] = default
+        return self[key]
+
+    def update(self, values: dict[str, Any] | None = None, /, **more: Any) -> None:
+        for key, value in {**(values or {}), **more}.items():
+            self[key] = value
+
+    def reset(self, key: str) -> None:
+        """Back to unset (a field's default; an unknown key removed)."""
+        if key in _UI_NAMES:
+            setattr(self, key, _ui_default(_UI_FIELDS[key]))
+        else:
+            self.extra.pop(key, None)
+
+
+_DROP = object()
+
+
+def _lenient(value: Any, hint: Any) -> Any:
+    """``value`` when it fits ``hint``; a list's items that fit when a list is wanted; else ``_DROP``."""
+    if _fits(value, hint):
+        return value
+    if isinstance(value, list):
+        for h in (hint, *typing.get_args(hint)):
+            if typing.get_origin(h) is list:
+                (item,) = typing.get_args(h) or (Any,)
+                return [v for v in value if _fits(v, item)]
+    return _DROP
+
+
+def _ui_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(UiState) if f.name != "extra"]
+
+
+def _ui_default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+_UI_FIELDS = {f.name: f for f in _ui_fields()}
+_UI_NAMES = frozenset(_UI_FIELDS)
+
+
+@dataclass
 class Project:
     name: str = "Untitled"
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -152,13 +289,19 @@ class Project:
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     runs: list[RunRecord] = field(default_factory=list)
-    # Free-form page state for the GUI (selected run, export destination, ...): plain JSON values.
-    ui: dict[str, Any] = field(default_factory=dict)
+    # What the GUI's pages remember (selected run, export destination, ...), saved as a flat object.
+    ui: UiState = field(default_factory=UiState)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ui, dict):  # Project(ui={...}): the file's form
+            self.ui = UiState.from_dict(self.ui)
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["ui"] = self.ui.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -250,6 +393,8 @@ def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
                 if not isinstance(value, list):
                     raise TypeError(f"{name} must be a list")
                 value = [_from_dict(sub[0], v, f"{name}[{i}]") for i, v in enumerate(value)]
+            elif sub is UiState:  # lenient: page state never keeps a project from opening
+                value = UiState.from_dict(value)
             else:
                 value = _from_dict(sub, value, name)
         else:
@@ -359,6 +504,7 @@ _FIELD_TYPES: dict[tuple[str, str], Any] = {
     ("Project", "augment"): AugmentSpec,
     ("Project", "train"): TrainSpec,
     ("Project", "runs"): [RunRecord],
+    ("Project", "ui"): UiState,
 }
 
 

@@ -13,7 +13,7 @@ from transfer_studio.config import ModelSpec, Project, TrainSpec
 from transfer_studio.errors import UserError
 from transfer_studio.ui.models import strategy_model as sm
 from transfer_studio.ui.models.session import Session
-from transfer_studio.ui.models.strategy_model import ADVICE_STEPS, BUDGET_KEY, SUGGESTION_KEY, StrategyModel
+from transfer_studio.ui.models.strategy_model import ADVICE_STEPS, StrategyModel
 
 EVENTS = ("message", "messageCleared", "busyStarted", "busyStopped", "emptied", "contentShown", "cardChanged",
           "choiceChanged", "appliedChanged", "countDue", "countsChanged", "countFailed", "suggestDue", "fieldsChanged")
@@ -97,7 +97,7 @@ def test_asking_the_advisor_keeps_its_evidence_for_the_same_inputs(setup, adviso
     jobs.run()
     assert advisor[-1]["evidence"] is evidence  # the same inputs: only the decision again
     model.set_budget(0.5)
-    assert seen["suggestDue"][-1] is False and host.project.ui[BUDGET_KEY] == 0.5 and host.modified
+    assert seen["suggestDue"][-1] is False and host.project.ui.strategy_time_budget_hours == 0.5 and host.modified
     model.refresh()
     jobs.run()
     assert advisor[-1]["evidence"] is evidence and advisor[-1]["budget"] == 0.5
@@ -148,7 +148,7 @@ def test_apply_is_one_undoable_edit(setup):
     assert changed == ["surgery", "train", "augment", "ui"] and len(host.done) == 1
     assert (p.train.strategy, p.train.lr, p.train.epochs, p.train.batch_size) == ("head", s.lr, s.epochs, s.batch_size)
     assert [op.op for op in p.surgery] == ["freeze", "replace_head"] and p.surgery[1].params["num_classes"] == 2
-    assert p.ui[SUGGESTION_KEY]["reason"] == s.reason
+    assert p.ui.strategy_suggestion["reason"] == s.reason
     assert statuses[-1].startswith("Strategy set: train only a new output layer.")
     assert model.applied_text() == "✓ The project uses this suggestion." and model.choice().current == 1
     assert seen["countDue"]
@@ -218,7 +218,7 @@ def test_a_saved_suggestion_is_restored_and_a_new_model_forgets_it(setup, report
     assert model.budget == 1.5 and model.suggestion is not None  # restored (a synchronous job)
     assert [j.name for j in jobs.started].count("restore-suggestion") == 1
     host.set_scan(report)
-    assert model.suggestion.reason == project.ui[SUGGESTION_KEY]["reason"]
+    assert model.suggestion.reason == project.ui.strategy_suggestion["reason"]
     assert model.applied_text().startswith("✓") and model.choice().current == 1
 
     host.project.model = ModelSpec("mobilenet_v3_small", weights="none")
@@ -228,9 +228,9 @@ def test_a_saved_suggestion_is_restored_and_a_new_model_forgets_it(setup, report
     host.mark_changed("train")  # another page changed the device: the field follows
     assert seen["fieldsChanged"]
 
-    other = Project(model=ModelSpec("resnet18"))
-    other.ui[SUGGESTION_KEY] = dict(project.ui[SUGGESTION_KEY], model="efficientnet_lite0")
-    other.ui[BUDGET_KEY] = "a lot"
+    other = Project(model=ModelSpec("resnet18"),  # as loaded from a file: a hand-edited budget is dropped
+                    ui={"strategy_suggestion": dict(project.ui.strategy_suggestion, model="efficientnet_lite0"),
+                        "strategy_time_budget_hours": "a lot"})
     host.new_project(other)
     assert model.suggestion is None and model.budget == sm.DEFAULT_BUDGET_HOURS  # for another model
 

@@ -152,8 +152,7 @@ def test_heat_maps_for_the_selected_picture(setup, fakes, tmp_path):
 def test_opening_a_project_brings_back_its_pictures(setup, fakes, tmp_path):
     host, jobs, page, model, seen = setup
     pics = [str(p) for p in sorted((make_class_folder(tmp_path / "pics", {"a": 2}, size=8) / "a").iterdir())]
-    project = Project(model=ModelSpec("resnet18", weights="none"))
-    project.ui["try_images"] = pics + [3]
+    project = Project(model=ModelSpec("resnet18", weights="none"), ui={"try_images": pics + [3]})  # a file's form
     host.project = project
     page.shown = False
     model.load_from_project()

@@ -7,7 +7,7 @@ from helpers.images import make_class_folder
 from PySide6.QtCore import Qt
 
 from transfer_studio.config import ModelSpec, Project
-from transfer_studio.ui.pages.augment import UI_IMAGES_KEY, AugmentPage
+from transfer_studio.ui.pages.augment import AugmentPage
 from transfer_studio.ui.state import AppState
 
 
@@ -102,7 +102,7 @@ def test_chosen_images_and_settings_survive_save_and_open(qtbot, page, report, t
     image = str(Path(report.root) / report.files[0])
     page.show()
     page.set_images([image])
-    assert state.project.ui[UI_IMAGES_KEY] == [image]
+    assert state.project.ui.augment_images == [image]
     wait_preview(qtbot, page)
     assert len(page.rows) == 1 and "you chose" in page.source_label.text()
     page.preset_combo.setCurrentIndex(page.preset_combo.findData("strong"))

@@ -15,12 +15,15 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from transfer_studio.config import Project
 from transfer_studio.ui.models.base import ProjectEdit
+from transfer_studio.ui.models.session import SECTIONS, HostLogic
 
-# Sections of the project a change can touch (the argument of projectChanged).
-SECTIONS = ("name", "model", "surgery", "data", "augment", "train", "runs", "ui")
+__all__ = ["SECTIONS", "AppState"]
 
 
-class AppState(QObject):
+class AppState(QObject, HostLogic):
+    """The open project, its path and undo stack, and the Qt signals the pages listen to; the
+    behaviour it shares with the Qt-free ``Session`` is ``HostLogic``'s."""
+
     projectReplaced = Signal()  # new / open: every page reloads from the project
     projectChanged = Signal(str)  # one section changed (see SECTIONS)
     modifiedChanged = Signal(bool)
@@ -33,6 +36,10 @@ class AppState(QObject):
     trainingPhaseChanged = Signal(object)
     # A training run started or ended (the Train page): pages that edit its settings lock them.
     trainingActiveChanged = Signal(bool)
+    # The Train page's newest finished run (project.ui.selected_run): Evaluate, Try and Export follow it.
+    runSelected = Signal(str)
+    # Show this run on the Evaluate page (the Runs page asks; project.ui.evaluate_run remembers it).
+    evaluateRequested = Signal(str)
 
     def __init__(self, project: Project | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -41,6 +48,7 @@ class AppState(QObject):
         self.modified = False
         self.scan: Any = None  # core.dataset.ScanReport of project.data.root, once scanned
         self.training_active = False
+        self._selected_run_seen = self.project.ui.selected_run
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._on_undo_clean)
 
@@ -49,6 +57,7 @@ class AppState(QObject):
         self.project = project or Project()
         self.path = Path(path) if path else None
         self.scan = None
+        self._selected_run_seen = self.project.ui.selected_run
         self.undo_stack.clear()
         self._set_modified(False)
         self.pathChanged.emit(str(self.path or ""))
@@ -72,55 +81,10 @@ class AppState(QObject):
         return target
 
     # -- changes -------------------------------------------------------------------------------
-    def mark_changed(self, section: str) -> None:
-        """Call after changing ``self.project`` in place."""
-        if section not in SECTIONS:
-            raise ValueError(f"unknown project section {section!r}")
-        self._set_modified(True)
-        self.projectChanged.emit(section)
-
     def push_edit(self, edit: ProjectEdit) -> None:
         """Put a page model's undoable edit on the undo stack (Edit > Undo); it is made now unless it
         was ``applied`` already."""
         self.undo_stack.push(_EditCommand(self, edit))
-
-    def set_view_state(self, **values: Any) -> bool:
-        """Remember page view state in ``project.ui`` (images on the Try page, top-k, ...).
-
-        View state is saved with the project but is not an edit: it does not mark the project
-        modified (looking at pictures must not lead to an unsaved-changes prompt) and emits no
-        ``projectChanged``. Returns whether anything changed.
-        """
-        ui = self.project.ui
-        changed = False
-        for key, value in values.items():
-            if ui.get(key) != value:
-                ui[key] = value
-                changed = True
-        return changed
-
-    def set_training_active(self, active: bool) -> None:
-        """The Train page says a run is starting or running (True) or has ended (False)."""
-        if active != self.training_active:
-            self.training_active = active
-            self.trainingActiveChanged.emit(active)
-
-    def set_scan(self, report: Any) -> None:
-        self.scan = report
-        self.scanChanged.emit(report)
-
-    def status(self, text: str, timeout_ms: int = 5000) -> None:
-        self.statusMessage.emit(text, timeout_ms)
-
-    @property
-    def title(self) -> str:
-        name = self.project.name or (self.path.stem if self.path else "Untitled")
-        return name
-
-    def _set_modified(self, value: bool) -> None:
-        if value != self.modified:
-            self.modified = value
-            self.modifiedChanged.emit(value)
 
     def _on_undo_clean(self, clean: bool) -> None:
         if not clean:

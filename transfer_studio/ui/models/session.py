@@ -25,6 +25,7 @@ class HostLogic:
     modified: bool
     scan: Any
     training_active: bool
+    _selected_run_seen: str | None = None  # the last selected_run announced (runSelected)
 
     def mark_changed(self, section: str) -> None:
         """Call after changing ``self.project`` in place."""
@@ -32,9 +33,12 @@ class HostLogic:
             raise ValueError(f"unknown project section {section!r}")
         self._set_modified(True)
         self.projectChanged.emit(section)  # type: ignore[attr-defined]
+        if section == "ui":
+            self._announce_selected_run()
 
     def set_view_state(self, **values: Any) -> bool:
-        """Remember page view state in ``project.ui`` (images on the Try page, top-k, ...).
+        """Remember page view state in ``project.ui`` (images on the Try page, top-k, ...; the names
+        are ``config.UiState``'s fields).
 
         View state is saved with the project but is not an edit: it does not mark the project
         modified (looking at pictures must not lead to an unsaved-changes prompt) and emits no
@@ -43,10 +47,32 @@ class HostLogic:
         ui = self.project.ui
         changed = False
         for key, value in values.items():
-            if ui.get(key) != value:
-                ui[key] = value
+            if getattr(ui, key) != value:  # AttributeError: not a UiState field
+                ui[key] = value  # type-checked
                 changed = True
         return changed
+
+    def select_run(self, run_dir: str) -> None:
+        """A run the Train page finished becomes the one the Evaluate, Try and Export pages follow
+        (``runSelected``) unless the user chose another there."""
+        self.project.ui.selected_run = run_dir
+        self.mark_changed("ui")
+
+    def request_evaluation(self, run_dir: str) -> None:
+        """Show ``run_dir`` on the Evaluate page (the Runs page asks): remembered as that page's run
+        (a page made later opens with it) and announced (``evaluateRequested``)."""
+        self.project.ui.evaluate_run = run_dir
+        self.mark_changed("ui")
+        self.evaluateRequested.emit(run_dir)  # type: ignore[attr-defined]
+
+    def _announce_selected_run(self) -> None:
+        """``runSelected`` when ``project.ui.selected_run`` changed since last announced (by
+        ``select_run``, an undo, or code that still writes ``ui["selected_run"]``)."""
+        selected = self.project.ui.selected_run
+        if selected != self._selected_run_seen:
+            self._selected_run_seen = selected
+            if selected:
+                self.runSelected.emit(selected)  # type: ignore[attr-defined]
 
     def set_training_active(self, active: bool) -> None:
         """The Train page says a run is starting or running (True) or has ended (False)."""
@@ -82,14 +108,17 @@ class Session(HostLogic):
         self.training_active = False
         self.done: list[ProjectEdit] = []
         self.undone: list[ProjectEdit] = []
+        self._selected_run_seen = self.project.ui.selected_run
         for name in ("projectReplaced", "projectChanged", "modifiedChanged", "pathChanged", "scanChanged",
-                     "statusMessage", "navigateRequested", "trainingPhaseChanged", "trainingActiveChanged"):
+                     "statusMessage", "navigateRequested", "trainingPhaseChanged", "trainingActiveChanged",
+                     "runSelected", "evaluateRequested"):
             setattr(self, name, Event())
 
     def new_project(self, project: Project | None = None, path: Path | None = None) -> None:
         self.project = project or Project()
         self.path = Path(path) if path else None
         self.scan = None
+        self._selected_run_seen = self.project.ui.selected_run
         self.done.clear()
         self.undone.clear()
         self._set_modified(False)

@@ -26,8 +26,6 @@ from transfer_studio.ui.models.base import Event, Host, Job, JobRunner, ProjectE
 from transfer_studio.ui.models.strategy_text import APPROACHES, NAME_TO_APPROACH
 from transfer_studio.ui.runtime import import_core, import_module
 
-BUDGET_KEY = "strategy_time_budget_hours"  # project.ui
-SUGGESTION_KEY = "strategy_suggestion"  # project.ui: the last applied suggestion (shown after open)
 DEFAULT_BUDGET_HOURS = 2.0
 BUDGET_RANGE = (0.05, 240.0)  # hours, as the budget field allows (two decimals)
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -272,7 +270,7 @@ class StrategyModel:
 
     def set_budget(self, hours: float) -> None:
         self.budget = float(hours)
-        self.host.project.ui[BUDGET_KEY] = float(hours)
+        self.host.project.ui.strategy_time_budget_hours = float(hours)
         self._write("ui")
         self.stale = True
         if self.host.scan is not None:
@@ -303,7 +301,7 @@ class StrategyModel:
             saved = dataclasses.asdict(suggestion)
             if saved.get("evidence"):  # the curve's hundred points are not worth keeping in the project
                 saved["evidence"] = {k: v for k, v in saved["evidence"].items() if k != "lr_curve"}
-            project.ui[SUGGESTION_KEY] = saved
+            project.ui.strategy_suggestion = saved  # shown again when the project is opened
         after = ProjectEdit.snapshot(project, *_EDITED)
         self._write(*_EDITED, *(("ui",) if remember else ()))
         self.host.push_edit(ProjectEdit(title, before, after, applied=True))
@@ -400,13 +398,13 @@ class StrategyModel:
     # -- the rest of the app -------------------------------------------------------------------------
     def load_from_project(self) -> None:
         project = self.host.project
-        budget = project.ui.get(BUDGET_KEY, DEFAULT_BUDGET_HOURS)
-        budget = float(budget) if isinstance(budget, (int, float)) else DEFAULT_BUDGET_HOURS
+        budget = project.ui.strategy_time_budget_hours
+        budget = DEFAULT_BUDGET_HOURS if budget is None else float(budget)
         self.budget = min(max(round(budget, 2), BUDGET_RANGE[0]), BUDGET_RANGE[1])
         self.fieldsChanged.emit()
         self.suggestion = None
         self.previous_trainable = None
-        saved = project.ui.get(SUGGESTION_KEY)
+        saved = project.ui.strategy_suggestion
         self._restore_token += 1
         if isinstance(saved, dict) and saved.get("model") == project.model.name:
             # Rebuilt as the core's Suggestion in the background: core.strategy imports torch.

@@ -274,8 +274,7 @@ class TryModel:
     # -- the project ---------------------------------------------------------------------------------
     def load_from_project(self) -> None:
         """The pictures saved with the project (the page has filled its fields from ``project.ui``)."""
-        saved = (self.host.project.ui or {}).get("try_images")
-        self.paths = [p for p in saved if isinstance(p, str)] if isinstance(saved, list) else []
+        self.paths = list(self.host.project.ui.try_images)
         self.info = None
         self.imagesChanged.emit(self.paths[0] if self.paths else None)
         self.messageCleared.emit()

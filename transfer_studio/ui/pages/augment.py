@@ -49,7 +49,6 @@ PRESET_TEXT = {
 DEBOUNCE_MS = 150
 DISPLAY_SIZE = 160  # rendered preview size, pixels (tiles are scaled to fit the width)
 MAX_IMAGES = 4  # rows of the preview grid
-UI_IMAGES_KEY = "augment_images"  # project.ui: images the user chose for the preview
 
 
 @dataclass
@@ -437,9 +436,9 @@ class AugmentPage(QWidget):
         """Preview these images (None: a few from the scanned dataset). Saved in the project."""
         ui = self.state.project.ui
         if paths:
-            ui[UI_IMAGES_KEY] = [str(p) for p in paths][:MAX_IMAGES]
-        elif UI_IMAGES_KEY in ui:
-            del ui[UI_IMAGES_KEY]
+            ui.augment_images = [str(p) for p in paths][:MAX_IMAGES]
+        elif ui.augment_images:
+            ui.augment_images = []
         else:
             self._schedule_preview(immediate=True)
             return
@@ -447,7 +446,7 @@ class AugmentPage(QWidget):
         self._schedule_preview(immediate=True)
 
     def preview_paths(self) -> list[str]:
-        chosen = self.state.project.ui.get(UI_IMAGES_KEY)
+        chosen = self.state.project.ui.augment_images
         if chosen:
             return [str(p) for p in chosen][:MAX_IMAGES]
         report = self.state.scan
@@ -631,7 +630,7 @@ class AugmentPage(QWidget):
 
     def _render(self) -> None:
         paths = self.preview_paths()
-        chosen = bool(self.state.project.ui.get(UI_IMAGES_KEY))
+        chosen = bool(self.state.project.ui.augment_images)
         self.dataset_button.setEnabled(chosen and self.state.scan is not None)
         if not paths:
             self.source_label.setText("")

@@ -8,8 +8,10 @@ accuracy (top-5 with >= 5 classes), a per-class precision / recall / F1 / suppor
 interactive confusion matrix (hover: counts; click: that cell's images as thumbnails, decoded on a
 thread pool) and the most confidently wrong images with their true and predicted labels.
 
-Page state in the project: ``ui["evaluate_run"]`` (the source folder) and ``ui["evaluate_data"]``
-(another folder, or "" for the run's own split). Reports are kept per source, data folder and
+Page state in the project: ``project.ui.evaluate_run`` (the source folder) and
+``project.ui.evaluate_data`` (another folder, or None for the run's own split). The source follows
+the Train page's new run (``AppState.runSelected``) and the Runs page's request
+(``evaluateRequested``). Reports are kept per source, data folder and
 weights-file time, so switching back and forth does not evaluate again.
 """
 
@@ -112,12 +114,13 @@ class EvaluatePage(QWidget):
         self._task: TaskHandle | None = None
         self._task_key: tuple[str, str, float] | None = None
         self._loading = False
-        self._seen_selected_run = (state.project.ui or {}).get("selected_run")
         self._cell_model: Any = None
         self._wrong_model: Any = None
         self._build()
         state.projectReplaced.connect(self._load_from_project)
         state.projectChanged.connect(self._on_project_changed)
+        state.runSelected.connect(self._show_run)  # a run just finished on the Train page: follow it
+        state.evaluateRequested.connect(self._show_run)  # the Runs page asks for one
         self._load_from_project()
 
     # -- construction ----------------------------------------------------------------------------
@@ -293,10 +296,8 @@ class EvaluatePage(QWidget):
     def _load_from_project(self) -> None:
         self._loading = True
         try:
-            ui = self.state.project.ui or {}
-            self._seen_selected_run = ui.get("selected_run")
             self._refill_sources(default_run(self.state.project, "evaluate_run"))
-            data = ui.get("evaluate_data") or ""
+            data = self.state.project.ui.evaluate_data or ""
             self.folder_edit.setText(str(data))
             (self.folder_radio if data else self.own_split_radio).setChecked(True)
         finally:
@@ -308,7 +309,6 @@ class EvaluatePage(QWidget):
         self._update_enabled()
 
     def _on_project_changed(self, section: str) -> None:
-        ui = self.state.project.ui or {}
         if section == "runs":
             current = self.source_combo.current_path()
             known = {norm_path(r.run_dir) for r in self.state.project.runs}
@@ -321,30 +321,26 @@ class EvaluatePage(QWidget):
             finally:
                 self._loading = False
             self._show_cached_or_placeholder()
-        elif section == "ui":
-            wanted = ui.get("evaluate_run")
-            selected = ui.get("selected_run")
-            if selected != self._seen_selected_run:  # a run just finished on the Train page: follow it
-                self._seen_selected_run = selected
-                if selected:
-                    wanted = selected
-            current = self.source_combo.current_path()
-            if wanted and (current is None or norm_path(wanted) != norm_path(current)):
-                self._loading = True
-                try:
-                    self._refill_sources(wanted)
-                finally:
-                    self._loading = False
-                self._remember_source()
-                self._show_cached_or_placeholder()
-                if self.isVisible():
-                    self._maybe_auto_evaluate()
+
+    def _show_run(self, wanted: str) -> None:
+        """Show this run (``runSelected``, ``evaluateRequested``), evaluated at once when the page is shown."""
+        current = self.source_combo.current_path()
+        if wanted and (current is None or norm_path(wanted) != norm_path(current)):
+            self._loading = True
+            try:
+                self._refill_sources(wanted)
+            finally:
+                self._loading = False
+            self._remember_source()
+            self._show_cached_or_placeholder()
+            if self.isVisible():
+                self._maybe_auto_evaluate()
 
     def _remember_source(self) -> None:
         path = self.source_combo.current_path()
         ui = self.state.project.ui
-        if path and ui.get("evaluate_run") != path:
-            ui["evaluate_run"] = path
+        if path and ui.evaluate_run != path:
+            ui.evaluate_run = path
             self.state.mark_changed("ui")
 
     def _on_source_changed(self, _index: int) -> None:
@@ -360,11 +356,8 @@ class EvaluatePage(QWidget):
             return
         folder = self.folder_edit.text().strip() if self.folder_radio.isChecked() else ""
         ui = self.state.project.ui
-        if (ui.get("evaluate_data") or "") != folder:
-            if folder:
-                ui["evaluate_data"] = folder
-            else:
-                ui.pop("evaluate_data", None)
+        if (ui.evaluate_data or "") != folder:
+            ui.evaluate_data = folder or None
             self.state.mark_changed("ui")
         self._update_enabled()
         self._show_cached_or_placeholder()

@@ -8,8 +8,9 @@ difference of the logits, top-1 agreement) plus a short snippet that loads the b
 Python with onnxruntime, or with Transfer Studio / PyTorch. Writing into a folder that already
 holds a bundle asks first.
 
-Page state in the project: ``ui["export_run"]``, ``ui["export_dir"]``, ``ui["export_name"]`` and
-``ui["export_formats"]``.
+Page state in the project: ``project.ui``'s ``export_run``, ``export_dir``, ``export_name`` and
+``export_formats``; the run chooser follows the Train page's new run (``AppState.runSelected``) unless
+a run was chosen here.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class ExportPage(QWidget):
         self._loading = False
         state.projectReplaced.connect(self._load_from_project)
         state.projectChanged.connect(self._on_project_changed)
+        state.runSelected.connect(self._refill_sources)  # the Train page's new run, unless one was chosen
         state.pathChanged.connect(lambda _p: self._update_target())
         self._load_from_project()
 
@@ -345,15 +347,13 @@ class ExportPage(QWidget):
     def _load_from_project(self) -> None:
         self._loading = True
         try:
-            ui = self.state.project.ui or {}
+            ui = self.state.project.ui
             self.source_combo.fill(self.state.project, default_run(self.state.project, "export_run"))
-            formats = ui.get("export_formats")
-            if not isinstance(formats, list):
-                formats = list(DEFAULT_FORMATS)
+            formats = ui.export_formats if ui.export_formats is not None else list(DEFAULT_FORMATS)
             for fmt, box in self.format_boxes.items():
                 box.setChecked(fmt == "safetensors" or fmt in formats)
-            self.dir_edit.setText(str(ui.get("export_dir") or ""))
-            self.name_edit.setText(str(ui.get("export_name") or ""))
+            self.dir_edit.setText(ui.export_dir or "")
+            self.name_edit.setText(ui.export_name or "")
         finally:
             self._loading = False
         self.result = None
@@ -362,8 +362,13 @@ class ExportPage(QWidget):
         self._update_target()
 
     def _on_project_changed(self, section: str) -> None:
-        if section == "runs" or (section == "ui" and not self._loading):
-            # An explicit choice stays; otherwise follow the newest finished run.
+        if section == "runs":
+            self._refill_sources()
+
+    def _refill_sources(self, *_: Any) -> None:
+        """The project's runs changed or the Train page selected a run (``runSelected``): an explicit
+        choice stays; otherwise follow the newest finished run."""
+        if not self._loading:
             current = default_run(self.state.project, "export_run")
             self._loading = True
             try:
@@ -380,11 +385,9 @@ class ExportPage(QWidget):
                   "export_dir": self.dir_edit.text().strip(), "export_name": self.name_edit.text().strip()}
         changed = False
         for key, value in values.items():
-            if value and ui.get(key) != value:
-                ui[key] = value
-                changed = True
-            elif not value and key in ui:
-                del ui[key]
+            value = value or None  # empty: unset
+            if getattr(ui, key) != value:
+                setattr(ui, key, value)
                 changed = True
         if changed:
             self._loading = True

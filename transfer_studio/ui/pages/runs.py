@@ -3,8 +3,8 @@
 The table lists ``project.runs`` (the records the Train page and ``transfer-studio train --project``
 write). Selecting runs overlays their validation accuracy and loss curves, read from each run
 folder's ``history.json`` (a few KB; cached by modification time). "Open evaluation" hands the run
-to the Evaluate page through the project (``project.ui["evaluate_run"]``) and asks the window to
-show it. Deleting asks first, removes the record, and removes the folder only when the user agrees.
+to the Evaluate page (``AppState.request_evaluation``: remembered in ``project.ui.evaluate_run``,
+announced by ``evaluateRequested``) and asks the window to show it. Deleting asks first, removes the record, and removes the folder only when the user agrees.
 
 The run-choosing helpers the Evaluate, Try and Export pages share (``run_label``, ``default_run``,
 ``RunCombo``, ``browse_start``) are in ``ui.widgets.run_chooser``. pyqtgraph loads only when the page
@@ -406,8 +406,7 @@ class RunsPage(QWidget):
             self.banner.show_message(f"The run folder {run_dir} no longer exists, so it cannot be evaluated.",
                                      "warning")
             return False
-        self.state.project.ui["evaluate_run"] = run_dir
-        self.state.mark_changed("ui")
+        self.state.request_evaluation(run_dir)
         self.state.navigateRequested.emit("evaluate")
         return True
 
@@ -454,9 +453,9 @@ class RunsPage(QWidget):
                     failed.append(f"{rec.run_dir} ({exc.strerror or exc})")
             project.runs.remove(rec)
             for key in ("selected_run", "evaluate_run", "export_run", "try_run"):
-                value = project.ui.get(key)
-                if isinstance(value, str) and norm_path(value) == norm_path(rec.run_dir):
-                    del project.ui[key]
+                value = getattr(project.ui, key)
+                if value and norm_path(value) == norm_path(rec.run_dir):
+                    project.ui.reset(key)
         self.state.mark_changed("runs")
         self.state.mark_changed("ui")
         if failed:

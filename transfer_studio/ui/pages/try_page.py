@@ -10,7 +10,8 @@ The page binds widgets to its model (``ui.models.try_model.TryModel``): the pict
 the heat maps and the jobs that compute them (models load and predict on worker threads, one job at a
 time, from a shared ``ModelCache``). The page keeps the run chooser, the thumbnails and the preview
 (decoded off the GUI thread, scaled to its room). Page state in the project (view state):
-``ui["try_run"]``, ``ui["try_images"]``, ``ui["try_top_k"]`` and ``ui["try_heatmap"]``.
+``project.ui``'s ``try_run``, ``try_images``, ``try_top_k`` and ``try_heatmap``; the run chooser follows
+the Train page's new run (``AppState.runSelected``) unless a run was chosen here.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ class TryPage(QWidget):
         self._connect_model()
         state.projectReplaced.connect(self._load_from_project)
         state.projectChanged.connect(self._on_project_changed)
+        state.runSelected.connect(self._refill_sources)  # the Train page's new run, unless one was chosen
         self._load_from_project()
 
     # The model's state, as tests and other code read it from the page.
@@ -321,10 +323,10 @@ class TryPage(QWidget):
     def _load_from_project(self) -> None:
         self._loading = True
         try:
-            ui = self.state.project.ui or {}
+            ui = self.state.project.ui
             self.source_combo.fill(self.state.project, default_run(self.state.project, "try_run"))
-            self.topk_spin.setValue(int(ui.get("try_top_k") or 5))
-            self.heatmap_box.setChecked(bool(ui.get("try_heatmap", False)))
+            self.topk_spin.setValue(int(ui.try_top_k or 5))
+            self.heatmap_box.setChecked(ui.try_heatmap)
         finally:
             self._loading = False
         self.model.top_k, self.model.heatmap_on = self.topk_spin.value(), self.heatmap_box.isChecked()
@@ -335,7 +337,11 @@ class TryPage(QWidget):
             return
         if section == "model" and self.model.base_model_changed():
             return
-        if section not in ("runs", "ui"):
+        if section == "runs":
+            self._refill_sources()
+
+    def _refill_sources(self, *_: Any) -> None:
+        if self._loading:
             return
         current = self.source_combo.current_path()
         self._loading = True
@@ -351,7 +357,7 @@ class TryPage(QWidget):
         if self._loading:
             return
         path = self.source_combo.current_path()
-        if path and self.state.project.ui.get("try_run") != path and path != default_run(self.state.project):
+        if path and self.state.project.ui.try_run != path and path != default_run(self.state.project):
             self.state.set_view_state(try_run=path)
         self.model.source_changed()
 

@@ -56,10 +56,11 @@ def run_label(rec: RunRecord) -> str:
 
 
 def default_run(project: Project, key: str | None = None) -> str | None:
-    """The run a page starts with: its own saved choice, else the Train page's latest finished run
-    (``ui["selected_run"]``), else the newest run of the project."""
-    ui = project.ui or {}
-    for candidate in (ui.get(key) if key else None, ui.get("selected_run")):
+    """The run a page starts with: its own saved choice (``project.ui``'s field ``key``, e.g.
+    ``"try_run"``), else the Train page's latest finished run (``ui.selected_run``), else the newest run
+    of the project."""
+    ui = project.ui
+    for candidate in (getattr(ui, key) if key else None, ui.selected_run):
         if isinstance(candidate, str) and candidate:
             return candidate
     return project.runs[-1].run_dir if project.runs else None
