@@ -42,11 +42,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from transfer_studio.core import run_folder  # torch-free: the folders' file names
-from transfer_studio.core.runs import find_record, norm_path
-from transfer_studio.errors import UserError
+from transfer_studio.core.runs import norm_path
 from transfer_studio.ui import theme
-from transfer_studio.ui.runtime import import_core
+from transfer_studio.ui.models.evaluate_model import EvaluateModel, report_texts, run_evaluation
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner
 from transfer_studio.ui.widgets.gallery import caption_model_class, gallery_view
@@ -55,32 +53,7 @@ from transfer_studio.ui.widgets.num_item import NumItem
 from transfer_studio.ui.widgets.run_chooser import RunCombo, browse_start, default_run
 from transfer_studio.ui.worker import TaskHandle, run_task, wait_for_tasks
 
-WORST = 24  # most confidently wrong images shown
 THUMB = 84
-SPLIT_TEXT = {"test": "the run's test split", "val": "the run's validation split",
-              "train": "the training images", "all": "every image in the folder"}
-
-
-# -- background work ---------------------------------------------------------------------------------
-def run_evaluation(source: str, data_dir: str | None, progress: Any = None, cancel: Any = None) -> Any:
-    """``core.metrics.evaluate`` with the GUI's wording for a run whose images are gone (worker thread)."""
-    export, metrics = import_core("export"), import_core("metrics")
-
-    src = Path(source)
-    if not data_dir:
-        kind = export.source_kind(src)
-        if kind == "run":
-            root = export.load_run_project(src).data.root
-            if not root or not Path(root).is_dir():
-                raise UserError(f"The images this run was trained on are no longer at {root or '(unknown)'}. "
-                                "Choose “Another folder” of labelled images below to evaluate on, or "
-                                "move the dataset back.")
-        else:
-            run_dir = (export.read_bundle_meta(src).get("source") or {}).get("run_dir")
-            if not run_dir or not (Path(run_dir) / export.RUN_PROJECT).is_file():
-                raise UserError("This bundle's training run is not available to pick its test images: "
-                                "choose “Another folder” of labelled images below to evaluate on.")
-    return metrics.evaluate(src, data_dir or None, progress=progress, cancel=cancel, worst=WORST)
 
 
 # -- small widgets ---------------------------------------------------------------------------------
@@ -108,15 +81,15 @@ class EvaluatePage(QWidget):
         super().__init__(parent)
         self.setObjectName("page_evaluate")
         self.state = state
-        self.report: Any = None  # the core.metrics.EvalReport shown
-        self._reports: dict[tuple[str, str, float], Any] = {}
         self._extra_sources: list[str] = []
-        self._task: TaskHandle | None = None
-        self._task_key: tuple[str, str, float] | None = None
         self._loading = False
         self._cell_model: Any = None
         self._wrong_model: Any = None
+        self.model = EvaluateModel(state, run_task, source=lambda: self.source_combo.current_path(),
+                                   data_folder=self.data_folder, folder_chosen=lambda: self.folder_radio.isChecked(),
+                                   has_sources=lambda: self.source_combo.count() > 0)
         self._build()
+        self._bind_model()
         state.projectReplaced.connect(self._load_from_project)
         state.projectChanged.connect(self._on_project_changed)
         state.runSelected.connect(self._show_run)  # a run just finished on the Train page: follow it
@@ -302,7 +275,7 @@ class EvaluatePage(QWidget):
             (self.folder_radio if data else self.own_split_radio).setChecked(True)
         finally:
             self._loading = False
-        self._show_cached_or_placeholder()
+        self.model.refresh()
 
     def _refill_sources(self, current: str | None) -> None:
         self.source_combo.fill(self.state.project, current, self._extra_sources)
@@ -320,7 +293,7 @@ class EvaluatePage(QWidget):
                 self._refill_sources(current)
             finally:
                 self._loading = False
-            self._show_cached_or_placeholder()
+            self.model.refresh()
 
     def _show_run(self, wanted: str) -> None:
         """Show this run (``runSelected``, ``evaluateRequested``), evaluated at once when the page is shown."""
@@ -331,36 +304,25 @@ class EvaluatePage(QWidget):
                 self._refill_sources(wanted)
             finally:
                 self._loading = False
-            self._remember_source()
-            self._show_cached_or_placeholder()
+            self.model.remember_source()
+            self.model.refresh()
             if self.isVisible():
-                self._maybe_auto_evaluate()
-
-    def _remember_source(self) -> None:
-        path = self.source_combo.current_path()
-        ui = self.state.project.ui
-        if path and ui.evaluate_run != path:
-            ui.evaluate_run = path
-            self.state.mark_changed("ui")
+                self.model.maybe_auto_evaluate()
 
     def _on_source_changed(self, _index: int) -> None:
         if self._loading:
             return
-        self._remember_source()
-        self._show_cached_or_placeholder()
+        self.model.remember_source()
+        self.model.refresh()
         if self.isVisible():
-            self._maybe_auto_evaluate()
+            self.model.maybe_auto_evaluate()
 
     def _on_data_choice(self, *_: Any) -> None:
         if self._loading:
             return
-        folder = self.folder_edit.text().strip() if self.folder_radio.isChecked() else ""
-        ui = self.state.project.ui
-        if (ui.evaluate_data or "") != folder:
-            ui.evaluate_data = folder or None
-            self.state.mark_changed("ui")
+        self.model.remember_data_folder(self.folder_edit.text().strip() if self.folder_radio.isChecked() else "")
         self._update_enabled()
-        self._show_cached_or_placeholder()
+        self.model.refresh()
 
     def _browse_source(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a training run or an exported bundle folder",
@@ -397,146 +359,75 @@ class EvaluatePage(QWidget):
         return None
 
     def _update_enabled(self) -> None:
-        has_source = self.source_combo.count() > 0
-        folder_ok = not self.folder_radio.isChecked() or bool(self.folder_edit.text().strip())
-        running = self.busy_now()
-        self.evaluate_button.setEnabled(has_source and folder_ok and not running)
+        running = self.model.busy()
+        self.evaluate_button.setEnabled(self.model.can_evaluate())
         self.source_combo.setEnabled(not running)
         self.browse_button.setEnabled(not running)
         self.folder_edit.setEnabled(self.folder_radio.isChecked())
         self.folder_button.setEnabled(True)
 
-    # -- evaluation ------------------------------------------------------------------------------
-    def _key(self) -> tuple[str, str, float] | None:
-        source = self.source_combo.current_path()
-        if not source:
-            return None
-        folder = self.data_folder()
-        if self.folder_radio.isChecked() and not folder:
-            return None
-        return norm_path(source), norm_path(folder) if folder else "", run_folder.weights_stamp(source)
+    # -- evaluation (the model's) ------------------------------------------------------------------
+    def _bind_model(self) -> None:
+        m = self.model
+        m.message.connect(self._show_message)
+        m.messageCleared.connect(self.banner.clear)
+        m.busyStarted.connect(lambda label, job: self.busy_indicator.start(label, handle=job))
+        m.busyStopped.connect(self.busy_indicator.stop)
+        m.enabledChanged.connect(self._update_enabled)
+        m.reportShown.connect(self.show_report)
+        m.placeholderShown.connect(self._show_placeholder)
+
+    @property
+    def report(self) -> Any:
+        """The ``core.metrics.EvalReport`` shown, or None."""
+        return self.model.report
 
     def busy_now(self) -> bool:
-        return self._task is not None and self._task.is_running()
+        return self.model.busy()
 
     def busy(self) -> bool:
-        return self.busy_now()
+        return self.model.busy()
 
     def evaluate(self) -> TaskHandle | None:
         """Start evaluating the chosen source on the chosen images (cancels one in progress)."""
-        key = self._key()
-        source = self.source_combo.current_path()
-        if key is None or source is None:
-            self.banner.show_message("Choose a model to evaluate (a run of this project, or a run or bundle "
-                                     "folder) and, for “Another folder”, the folder of images.", "warning")
-            return None
-        if self.busy_now():
-            self._task.cancel()  # type: ignore[union-attr]
-        self.banner.clear()
-        folder = self.data_folder()
-        self._task_key = key
-        handle = run_task(run_evaluation, source, folder, name="evaluate",
-                          on_result=lambda rep, k=key: self._on_result(k, rep),
-                          on_error=self._on_error, on_cancelled=self._on_cancelled,
-                          on_finished=self._on_finished)
-        self._task = handle
-        what = "its own test/validation images" if folder is None else folder
-        self.busy_indicator.start(f"Evaluating {Path(source).name} on {what}…", handle=handle)
-        self._update_enabled()
-        self._show_cached_or_placeholder()
-        return handle
-
-    def _maybe_auto_evaluate(self) -> None:
-        """Evaluate without a click when the page shows a finished run not yet evaluated."""
-        key = self._key()
-        if key is None or key in self._reports or self.busy_now():
-            return
-        source = self.source_combo.current_path() or ""
-        rec = find_record(self.state.project, source)
-        if rec is not None and rec.status == "running":
-            return  # its weights are still changing
-        if not run_folder.weights_stamp(source):
-            return
-        self.evaluate()
+        return self.model.evaluate()  # type: ignore[return-value]
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
-        self._maybe_auto_evaluate()
+        self.model.maybe_auto_evaluate()
 
-    def _on_result(self, key: tuple[str, str, float], report: Any) -> None:
-        self._reports[key] = report
-        if key == self._key():
-            self.show_report(report)
+    def _show_message(self, text: str, level: str, details: str, offer_folder: bool) -> None:
+        self.banner.show_message(text, level, details=details or None,
+                                 action_text="Choose a folder…" if offer_folder else None,
+                                 action=self._choose_folder if offer_folder else None)
 
-    def _on_error(self, message: str, details: str) -> None:
-        self.banner.show_message(message, "error", details=details or None,
-                                 action_text=None if self.folder_radio.isChecked() else "Choose a folder…",
-                                 action=None if self.folder_radio.isChecked() else self._choose_folder)
-
-    def _on_cancelled(self) -> None:
-        self.state.status("Evaluation cancelled", 3000)
-
-    def _on_finished(self) -> None:
-        self.busy_indicator.stop()
-        self._task = None
-        self._update_enabled()
-        if self.report is None:  # failed or cancelled: no longer "Evaluating…"
-            self._show_cached_or_placeholder()
-
-    def _show_cached_or_placeholder(self) -> None:
-        key = self._key()
-        report = self._reports.get(key) if key is not None else None
-        if report is not None:
-            self.show_report(report)
-            return
-        self.report = None
-        self.placeholder.set_actions_visible(True)
-        if self.busy_now() and key is not None and key == self._task_key:
-            source = Path(self.source_combo.current_path() or "").name
-            folder = self.data_folder()
-            what = "its own test (else validation) images" if folder is None else Path(folder).name
-            self.placeholder.set_content("Evaluating\u2026", f"Measuring {source} on {what}. The results "
-                                         "appear here when it is done.", "evaluate")
-            self.placeholder.set_actions_visible(False)
-        elif self.source_combo.count() == 0:
-            self.placeholder.set_content("No trained model yet", "Train a model on the Train page, or choose "
-                                         "a run or exported bundle folder above.", "evaluate")
-        else:
-            self.placeholder.set_content("Not evaluated yet", "Press Evaluate to measure this model on "
-                                         "images it did not train on.", "evaluate")
+    def _show_placeholder(self, title: str, text: str, actions_visible: bool) -> None:
+        self.placeholder.set_content(title, text, "evaluate")
+        self.placeholder.set_actions_visible(actions_visible)
         self.results_stack.setCurrentIndex(0)
 
     # -- showing a report ------------------------------------------------------------------------
     def show_report(self, report: Any) -> None:
-        self.report = report
+        texts = report_texts(report)
         self.results_stack.setCurrentIndex(1)
-        self.accuracy_label.setText(f"{report.accuracy:.1%}")
-        self.top5_card.setVisible(report.top5 is not None)
-        self.top5_label.setText("–" if report.top5 is None else f"{report.top5:.1%}")
-        self.images_label.setText(f"{report.num_images:,}")
-        f1s = [m.f1 for m in report.per_class.values() if m.support > 0]
-        self.macro_f1_label.setText(f"{sum(f1s) / len(f1s):.3f}" if f1s else "–")
-        where = SPLIT_TEXT.get(report.split, report.split)
-        if report.split == "all":
-            where = f"every image in {report.data_root}"
-        elif report.split in ("test", "val") and report.source_kind == "bundle":
-            where = where.replace("the run's", "its training run's")
-        skipped = f" {len(report.skipped)} unreadable or missing images were skipped." if report.skipped else ""
-        self.split_label.setText(f"Evaluated on {where} ({report.num_images:,} images, {len(report.classes)} "
-                                 f"classes).{skipped}")
+        self.accuracy_label.setText(texts.accuracy)
+        self.top5_card.setVisible(texts.top5 is not None)
+        self.top5_label.setText(texts.top5 or "–")
+        self.images_label.setText(texts.images)
+        self.macro_f1_label.setText(texts.macro_f1)
+        self.split_label.setText(texts.split)
         self.split_label.setToolTip(report.data_root)
-        if report.optimistic:
+        if texts.optimistic:
             colour = theme.semantic_colors(theme.is_dark(self.palette())).warning.name()
-            self.note_label.setText(
-                f"<span style='color:{colour}'>⚠ Validation figures are optimistic:</span> the validation "
-                "split also chose the best epoch. A test split (Data page) or a separate folder gives an "
-                "unbiased estimate.")
+            self.note_label.setText(f"<span style='color:{colour}'>⚠ Validation figures are optimistic:</span> "
+                                    + texts.note)
         else:
-            self.note_label.setText(_sentence(report.note) if report.note else "")
+            self.note_label.setText(texts.note)
         self.note_label.setVisible(bool(self.note_label.text()))
         self.matrix.set_matrix(report.confusion_matrix, report.classes)
         self._fill_class_table(report)
-        self._fill_wrong(report)
+        self._wrong_model.set_captioned([w.path for w in report.worst], texts.wrong_captions, texts.wrong_tips)
+        self.wrong_label.setText(texts.wrong)
         self._cell_model.set_captioned([], [], [])
         self.cell_label.setText("Click a cell of the matrix to see its images.")
 
@@ -553,48 +444,15 @@ class EvaluatePage(QWidget):
             t.setItem(row, 4, NumItem(f"{m.support:,}", m.support))
         t.setSortingEnabled(True)
 
-    def _fill_wrong(self, report: Any) -> None:
-        worst = list(report.worst)
-        captions = [f"{w.label} → {w.predicted}\n{w.probability:.0%} sure" for w in worst]
-        tips = [f"{w.path}\ntrue: {w.label}\npredicted: {w.predicted} ({w.probability:.1%})" for w in worst]
-        self._wrong_model.set_captioned([w.path for w in worst], captions, tips)
-        wrong_total = int((report.predictions != report.labels).sum()) if len(report.labels) else 0
-        if not worst:
-            self.wrong_label.setText("No mistakes on these images.")
-        else:
-            self.wrong_label.setText(f"The {len(worst)} mistakes the model was most sure about (of "
-                                     f"{wrong_total}); caption: true class → predicted class.")
-
-    def cell_paths(self, true: int, predicted: int) -> list[str]:
-        """The images of the shown report with this true class and this predicted class."""
-        if self.report is None:
-            return []
-        preds = self.report.predictions
-        labels = self.report.labels
-        return [p for p, t, q in zip(self.report.paths, labels, preds, strict=True)
-                if int(t) == true and int(q) == predicted]
-
     def show_cell(self, true: int, predicted: int) -> None:
         """List the images of one confusion-matrix cell (thumbnails decode off the GUI thread)."""
-        report = self.report
-        if report is None:
+        cell = self.model.cell(true, predicted)
+        if cell is None:
             return
         if self.matrix.selected_cell() != (true, predicted):
             self.matrix.select_cell(true, predicted, emit=False)
-        index = {p: k for k, p in enumerate(report.paths)}
-        paths = self.cell_paths(true, predicted)
-        probs = report.probabilities
-        captions = [f"{Path(p).name}\n{probs[index[p], predicted]:.0%}" for p in paths]
-        tips = [f"{p}\ntrue: {report.classes[true]}\npredicted: {report.classes[predicted]} "
-                f"({probs[index[p], predicted]:.1%})" for p in paths]
-        self._cell_model.set_captioned(paths, captions, tips)
-        t, q = report.classes[true], report.classes[predicted]
-        n = len(paths)
-        noun = "image" if n == 1 else "images"
-        if true == predicted:
-            self.cell_label.setText(f"<b>{t}</b> recognised correctly: {n} {noun}.")
-        else:
-            self.cell_label.setText(f"<b>{t}</b> mistaken for <b>{q}</b>: {n} {noun}.")
+        self._cell_model.set_captioned(cell.paths, cell.captions, cell.tips)
+        self.cell_label.setText(cell.text)
 
     def gallery_paths(self, which: str = "cell") -> list[str]:
         model = self._cell_model if which == "cell" else self._wrong_model
@@ -602,15 +460,10 @@ class EvaluatePage(QWidget):
 
     # -- page protocol ---------------------------------------------------------------------------
     def shutdown(self) -> None:
-        wait_for_tasks([self._task])
+        wait_for_tasks([self.model.job])  # type: ignore[list-item]
         for model in (self._cell_model, self._wrong_model):
             if model is not None:
                 model.loader.shutdown()
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 __all__ = ["EvaluatePage", "run_evaluation"]
