@@ -29,7 +29,7 @@ from torch import nn
 from transfer_studio.config import EXPLICIT_FIELDS, Project, SurgeryOp, clear_user_set
 from transfer_studio.core import devices
 from transfer_studio.core.dataset import ScanReport
-from transfer_studio.core.durations import hours_text, range_text
+from transfer_studio.durations import hours_text, range_text
 from transfer_studio.errors import UserError
 
 NAMES = {1: "head", 2: "partial", 3: "full"}

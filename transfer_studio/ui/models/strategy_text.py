@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from transfer_studio.core import durations
+from transfer_studio import durations
 
 APPROACHES = {
     1: ("head", "Train only a new output layer",

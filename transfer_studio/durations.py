@@ -1,4 +1,5 @@
-"""Durations in words, as the advisor and the app say them (no torch: the GUI imports this)."""
+"""Durations in words, as the advisor and the app say them (no torch, no core: the GUI thread imports
+this)."""
 
 from __future__ import annotations
 
