@@ -266,3 +266,33 @@ def test_the_latest_run_is_shown_without_a_click(qtbot, trained, tmp_path):
     project.runs = [recs[2]]  # its folder is gone: nothing to draw, nothing selected
     page.reload()
     assert page.selected_runs() == []
+
+
+def test_a_run_folder_trained_elsewhere_is_added_and_followed_while_it_trains(qtbot, trained, tmp_path):
+    """Issue 15.3: a job folder's run (torchrun, a cluster) opens like a local run; its row and curves
+    follow run.json and history.json as the job writes them."""
+    job_run = tmp_path / "job" / "runs" / "run_1"
+    shutil.copytree(trained.run_dir, job_run)
+    full = json.loads((job_run / "history.json").read_text())
+    summary = json.loads((job_run / "run.json").read_text())
+    (job_run / "history.json").write_text(json.dumps(full[:1]))  # one epoch in, still training
+    (job_run / "run.json").write_text(json.dumps({**summary, "status": "running", "epochs_completed": 1}))
+    page = make_page(qtbot, Project(name="p", model=ModelSpec("resnet18", weights="none")))
+    assert not page.empty.isHidden()
+
+    assert not page.add_run_folder(str(tmp_path))  # not a run: said, nothing added
+    assert "not a training run folder" in page.banner.text() and page.state.project.runs == []
+    assert page.add_run_folder(str(job_run))
+    rec = page.state.project.runs[0]
+    assert (rec.status, rec.epochs_completed, rec.model) == ("running", 1, summary["model"])
+    assert page.selected_runs() == [rec.run_dir] and page.state.modified
+    assert [len(x) for x, _ in page.curves().values()] == [1]
+    assert page.add_run_folder(str(job_run)) and len(page.state.project.runs) == 1  # once only
+
+    # the job goes on and finishes: the page follows it
+    (job_run / "history.json").write_text(json.dumps(full))
+    (job_run / "run.json").write_text(json.dumps(summary))
+    page.follow_runs()
+    assert rec.status == summary["status"] and rec.epochs_completed == len(full)
+    assert row_texts(page)[0][6] == summary["status"]
+    assert [len(x) for x, _ in page.curves().values()] == [len(full)]

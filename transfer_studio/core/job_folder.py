@@ -142,7 +142,8 @@ limit, run the same command again: it resumes from the last completed epoch (wit
 
 Copy `runs/{run}` back to this computer (e.g. `rsync -a cluster:path/to/job/runs/{run} .`). It is an
 ordinary run folder: `transfer-studio evaluate runs/{run}`, `transfer-studio export runs/{run} --out
-BUNDLE`, and in the app choose its folder on the Evaluate or Try page. See docs/distributed.md.
+BUNDLE`, and in the app Runs -> Add run folder... adds it to the project like a local run (its curves
+follow it while it still trains). See docs/distributed.md.
 """
 
 

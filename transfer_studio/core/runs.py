@@ -189,3 +189,51 @@ def resumable_runs(records: Iterable[RunRecord], root: Path | None, exclude: str
             seen.add(key)
             out.append(ResumableRun(str(folder), None))
     return out
+
+
+# -- runs written elsewhere ------------------------------------------------------------------------
+def record_from_folder(run_dir: str | os.PathLike[str]) -> RunRecord:
+    """The record of a run folder written elsewhere (a job on several GPUs or a cluster, the CLI,
+    another project): model and strategy from the run's project snapshot, its progress from run.json
+    (which a run rewrites every epoch). UserError for a folder that is no run."""
+    folder = Path(run_dir).expanduser()
+    if not run_folder.is_run_folder(folder):
+        raise UserError(f"{folder} is not a training run folder: a run writes {run_folder.PROJECT} and "
+                        f"{run_folder.RUN} (or a checkpoint) into it")
+    snapshot = run_folder.read_json(folder / run_folder.PROJECT)
+    snapshot = snapshot if isinstance(snapshot, dict) else {}
+    model, train = snapshot.get("model"), snapshot.get("train")
+    try:
+        created = datetime.fromtimestamp((folder / run_folder.PROJECT).stat().st_mtime, timezone.utc)
+    except OSError:
+        created = datetime.now(timezone.utc)
+    record = RunRecord(run_dir=norm_path(folder), created=created.isoformat(timespec="seconds"),
+                       model=str(model.get("name", "")) if isinstance(model, dict) else "",
+                       strategy=str(train.get("strategy", "")) if isinstance(train, dict) else "",
+                       status="running")
+    refresh_record(record)
+    return record
+
+
+def refresh_record(record: RunRecord) -> bool:
+    """Bring a record up to date with its folder's run.json; True when anything changed."""
+    summary = run_folder.read_summary(record.run_dir)
+    if not summary:
+        return False
+    before = (record.status, record.epochs_completed, record.best_epoch, record.val_accuracy, record.val_loss,
+              record.duration_s, record.model, record.strategy)
+
+    def number(key: str) -> float | None:
+        value = summary.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    record.status = str(summary.get("status") or record.status)
+    record.epochs_completed = int(number("epochs_completed") or 0)
+    best = number("best_epoch")
+    record.best_epoch = int(best) if best is not None else None
+    record.val_accuracy, record.val_loss = number("val_accuracy"), number("val_loss")
+    record.duration_s = number("duration_s") or record.duration_s
+    record.model = str(summary.get("model") or record.model)
+    record.strategy = str(summary.get("strategy") or record.strategy)
+    return before != (record.status, record.epochs_completed, record.best_epoch, record.val_accuracy,
+                      record.val_loss, record.duration_s, record.model, record.strategy)

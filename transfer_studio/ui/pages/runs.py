@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -37,7 +38,8 @@ from PySide6.QtWidgets import (
 
 from transfer_studio.config import RunRecord
 from transfer_studio.core import run_folder  # torch-free: the folders' file names
-from transfer_studio.core.runs import find_record, norm_path
+from transfer_studio.core.runs import find_record, norm_path, record_from_folder, refresh_record
+from transfer_studio.errors import UserError
 from transfer_studio.ui.state import AppState
 from transfer_studio.ui.widgets import EmptyState, MessageBanner
 from transfer_studio.ui.widgets.heading import page_heading
@@ -90,6 +92,9 @@ class _SortItem(QTableWidgetItem):
 
 
 # -- the page ------------------------------------------------------------------------------------
+FOLLOW_MS = 3000  # how often runs still training are re-read
+
+
 class RunsPage(QWidget):
     TITLE = "Runs"
     RunRole = Qt.ItemDataRole.UserRole
@@ -134,6 +139,11 @@ class RunsPage(QWidget):
         self.evaluate_button.setObjectName("runs_open_evaluation")
         self.evaluate_button.setToolTip("Show the selected run on the Evaluate page")
         self.evaluate_button.clicked.connect(lambda: self.open_evaluation())
+        self.add_button = QPushButton("Add run folder…")
+        self.add_button.setObjectName("runs_add_folder")
+        self.add_button.setToolTip("Add a run trained elsewhere (a job on several GPUs or a cluster, the command "
+                                   "line) to this project; its row and curves follow it while it trains")
+        self.add_button.clicked.connect(lambda: self.add_run_folder())
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setObjectName("runs_delete")
         self.delete_button.setToolTip("Remove the selected runs from the project (and, if you agree, from disk)")
@@ -143,6 +153,7 @@ class RunsPage(QWidget):
         self.selection_label.setProperty("role", "muted")
         buttons = QHBoxLayout()
         buttons.addWidget(self.selection_label, 1)
+        buttons.addWidget(self.add_button)
         buttons.addWidget(self.evaluate_button)
         buttons.addWidget(self.delete_button)
 
@@ -177,6 +188,13 @@ class RunsPage(QWidget):
                                 "here with its curves and metrics.", object_name="runs_empty")
         self.empty.add_action("Go to Train", lambda: self.state.navigateRequested.emit("train"),
                               object_name="runs_go_train", primary=True)
+        self.empty.add_action("Add run folder…", lambda: self.add_run_folder(), object_name="runs_empty_add")
+        # Runs written by other processes (a job folder's torchrun, the CLI) are followed: their
+        # run.json and history.json are re-read while the page shows them.
+        self._follow = QTimer(self)
+        self._follow.setInterval(FOLLOW_MS)
+        self._follow.timeout.connect(self.follow_runs)
+        self._follow.start()
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(16, 12, 16, 12)
@@ -395,6 +413,45 @@ class RunsPage(QWidget):
         wait_for_tasks([self._preload])
 
     # -- actions ---------------------------------------------------------------------------------
+    def add_run_folder(self, path: str | None = None) -> bool:
+        """Add a run folder trained elsewhere to the project (asks for it without ``path``)."""
+        if path is None:
+            runs = self.state.project.runs
+            start = (str(Path(runs[-1].run_dir).parent) if runs else
+                     str(Path(self.state.path).parent) if self.state.path else str(Path.home()))
+            path = QFileDialog.getExistingDirectory(self, "Add a run folder", start)
+            if not path:
+                return False
+        try:
+            record = record_from_folder(path)
+        except UserError as exc:
+            self.banner.show_message(str(exc), "error")
+            return False
+        if find_record(self.state.project, record.run_dir) is None:
+            self.state.project.runs.append(record)
+            self.state.mark_changed("runs")
+        self.banner.clear()
+        self.select_runs([record.run_dir])
+        self.state.status(f"Added the run {run_label(record)}", 4000)
+        return True
+
+    def follow_runs(self) -> None:
+        """Re-read the records of runs still training and redraw the selected curves if a history grew."""
+        if not self.isVisible():
+            return
+        changed = [rec for rec in self.state.project.runs if rec.status == "running" and refresh_record(rec)]
+        if changed:
+            self.state.mark_changed("runs")  # reloads the table and the curves
+        elif any(self._history_grew(d) for d in self.selected_runs()):
+            self._plot(self.selected_runs())
+
+    def _history_grew(self, run_dir: str) -> bool:
+        cached = self._history_cache.get(run_dir)
+        try:
+            return cached is not None and (Path(run_dir) / run_folder.HISTORY).stat().st_mtime != cached[0]
+        except OSError:
+            return False
+
     def open_evaluation(self, run_dir: str | None = None) -> bool:
         """Show ``run_dir`` (default: the selected run) on the Evaluate page."""
         if run_dir is None:
