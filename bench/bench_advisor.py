@@ -245,6 +245,7 @@ def score(rows: list[dict[str, Any]], budget_hours: float) -> tuple[list[dict[st
                 "choices": choices, "best": best, "tol": tol, "tied": tied, "fastest_tied": fastest_tied,
                 "choice_ok": ok, "fastest_ok": choice == fastest_tied, "ratios": ratios, "fresh": fresh,
                 "time_ok": time_ok,
+                "loads": [max(r["runs"][name].get("loadavg") or [float("nan")]) for r in rs for name in NAMES.values()],
                 "cv": np.mean([r["evidence"]["cv_accuracy"] for r in rs]),
                 "hflip": np.mean([r["evidence"]["invariances"].get("hflip", {}).get("drop", float("nan"))
                                   for r in rs])}
@@ -282,6 +283,12 @@ def render(table: list[dict[str, Any]], failures: list[str], meta: dict[str, Any
               f"time estimates within 0.67-1.5: {sum(t['time_ok'] is True for t in table)}/"
               f"{sum(t['time_ok'] is not None for t in table)} (rows whose trials were timed in the row by the "
               "current trial code; ranges in parentheses are of older rows, not checked)."]
+    loads = np.array([x for t in table for x in t["loads"] if not math.isnan(x)])
+    if len(loads):
+        lines += ["", f"Machine load during the runs (1-minute load average, the higher of start and end): median "
+                  f"{np.median(loads):.1f}, {np.mean(loads > 1.5):.0%} of runs above 1.5. The suite itself keeps "
+                  "one core busy (about 1); more is other work sharing the machine, which slows a run but not "
+                  "the trial timed before it, or the reverse."]
     if failures:
         lines += ["", "Not met:", *[f"- {f}" for f in failures]]
     return "\n".join(lines)
