@@ -77,14 +77,14 @@ def test_without_a_source_it_asks_for_one(setup):
     assert s.seen["message"][-1][1] == "warning" and "Choose a model" in s.seen["message"][-1][0]
     s.page.sources = False
     s.model.refresh()
-    assert s.seen["placeholderShown"][-1][0] == "No trained model yet"
+    assert s.seen["emptyShown"][-1][0] == "No trained model yet"
 
 
 def test_reports_are_kept_per_source_folder_and_weights_time(setup, run, tmp_path):
     s = setup
     s.page.source = run
     s.model.refresh()
-    assert s.seen["placeholderShown"][-1] == ("Not evaluated yet", "Press Evaluate to measure this model on "
+    assert s.seen["emptyShown"][-1] == ("Not evaluated yet", "Press Evaluate to measure this model on "
                                               "images it did not train on.", True)
     s.model.evaluate()
     assert s.calls == [(run, None)] and s.model.report is not None and s.seen["reportShown"]
@@ -92,7 +92,7 @@ def test_reports_are_kept_per_source_folder_and_weights_time(setup, run, tmp_pat
 
     s.page.folder_chosen, s.page.folder = True, str(tmp_path)  # another folder: not evaluated yet
     s.model.refresh()
-    assert s.model.report is None and s.seen["placeholderShown"][-1][0] == "Not evaluated yet"
+    assert s.model.report is None and s.seen["emptyShown"][-1][0] == "Not evaluated yet"
     s.page.folder_chosen, s.page.folder = False, None  # back: the kept report, no new job
     s.model.refresh()
     assert s.model.report is not None and len(s.calls) == 1
@@ -132,7 +132,7 @@ def test_an_error_offers_another_folder_and_a_cancel_says_so(setup, run, tmp_pat
     s.model.evaluate()
     text, level, _details, offer_folder = s.seen["message"][-1]
     assert level == "error" and "no longer at" in text and offer_folder
-    assert s.model.report is None and s.seen["placeholderShown"][-1][0] == "Not evaluated yet"
+    assert s.model.report is None and s.seen["emptyShown"][-1][0] == "Not evaluated yet"
     s.page.folder_chosen, s.page.folder = True, str(tmp_path)
     s.answers.append(UserError("no classes"))
     s.model.evaluate()
@@ -143,7 +143,7 @@ def test_an_error_offers_another_folder_and_a_cancel_says_so(setup, run, tmp_pat
     s.jobs.sync = False
     job = s.model.evaluate()
     assert s.model.busy() and s.seen["busyStarted"][-1][1] is job
-    assert s.seen["placeholderShown"][-1][0] == "Evaluating\u2026" and not s.model.can_evaluate()
+    assert s.seen["emptyShown"][-1][0] == "Evaluating\u2026" and not s.model.can_evaluate()
     job.cancel()
     s.jobs.run(job)
     assert statuses == ["Evaluation cancelled"] and not s.model.busy() and s.model.report is None

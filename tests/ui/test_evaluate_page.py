@@ -239,17 +239,17 @@ def test_the_placeholder_says_evaluating_while_an_evaluation_runs(qtbot, trained
     pages(page)
     assert page.busy() and not page.evaluate_button.isEnabled()  # started by itself
     assert page.results_stack.currentIndex() == 0
-    assert page.placeholder.title_label.text() == "Evaluating…"
-    assert "Press Evaluate" not in page.placeholder.text_label.text()
-    assert not any(b.isVisible() for b in page.placeholder.findChildren(QPushButton))  # no "Go to Train"
+    assert page.empty.title_label.text() == "Evaluating…"
+    assert "Press Evaluate" not in page.empty.text_label.text()
+    assert not any(b.isVisible() for b in page.empty.findChildren(QPushButton))  # no "Go to Train"
     wait_report(qtbot, page)
     assert page.results_stack.currentIndex() == 1
     page.set_data_folder(str(trained["data"]))  # not evaluated on that folder yet
-    assert page.placeholder.title_label.text() == "Not evaluated yet"
+    assert page.empty.title_label.text() == "Not evaluated yet"
     handle = page.evaluate()
-    assert page.placeholder.title_label.text() == "Evaluating…"
+    assert page.empty.title_label.text() == "Evaluating…"
     handle.cancel()
     with qtbot.waitSignal(handle.finished, timeout=60000):
         pass
     qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
-    assert page.placeholder.title_label.text() == "Not evaluated yet"  # cancelled: not "Evaluating…"
+    assert page.empty.title_label.text() == "Not evaluated yet"  # cancelled: not "Evaluating…"

@@ -142,10 +142,10 @@ def sentence(text: str) -> str:
 class EvaluateModel:
     """The Evaluate page's state and job. Events: ``message(text, level, details, offer_folder)``,
     ``messageCleared()``, ``busyStarted(label, job)``, ``busyStopped()``, ``enabledChanged()``,
-    ``reportShown(report)``, ``placeholderShown(title, text, actions_visible)``."""
+    ``reportShown(report)``, ``emptyShown(title, text, actions_visible)``."""
 
     EVENTS = ("message", "messageCleared", "busyStarted", "busyStopped", "enabledChanged", "reportShown",
-              "placeholderShown")
+              "emptyShown")
 
     def __init__(self, host: Host, jobs: JobRunner, *, source: Callable[[], str | None],
                  data_folder: Callable[[], str | None], folder_chosen: Callable[[], bool],
@@ -240,13 +240,13 @@ class EvaluateModel:
             source = Path(self.source() or "").name
             folder = self.data_folder()
             what = "its own test (else validation) images" if folder is None else Path(folder).name
-            self.placeholderShown.emit("Evaluating\u2026", f"Measuring {source} on {what}. The results appear "
+            self.emptyShown.emit("Evaluating\u2026", f"Measuring {source} on {what}. The results appear "
                                        "here when it is done.", False)
         elif not self.has_sources():
-            self.placeholderShown.emit("No trained model yet", "Train a model on the Train page, or choose a "
+            self.emptyShown.emit("No trained model yet", "Train a model on the Train page, or choose a "
                                        "run or exported bundle folder above.", True)
         else:
-            self.placeholderShown.emit("Not evaluated yet", "Press Evaluate to measure this model on images "
+            self.emptyShown.emit("Not evaluated yet", "Press Evaluate to measure this model on images "
                                        "it did not train on.", True)
 
     def cell(self, true: int, predicted: int) -> Cell | None:

@@ -248,11 +248,11 @@ class EvaluatePage(QWidget):
         rl.addLayout(summary)
         rl.addWidget(results_split, 1)
 
-        self.placeholder = EmptyState("evaluate", "", "", object_name="evaluate_empty")
-        self.placeholder.add_action("Go to Train", lambda: self.state.navigateRequested.emit("train"),
+        self.empty = EmptyState("evaluate", "", "", object_name="evaluate_empty")
+        self.empty.add_action("Go to Train", lambda: self.state.navigateRequested.emit("train"),
                                     object_name="evaluate_go_train")
         self.results_stack = QStackedWidget()
-        self.results_stack.addWidget(self.placeholder)
+        self.results_stack.addWidget(self.empty)
         self.results_stack.addWidget(results)
 
         lay = QVBoxLayout(self)
@@ -375,7 +375,7 @@ class EvaluatePage(QWidget):
         m.busyStopped.connect(self.busy_indicator.stop)
         m.enabledChanged.connect(self._update_enabled)
         m.reportShown.connect(self.show_report)
-        m.placeholderShown.connect(self._show_placeholder)
+        m.emptyShown.connect(self._show_empty)
 
     @property
     def report(self) -> Any:
@@ -401,9 +401,9 @@ class EvaluatePage(QWidget):
                                  action_text="Choose a folder…" if offer_folder else None,
                                  action=self._choose_folder if offer_folder else None)
 
-    def _show_placeholder(self, title: str, text: str, actions_visible: bool) -> None:
-        self.placeholder.set_content(title, text, "evaluate")
-        self.placeholder.set_actions_visible(actions_visible)
+    def _show_empty(self, title: str, text: str, actions_visible: bool) -> None:
+        self.empty.set_content(title, text, "evaluate")
+        self.empty.set_actions_visible(actions_visible)
         self.results_stack.setCurrentIndex(0)
 
     # -- showing a report ------------------------------------------------------------------------
