@@ -47,8 +47,10 @@ class LRCurve(QWidget):
         pal = self.palette()
         text = pal.color(pal.ColorRole.PlaceholderText)
         fm = p.fontMetrics()
-        area = QRectF(8, 6, self.width() - 16, self.height() - fm.height() - 12)
         x0, x1 = math.log10(self._lrs[0]), math.log10(self._lrs[-1])
+        # inset by half the widest tick label, so "1e-6" and "1e0" at the ends are not cut off
+        pad = 4 + max(fm.horizontalAdvance(f"1e{e}") for e in (math.ceil(x0), math.floor(x1))) / 2
+        area = QRectF(pad, 6, self.width() - 2 * pad, self.height() - fm.height() - 12)
         top = min(max(self._losses), 3 * min(self._losses) + 1e-9)  # the explosion at the end is clipped
         y0, y1 = min(self._losses), top
 
