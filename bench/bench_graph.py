@@ -149,9 +149,10 @@ def main() -> int:
     ensure_ml()  # as the app's first background task does (gc paused, modules frozen)
     theme.apply_theme(app, "light")
     from transfer_studio.core import catalog, network
+    from transfer_studio.core.freeze_status import compute_status, module_counts
     from transfer_studio.core.graph import model_graph
     from transfer_studio.core.graph_layout import Hierarchy, compute_layout
-    from transfer_studio.ui.graph_view import GraphView, compute_status, module_counts
+    from transfer_studio.ui.graph_view import GraphView
 
     if args.model:
         name, counts = args.model, {}

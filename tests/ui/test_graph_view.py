@@ -7,10 +7,11 @@ import torch
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QImage
 
+from transfer_studio.core.freeze_status import UnitStatus, compute_status, freeze_of, module_counts
 from transfer_studio.core.graph import model_graph
 from transfer_studio.core.graph_layout import Hierarchy
 from transfer_studio.ui import graph_view as gv
-from transfer_studio.ui.graph_view import GraphView, UnitStatus, compute_status, module_counts
+from transfer_studio.ui.graph_view import GraphView
 
 
 @pytest.fixture(scope="module")
@@ -197,5 +198,5 @@ def test_dark_theme_redraws(qtbot, view):
 def test_unit_status_equality():
     assert UnitStatus("frozen", False, 0, 10) == UnitStatus("frozen", False, 0, 10)
     assert UnitStatus("frozen", True, 0, 10) != UnitStatus("frozen", False, 0, 10)
-    assert gv.freeze_of(0, 0) == "none" and gv.freeze_of(0, 5) == "frozen"
-    assert gv.freeze_of(5, 5) == "trainable" and gv.freeze_of(2, 5) == "mixed"
+    assert freeze_of(0, 0) == "none" and freeze_of(0, 5) == "frozen"
+    assert freeze_of(5, 5) == "trainable" and freeze_of(2, 5) == "mixed"

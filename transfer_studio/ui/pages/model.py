@@ -1130,7 +1130,7 @@ class ModelPage(QWidget):
         self._refresh_status()
 
     def _apply_overlay(self) -> None:
-        from transfer_studio.ui.graph_view import compute_status, module_counts
+        from transfer_studio.core.freeze_status import compute_status, module_counts
 
         event = self._phase_overlay
         phase = getattr(event, "phase", "")

@@ -53,7 +53,7 @@ def ops_json(ops: list[SurgeryOp]) -> list[dict]:
 
 def status_from_model(model: Any, hierarchy: Any) -> tuple[dict, dict, int, int]:
     from transfer_studio.core import surgery
-    from transfer_studio.ui.graph_view import compute_status, module_counts
+    from transfer_studio.core.freeze_status import compute_status, module_counts
 
     nodes, blocks = compute_status(hierarchy, module_counts(model.named_parameters()),
                                    surgery.modified_modules(model))
