@@ -147,3 +147,6 @@ def test_a_failed_run_exits_1_with_the_engine_message(tiny_data, tmp_path, capsy
     err = capsys.readouterr().err
     assert rc == 1
     assert "out of memory" in err and "smaller batch size" in err and "Traceback" not in err
+    # the progress printer's one line, not a second one from the CLI's error handler
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        next(line for line in err.splitlines() if "out of memory" in line)], err

@@ -15,7 +15,7 @@ from typing import Any
 
 from transfer_studio.config import EXPLICIT_FIELDS, mark_user_set
 from transfer_studio.core import runs
-from transfer_studio.errors import Cancelled, UserError
+from transfer_studio.errors import Cancelled, ExitQuietly, UserError
 
 NAME = "train"
 HELP = ("Fine-tune a pretrained network on a folder of images (one sub-folder per class) or a saved "
@@ -269,6 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             signal.signal(signal.SIGINT, previous)
     if project_file is not None:
         _record(project_file, result)
+    if result.status == "failed":
+        raise ExitQuietly(1)  # the progress printer showed the engine's one line (its Error event)
     return _outcome(result)
 
 
@@ -305,7 +307,6 @@ def _run_distributed(args: argparse.Namespace) -> dict[str, Any]:
     import json
 
     from transfer_studio.config import Project
-    from transfer_studio.errors import ExitQuietly
     from transfer_studio.training import Control, ProgressPrinter, distributed, fit
 
     ctx = distributed.init()
