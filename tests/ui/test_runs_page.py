@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from transfer_studio.config import ModelSpec, Project, RunRecord
+from transfer_studio.core import run_folder
 from transfer_studio.ui import worker
 from transfer_studio.ui.pages.runs import RunsPage, format_created, format_duration, run_label
 from transfer_studio.ui.state import AppState
@@ -268,7 +270,7 @@ def test_the_latest_run_is_shown_without_a_click(qtbot, trained, tmp_path):
     assert page.selected_runs() == []
 
 
-def test_a_run_folder_trained_elsewhere_is_added_and_followed_while_it_trains(qtbot, trained, tmp_path):
+def test_a_run_folder_trained_elsewhere_is_added_and_followed_while_it_trains(qtbot, trained, tmp_path, monkeypatch):
     """Issue 15.3: a job folder's run (torchrun, a cluster) opens like a local run; its row and curves
     follow run.json and history.json as the job writes them."""
     job_run = tmp_path / "job" / "runs" / "run_1"
@@ -289,10 +291,18 @@ def test_a_run_folder_trained_elsewhere_is_added_and_followed_while_it_trains(qt
     assert [len(x) for x, _ in page.curves().values()] == [1]
     assert page.add_run_folder(str(job_run)) and len(page.state.project.runs) == 1  # once only
 
-    # the job goes on and finishes: the page follows it
+    # the job goes on and finishes: the page follows it. The timer only says a refresh is due; run.json
+    # and history.json are read in a job, never on the GUI thread.
     (job_run / "history.json").write_text(json.dumps(full))
     (job_run / "run.json").write_text(json.dumps(summary))
-    page.follow_runs()
+    readers: list[threading.Thread] = []
+    for name in ("read_summary", "read_history"):
+        real = getattr(run_folder, name)
+        monkeypatch.setattr(run_folder, name, lambda d, real=real: readers.append(threading.current_thread()) or real(d))
+    with qtbot.waitSignal(page.state.projectChanged, timeout=60000):
+        page._follow.timeout.emit()  # the timer's tick
+    assert readers and threading.main_thread() not in readers
     assert rec.status == summary["status"] and rec.epochs_completed == len(full)
     assert row_texts(page)[0][6] == summary["status"]
     assert [len(x) for x, _ in page.curves().values()] == [len(full)]
+    assert threading.main_thread() not in readers  # the redraw used what the job read
