@@ -236,7 +236,7 @@ def test_looking_at_the_sample_leaves_it_unmodified(qtbot, main_window, app_stat
 def _open_sample(qtbot, window, *, reset: bool = False) -> None:
     with qtbot.waitSignal(window.state.projectReplaced, timeout=TIMEOUT):
         assert (window.reset_sample() if reset else window.open_sample())
-    qtbot.waitUntil(lambda: not window.busy_bar.is_busy() and not window._sample_task.is_running(),
+    qtbot.waitUntil(lambda: not window.busy_bar.is_busy() and not window.files.sample_busy(),
                     timeout=TIMEOUT)
 
 
@@ -458,7 +458,7 @@ def test_a_long_status_message_stops_short_of_the_project_path(qtbot, main_windo
     assert w.path_label.text() == str(app_state.path) and w.path_label.is_elided()
     assert str(app_state.path) in w.path_label.toolTip()
     w.device_label.setText("GPU: a device with a much longer name than before · 80.0 GiB")
-    w._relayout_status()  # what the device detection does when it ends
+    w.status_line.relayout()  # what the device detection does when it ends
     qtbot.wait(50)
     assert 6 + bar.fontMetrics().horizontalAdvance(bar.currentMessage()) < w.path_label.geometry().left()
     app_state.status("Saved", 0)
