@@ -11,7 +11,7 @@ from transfer_studio.core.freeze_status import UnitStatus, compute_status, freez
 from transfer_studio.core.graph import model_graph
 from transfer_studio.core.graph_layout import Hierarchy
 from transfer_studio.ui import graph_view as gv
-from transfer_studio.ui.graph_view import GraphView
+from transfer_studio.ui.graph_view import GraphView, layouts
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_collapsed_block_lights_up_for_a_match_inside(qtbot, view):
 
 
 def test_large_expansions_are_laid_out_off_the_gui_thread(qtbot, view, monkeypatch):
-    monkeypatch.setattr(gv, "SYNC_LAYOUT_UNITS", 10)
+    monkeypatch.setattr(layouts, "SYNC_LAYOUT_UNITS", 10)  # read where the layouts are requested
     view.collapse_all()
     with qtbot.waitSignals([view.layoutPending, view.layoutApplied], timeout=20000, order="strict"):
         view.expand_all()
@@ -200,3 +200,79 @@ def test_unit_status_equality():
     assert UnitStatus("frozen", True, 0, 10) != UnitStatus("frozen", False, 0, 10)
     assert freeze_of(0, 0) == "none" and freeze_of(0, 5) == "frozen"
     assert freeze_of(5, 5) == "trainable" and freeze_of(2, 5) == "mixed"
+
+
+class _RecordingHost:
+    """A stand-in ItemHost: the items need nothing else of a view."""
+
+    def __init__(self, hierarchy):
+        self.colors = gv.style.Colors()
+        self.hierarchy = hierarchy
+        self.calls: list[tuple] = []
+
+    def toggle_freeze(self, unit):
+        self.calls.append(("freeze", unit))
+
+    def expand(self, block):
+        self.calls.append(("expand", block))
+
+    def collapse(self, block):
+        self.calls.append(("collapse", block))
+
+    def select(self, unit):
+        self.calls.append(("select", unit))
+
+    def request_menu(self, unit, screen_pos):
+        self.calls.append(("menu", unit))
+
+
+def test_items_talk_back_only_through_their_host(qtbot, resnet):
+    from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
+
+    from transfer_studio.ui.graph_view.items import BoxItem, FrameItem
+
+    host = _RecordingHost(resnet[1])
+    scene = QGraphicsScene()
+    view = QGraphicsView(scene)
+    qtbot.addWidget(view)
+    view.resize(600, 400)
+    box = BoxItem(host, "b:layer2", 240, 52)
+    box.status = UnitStatus("trainable", False, 10, 10)
+    frame = FrameItem(host, "layer1")
+    frame.set_size(300, 200)
+    frame.setPos(0, 100)
+    scene.addItem(box)
+    scene.addItem(frame)
+    view.show()
+    qtbot.waitExposed(view)
+
+    def click(item, point, double=False):
+        view.centerOn(item)
+        pos = view.mapFromScene(item.mapToScene(point))
+        (qtbot.mouseDClick if double else qtbot.mouseClick)(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+    click(frame, frame.toggle_rect().center())
+    click(frame, QPointF(150, 12))
+    click(box, box.badge_rect().center())
+    click(box, box.toggle_rect().center())
+    click(box, QPointF(120, 30), double=True)
+    assert host.calls == [("collapse", "layer1"), ("select", "b:layer1"), ("freeze", "b:layer2"),
+                          ("expand", "layer2"), ("expand", "layer2")]
+    view.viewport().grab()  # painting (text prepared from the host's hierarchy) works on the host alone
+
+
+def test_search_matches_step_and_locate_without_qt(resnet):
+    from transfer_studio.core.graph_layout import compute_layout
+    from transfer_studio.ui.graph_view.search import SearchMatches
+
+    h = resnet[1]
+    m = SearchMatches()
+    m.find(h, "  DownSample ")
+    assert len(m.nodes) == 6 and m.position() == (0, 6)
+    assert m.nodes == sorted(m.nodes, key=h.order.__getitem__)  # execution order
+    first = m.step()
+    assert first == m.nodes[0] and m.position() == (1, 6)
+    assert m.step(-1) == m.nodes[-1] and m.position() == (6, 6)  # wraps around
+    assert m.locate(compute_layout(h, frozenset())) == {"b:layer2", "b:layer3", "b:layer4"}
+    m.find(h, "")
+    assert m.nodes == [] and m.step() is None and m.locate(compute_layout(h, frozenset())) == set()
