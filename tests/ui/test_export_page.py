@@ -95,7 +95,7 @@ def test_export_writes_the_chosen_files_shows_verification_and_the_snippet_runs(
 
     with qtbot.waitSignal(page.busy_indicator.progress.valueChanged, timeout=240000):
         qtbot.mouseClick(page.export_button, Qt.MouseButton.LeftButton)
-        handle = page._task
+        handle = page.model.job
         assert page.busy() and not page.export_button.isEnabled()
     finish(qtbot, handle)
     assert page.banner.text() == "", page.banner.text()
