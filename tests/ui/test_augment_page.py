@@ -35,11 +35,11 @@ def page(qtbot, report):
 
 def wait_info(qtbot, page: AugmentPage) -> None:
     """The transforms' description and the check of the saved values come from a background task."""
-    qtbot.waitUntil(lambda: page._schemas is not None and not page._info_task.is_running(), timeout=30000)
+    qtbot.waitUntil(lambda: page.model.schemas is not None and not page.model.info_job.is_running(), timeout=30000)
 
 
 def wait_preview(qtbot, page: AugmentPage) -> list[bytes]:
-    qtbot.waitUntil(lambda: not page._stale and not page._timer.isActive() and not page.busy(), timeout=20000)
+    qtbot.waitUntil(lambda: not page.model.stale and not page._timer.isActive() and not page.busy(), timeout=20000)
     return [bytes(img.constBits()) for img in page.grid.images()]
 
 
@@ -70,21 +70,50 @@ def test_controls_follow_the_preset_and_write_only_overrides(qtbot, page):
     assert page._fields["color_jitter"]["strength"].value() == pytest.approx(0.2)
 
 
+def test_edits_are_undone_from_the_edit_menu_and_a_slider_drag_is_one_step(qtbot, page):
+    state, project = page.state, page.state.project
+    stack = state.undo_stack
+    page.preset_combo.setCurrentIndex(page.preset_combo.findData("medium"))
+    assert stack.count() == 1 and "augment" in project.train.user_set  # strategy Auto keeps this choice
+    slider = page._fields["color_jitter"]["strength"].widget
+    start = slider.value()
+    for step in range(1, 5):  # dragged four steps of 0.05 up from the preset's 0.2
+        slider.setValue(start + step)
+    assert stack.count() == 2 and project.augment.params == {"color_jitter": {"strength": pytest.approx(0.4)}}
+    page._groups["hflip"].setChecked(False)
+    assert stack.count() == 3 and stack.undoText() == "Turn off Horizontal flip"
+
+    stack.undo()
+    assert page._groups["hflip"].isChecked() and "hflip" not in state.project.augment.params
+    stack.undo()  # the whole drag at once
+    assert state.project.augment.params == {}
+    assert page._fields["color_jitter"]["strength"].value() == pytest.approx(0.2)
+    assert "0 settings" not in page.override_label.text() and not page.reset_button.isEnabled()
+    stack.undo()
+    assert page.preset_combo.currentData() == "light" and state.project.augment.preset == "light"
+    assert "augment" not in state.project.train.user_set and not page._groups["rotation"].isChecked()
+    stack.redo()
+    stack.redo()
+    assert page.preset_combo.currentData() == "medium"
+    assert page._fields["color_jitter"]["strength"].value() == pytest.approx(0.4)
+    assert page.override_label.text() == "1 setting changed from the preset" and page.reset_button.isEnabled()
+
+
 def test_preview_has_the_expected_images_and_changes_with_the_seed(qtbot, page):
     page.show()
     first = wait_preview(qtbot, page)
     assert len(page.rows) == 2  # one image per class
     assert len(first) == 2 * page.count_spin.value() == 12
     assert all(r.original is not None and r.original.width() > 0 for r in page.rows)
-    seed = page.seed
+    seed = page.model.seed
 
     qtbot.mouseClick(page.reshuffle_button, Qt.MouseButton.LeftButton)
-    assert page.seed != seed
+    assert page.model.seed != seed
     second = wait_preview(qtbot, page)
     assert len(second) == 12 and second != first
 
-    page.seed = seed  # the same seed draws the same versions again
-    page._schedule_preview(immediate=True)
+    page.model.seed = seed  # the same seed draws the same versions again
+    page.model.schedule_preview(immediate=True)
     assert wait_preview(qtbot, page) == first
 
     page.count_spin.setValue(3)  # debounced re-render with fewer versions per image
@@ -144,7 +173,7 @@ def test_without_images_the_page_says_where_to_get_them(qtbot):
     page = AugmentPage(state)
     qtbot.addWidget(page)
     page.show()
-    qtbot.waitUntil(lambda: not page._stale, timeout=5000)
+    qtbot.waitUntil(lambda: not page.model.stale, timeout=5000)
     wait_info(qtbot, page)
     assert page.empty.isVisibleTo(page) and not page.preview_scroll.isVisibleTo(page)
     with qtbot.waitSignal(state.navigateRequested, timeout=1000) as blocker:

@@ -98,6 +98,12 @@ class _EditCommand(QUndoCommand):
         super().__init__(edit.text)
         self._state, self._edit = state, edit
 
+    def id(self) -> int:  # Qt offers a pushed command to the previous one (mergeWith) when their ids match
+        return 1 if self._edit.merge_key else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt override
+        return isinstance(other, _EditCommand) and self._edit.merge(other._edit)
+
     def redo(self) -> None:
         self._edit.redo(self._state)
 

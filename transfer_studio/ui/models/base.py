@@ -51,13 +51,15 @@ class ProjectEdit:
 
     Parts: ``model``, ``surgery``, ``train``, ``augment`` (whole sections), ``image_size`` and
     ``user_set`` (fields of ``train``). With ``applied`` the change is already made (and announced)
-    when the edit is recorded, so the first ``redo`` does nothing.
+    when the edit is recorded, so the first ``redo`` does nothing. Edits with the same ``merge_key``
+    made one after the other may become one undo step (``merge``: a slider dragged across values).
     """
 
     SECTION = {"model": "model", "surgery": "surgery", "train": "train", "augment": "augment",
                "image_size": "train", "user_set": "train"}
 
-    def __init__(self, text: str, before: dict[str, Any], after: dict[str, Any], *, applied: bool = False):
+    def __init__(self, text: str, before: dict[str, Any], after: dict[str, Any], *, applied: bool = False,
+                 merge_key: str | None = None):
         unknown = (set(before) | set(after)) - set(self.SECTION)
         if unknown:
             raise ValueError(f"unknown project parts {sorted(unknown)}")
@@ -65,6 +67,7 @@ class ProjectEdit:
         self.before = copy.deepcopy(before)
         self.after = copy.deepcopy(after)
         self._skip_redo = applied
+        self.merge_key = merge_key
 
     @staticmethod
     def snapshot(project: Project, *parts: str) -> dict[str, Any]:
@@ -75,6 +78,13 @@ class ProjectEdit:
             else:
                 out[part] = copy.deepcopy(getattr(project, part))
         return out
+
+    def merge(self, newer: ProjectEdit) -> bool:
+        """Take in ``newer``, made right after this edit, when both have this edit's ``merge_key``."""
+        if self.merge_key is None or newer.merge_key != self.merge_key or set(newer.after) != set(self.after):
+            return False
+        self.after = copy.deepcopy(newer.after)
+        return True
 
     def redo(self, host: Host) -> None:
         if self._skip_redo:
