@@ -124,6 +124,16 @@ def test_following_reads_the_files_in_a_job_not_when_the_timer_ticks(setup, tmp_
     s.page.selected, s.page.shown = [rec.run_dir], False
     assert s.model.follow() is None
 
+    # the page is shut down while a follow job runs: its answer is dropped, nothing more is followed
+    s.page.shown = True
+    rec.status = "running"
+    job = s.model.follow()
+    s.model.close()
+    assert job.cancelled and s.model.follow() is None
+    s.changed.clear()
+    s.model._on_followed(job.fn(*job.args))  # an answer already on its way
+    assert s.changed == [] and rec.status == "running"
+
 
 def test_a_history_that_grew_redraws_and_newer_values_stay(setup, tmp_path):
     s = setup

@@ -183,6 +183,7 @@ class RunsModel:
             setattr(self, name, Event())
         self._history: dict[str, tuple[float, History]] = {}
         self.follow_job: Job | None = None
+        self.closed = False  # the page is gone: follow nothing, apply no late answer
 
     # -- rows, selection and curves -----------------------------------------------------------------
     def rows(self) -> list[Row]:
@@ -230,7 +231,7 @@ class RunsModel:
     def follow(self) -> Job | None:
         """A refresh is due (the page's timer): re-read the running runs' run.json and the shown runs'
         history.json in a job, while the page is shown and no such job runs."""
-        if not self.shown() or (self.follow_job is not None and self.follow_job.is_running()):
+        if self.closed or not self.shown() or (self.follow_job is not None and self.follow_job.is_running()):
             return None
         records = [copy.copy(rec) for rec in self.host.project.runs if rec.status == "running"]
         shown = self.selected()
@@ -242,7 +243,15 @@ class RunsModel:
         self.follow_job = job if job.is_running() else None
         return job
 
+    def close(self) -> None:
+        """The page is shut down or destroyed: cancel the follow job; an answer on its way is dropped."""
+        self.closed = True
+        if self.follow_job is not None:
+            self.follow_job.cancel()
+
     def _on_followed(self, answer: FollowAnswer) -> None:
+        if self.closed:
+            return
         changed = False
         for before, after in answer.records:
             live = find_record(self.host.project, before.run_dir)

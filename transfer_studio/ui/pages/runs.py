@@ -82,6 +82,8 @@ class RunsPage(QWidget):
         self.model.messageCleared.connect(lambda: self.banner.clear())
         self.model.selectRequested.connect(self.select_runs)
         self.model.curvesChanged.connect(lambda: self._plot(self.selected_runs()))
+        model = self.model
+        self.destroyed.connect(lambda *_: model.close())  # a late follow answer must not reach deleted widgets
         self._plot_items: list[Any] = []
         self._build()
         state.projectReplaced.connect(self.reload)
@@ -337,6 +339,7 @@ class RunsPage(QWidget):
 
     def shutdown(self) -> None:
         self._follow.stop()
+        self.model.close()
         wait_for_tasks([self._preload, self.model.follow_job])
 
     # -- actions ---------------------------------------------------------------------------------
