@@ -128,6 +128,8 @@ def test_save_close_open_restores_model_freeze_and_surgery(qtbot, main_window, a
 
     # A new window (as after a restart) opens the file: same model, freeze map and surgery.
     state2 = AppState()
+    from transfer_studio.core import network
+
     w2 = MainWindow(state2, Settings())
     qtbot.addWidget(w2, before_close_func=lambda w: w.shutdown())
     w2.show()
@@ -139,8 +141,9 @@ def test_save_close_open_restores_model_freeze_and_surgery(qtbot, main_window, a
         assert state2.project.model.name == "resnet18" and state2.project.model.weights == "none"
         assert [(o.op, o.target, o.params) for o in state2.project.surgery] == [
             ("freeze", "layer1", {}), ("replace_head", "", {"num_classes": 5})]
-        assert page2.model.fc.out_features == 5
-        assert all(not p.requires_grad for p in page2.model.layer1.parameters())
+        net = network.build_network(state2.project)  # what the page shows and training starts from
+        assert net.fc.out_features == 5
+        assert all(not p.requires_grad for p in net.layer1.parameters())
         assert page2.view.status_of("b:layer1").freeze == "frozen"
         assert page2.view.status_of("n:fc").modified
         assert w2.windowTitle() == "Test project[*] — Transfer Studio" and not w2.isWindowModified()
@@ -194,7 +197,7 @@ def test_opening_a_corrupt_project_shows_an_error(qtbot, main_window, app_state,
 
 
 def test_sample_project_loads_the_bundled_model(qtbot, main_window, app_state, tmp_path):
-    from transfer_studio.core import catalog
+    from transfer_studio.core import catalog, network
 
     welcome = main_window.page("welcome")
     qtbot.mouseClick(welcome.sample_button, Qt.MouseButton.LeftButton)
@@ -211,7 +214,8 @@ def test_sample_project_loads_the_bundled_model(qtbot, main_window, app_state, t
     # Real pretrained weights, exactly the bundled file's.
     info = catalog.get_info("efficientnet_lite0")
     bundled = catalog.load_state_dict_file(info.weights_file)
-    assert (page.model._conv_stem.weight.detach() == bundled["_conv_stem.weight"]).all()
+    net = network.build_network(app_state.project)  # the network the Model page shows
+    assert (net._conv_stem.weight.detach() == bundled["_conv_stem.weight"]).all()
     assert page.current_label.text().startswith("efficientnet_lite0 · pretrained")
     assert "Head" in [page.view.hierarchy.blocks[b].label for b in page.view.hierarchy.top_blocks]
 
