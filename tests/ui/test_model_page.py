@@ -36,8 +36,39 @@ def _click(qtbot, view, item, local_point, button=Qt.MouseButton.LeftButton, dou
         qtbot.mouseClick(view.viewport(), button, pos=pos)
 
 
-def _layer_params(model, prefix):
-    return [p for n, p in model.named_parameters() if n.startswith(prefix + ".")]
+def _layers(page, prefix):
+    """The freeze state of every layer with parameters under ``prefix``, from the page model's status
+    (the project's operations on a meta-device network: the page holds no network)."""
+    nodes = page.model.status.nodes
+    return {n: st.freeze for n, st in nodes.items() if (n == prefix or n.startswith(prefix + ".")) and st.total}
+
+
+def _wait_status(qtbot, page):
+    """The freeze status comes from a job: wait until it is the project's."""
+    from transfer_studio.ui.models.model_network import project_key
+
+    qtbot.waitUntil(lambda: page.model.status is not None
+                    and page.model.status.key == project_key(page.state.project), timeout=TIMEOUT)
+
+
+def test_the_page_holds_no_network(qtbot, page):
+    """Issue #13: no nn.Module on the GUI thread; the graph, its colours and counts are plain data."""
+    import torch
+
+    seen, stack = set(), [page.model, page.display]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, (str, int, float, bool, bytes)):
+            continue
+        seen.add(id(obj))
+        assert not isinstance(obj, (torch.nn.Module, torch.Tensor)), obj
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("transfer_studio"):
+            stack.extend(vars(obj).values())
+    assert not hasattr(page, "_snapshots") and page.trainable_counts()[0] > 0
 
 
 def test_select_a_model_in_the_browser_and_load_it(qtbot, page, app_state):
@@ -57,14 +88,14 @@ def test_select_a_model_in_the_browser_and_load_it(qtbot, page, app_state):
         qtbot.mouseClick(page.load_button, Qt.MouseButton.LeftButton)
     assert app_state.project.model.name == "mobilenet_v3_small"
     assert app_state.project.model.weights == "none"
-    assert type(page.model).__name__ == "MobileNetV3"
+    assert page.display.architecture == "MobileNetV3"
     assert page.current_label.text().startswith("mobilenet_v3_small")
     assert app_state.modified and app_state.undo_stack.count() == 1
     # Undo goes back to the previous model, rebuilt from the project.
     with qtbot.waitSignal(page.displayChanged, timeout=TIMEOUT):
         app_state.undo_stack.undo()
     assert app_state.project.model.name == "resnet18"
-    assert type(page.model).__name__ == "ResNet"
+    assert page.display.architecture == "ResNet"
 
 
 def test_missing_weights_say_where_the_file_goes(qtbot, page):
@@ -135,11 +166,12 @@ def test_freezing_a_block_updates_colours_count_and_requires_grad(qtbot, page, a
     item = view.item_for("b:layer1")
     assert item.status.freeze == "trainable"
     _click(qtbot, view, item, item.badge_rect().center())
-    assert view.status_of("b:layer1").freeze == "frozen"
+    qtbot.waitUntil(lambda: view.status_of("b:layer1").freeze == "frozen", timeout=TIMEOUT)
     assert item.status.freeze == "frozen"  # the drawn item itself changed colour
-    assert all(not p.requires_grad for p in _layer_params(page.model, "layer1"))
-    assert all(p.requires_grad for p in _layer_params(page.model, "layer2"))
-    n_layer1 = sum(p.numel() for p in _layer_params(page.model, "layer1"))
+    assert set(_layers(page, "layer1").values()) == {"frozen"}
+    assert set(_layers(page, "layer2").values()) == {"trainable"}
+    n_layer1 = page.model.status.blocks["layer1"].total
+    assert n_layer1 == 147_968
     assert page.trainable_counts() == (total - n_layer1, total)
     assert page.count_label.text() != label_before
     assert [(o.op, o.target) for o in app_state.project.surgery] == [("freeze", "layer1")]
@@ -148,19 +180,21 @@ def test_freezing_a_block_updates_colours_count_and_requires_grad(qtbot, page, a
     # Inside the block, every layer with parameters is frozen too.
     view.expand("layer1.0")
     assert view.status_of("n:layer1.0.conv1").freeze == "frozen"
-    # Undo restores requires_grad, colours and the project; redo applies it again.
+    # Undo restores the trainable flags, colours and the project; redo applies it again.
     app_state.undo_stack.undo()
     assert app_state.project.surgery == [] and app_state.project.train.user_set == []
-    assert all(p.requires_grad for p in _layer_params(page.model, "layer1"))
+    _wait_status(qtbot, page)
+    assert set(_layers(page, "layer1").values()) == {"trainable"}
     assert view.status_of("b:layer1").freeze == "trainable"
     assert page.count_label.text() == label_before
     app_state.undo_stack.redo()
-    assert all(not p.requires_grad for p in _layer_params(page.model, "layer1"))
+    _wait_status(qtbot, page)
+    assert set(_layers(page, "layer1").values()) == {"frozen"}
     # Clicking the badge of a frozen block unfreezes it.
     view.collapse_all()
     item = view.item_for("b:layer1")
     _click(qtbot, view, item, item.badge_rect().center())
-    assert view.status_of("b:layer1").freeze == "trainable"
+    qtbot.waitUntil(lambda: view.status_of("b:layer1").freeze == "trainable", timeout=TIMEOUT)
     assert [o.op for o in app_state.project.surgery] == ["freeze", "unfreeze"]
 
 
@@ -169,14 +203,15 @@ def test_freeze_up_to_here_and_train_from_here(qtbot, page, app_state):
     menu.findChild(QAction, "ctx_freeze_up_to").trigger()
     assert app_state.project.surgery[-1].op == "freeze_before"
     assert app_state.project.surgery[-1].target == "layer3.0"
+    _wait_status(qtbot, page)
     for prefix, frozen in (("conv1", True), ("layer1", True), ("layer2", True), ("layer3", False), ("fc", False)):
-        params = [p for n, p in page.model.named_parameters() if n.startswith(prefix)]
-        assert all(p.requires_grad != frozen for p in params), prefix
+        assert set(_layers(page, prefix).values()) == {"frozen" if frozen else "trainable"}, prefix
     assert page.view.status_of("b:[stem]").freeze == "frozen"
     assert page.view.status_of("b:layer3").freeze == "trainable"
     page.build_context_menu("b:layer4").findChild(QAction, "ctx_train_from").trigger()
     assert [(o.op, o.target) for o in app_state.project.surgery[-2:]] == [("unfreeze", "*"),
                                                                          ("freeze_before", "layer4.0")]
+    _wait_status(qtbot, page)
     assert page.view.status_of("b:layer3").freeze == "frozen"
     assert page.view.status_of("b:layer4").freeze == "trainable"
 
@@ -192,7 +227,7 @@ def test_replace_head_then_undo(qtbot, page, app_state, monkeypatch):
     with qtbot.waitSignal(page.displayChanged, timeout=TIMEOUT):
         qtbot.mouseClick(page.head_button, Qt.MouseButton.LeftButton)
     assert asked["n"] == 2 and "No dataset" in asked["source"]
-    assert page.model.fc[-1].out_features == 7
+    assert page.display.hierarchy.nodes["fc.1"].output_shape[-1] == 7
     op = app_state.project.surgery[-1]
     assert (op.op, op.params) == ("replace_head", {"num_classes": 7, "dropout": 0.2})
     status = page.view.status_of("n:fc.1")
@@ -200,7 +235,7 @@ def test_replace_head_then_undo(qtbot, page, app_state, monkeypatch):
     assert page.view.status_of("b:fc").modified  # the new head is a block of its own
     with qtbot.waitSignal(page.displayChanged, timeout=TIMEOUT):
         app_state.undo_stack.undo()
-    assert page.model.fc.out_features == 1000
+    assert page.display.hierarchy.nodes["fc"].output_shape[-1] == 1000
     assert app_state.project.surgery == []
     assert not page.view.status_of("n:fc").modified
 
@@ -221,21 +256,20 @@ def test_replace_head_uses_the_scanned_class_count(qtbot, page, app_state, monke
 def test_insert_after_marks_the_new_layer(qtbot, page, app_state):
     with qtbot.waitSignal(page.displayChanged, timeout=TIMEOUT):
         assert page.insert_after("layer4", {"type": "Dropout", "p": 0.3})
-    assert type(page.model.layer4[1]).__name__ == "Dropout"
+    assert page.display.hierarchy.nodes["layer4.1"].type == "Dropout"
     assert page.view.status_of("n:layer4.1").modified
     assert app_state.project.surgery[-1].target == "layer4"
 
 
 def test_invalid_surgery_shows_error_and_changes_nothing(qtbot, page, app_state):
-    model_before = page.model
-    conv = page.model.layer2[0].conv1
+    display_before = page.display
     count = app_state.undo_stack.count()
     # Removing the stride-2 conv that widens 64 -> 128 channels breaks the shapes after it.
     page.remove_layer("layer2.0.conv1")
     qtbot.waitUntil(lambda: page.banner.text() != "", timeout=TIMEOUT)
     assert page.banner.level() == "error"
     assert "was not applied" in page.banner.text() and "layer2.0" in page.banner.text()
-    assert page.model is model_before and page.model.layer2[0].conv1 is conv
+    assert page.display is display_before and "layer2.0.conv1" in page.display.hierarchy.nodes
     assert app_state.project.surgery == [] and app_state.undo_stack.count() == count
     # Removing the head is refused by the core with advice.
     page.banner.clear()
@@ -247,27 +281,37 @@ def test_invalid_surgery_shows_error_and_changes_nothing(qtbot, page, app_state)
 
 def test_surgery_rewritten_by_another_page_is_followed(qtbot, page, app_state):
     """The Strategy page rewrites freeze ops directly in the project: the graph follows."""
-    model = page.model
+    display = page.display
+    rebuilt = []
+    page.displayChanged.connect(lambda: rebuilt.append(1))
     app_state.project.surgery = [SurgeryOp("freeze", "*"), SurgeryOp("unfreeze", "layer4")]
     app_state.mark_changed("surgery")
-    # Freeze ops appended to the project are applied to the shown network at once, no rebuild.
-    assert page.model is model
+    # Freeze ops only recolour the graph (a status job), it is not rebuilt.
+    _wait_status(qtbot, page)
+    assert page.display is display and rebuilt == []
     assert page.view.status_of("b:layer3").freeze == "frozen"
     assert page.view.status_of("b:layer4").freeze == "trainable"
-    assert all(not p.requires_grad for p in page.model.layer1.parameters())
-    # Any other rewrite (here: ops replaced, not appended) rebuilds the network from the project.
+    assert set(_layers(page, "layer1").values()) == {"frozen"}
+    # Ops replaced, not appended: the colours follow just the same.
     app_state.project.surgery = [SurgeryOp("freeze_before", "layer2.0")]
-    with qtbot.waitSignal(page.displayChanged, timeout=TIMEOUT):
-        app_state.mark_changed("surgery")
-    assert page.model is not model
+    app_state.mark_changed("surgery")
+    _wait_status(qtbot, page)
+    assert page.display is display and rebuilt == []
     assert page.view.status_of("b:layer1").freeze == "frozen"
     assert page.view.status_of("b:layer4").freeze == "trainable"
+    # A structural rewrite rebuilds the graph from the project.
+    app_state.project.surgery = [SurgeryOp("freeze_before", "layer2.0"), SurgeryOp("replace_head", "", {"num_classes": 3})]
+    with qtbot.waitSignal(page.displayChanged, timeout=TIMEOUT):
+        app_state.mark_changed("surgery")
+    assert page.display is not display and page.display.hierarchy.nodes["fc"].output_shape[-1] == 3
+    assert page.view.status_of("b:layer1").freeze == "frozen" and page.view.status_of("n:fc").modified
 
 
 def test_training_phase_recolours_without_touching_the_project(qtbot, page, app_state):
     from transfer_studio.training.events import PhaseChanged
 
     page.push_freeze_ops([SurgeryOp("freeze", "*")], "Freeze everything")
+    _wait_status(qtbot, page)
     assert page.view.status_of("b:layer4").freeze == "frozen"
     app_state.trainingPhaseChanged.emit(PhaseChanged(epoch=3, phase="unfrozen", description="unfroze layer4",
                                                      unfrozen=["layer4.0", "layer4.1"], trainable_params=1,
@@ -275,7 +319,7 @@ def test_training_phase_recolours_without_touching_the_project(qtbot, page, app_
     assert page.view.status_of("b:layer4").freeze == "trainable"
     assert page.view.status_of("b:layer3").freeze == "frozen"
     assert page.phase_label.isVisibleTo(page) and "epoch 3" in page.phase_label.text()
-    assert all(not p.requires_grad for p in page.model.layer4.parameters())  # the page's model is unchanged
+    assert page.model.status.blocks["layer4"].freeze == "frozen"  # the project's status is unchanged
     assert [o.op for o in app_state.project.surgery] == ["freeze"]
 
 
@@ -408,6 +452,7 @@ def test_the_trainable_share_never_rounds_up_to_100_percent(qtbot, page):
     """Issue 12.5: "Trainable … (100%)" while a block was frozen."""
     assert page.count_label.text().endswith("(100%)")  # all of it trains
     assert page.set_frozen("n:conv1", True)
+    _wait_status(qtbot, page)
     trainable, total = page.trainable_counts()
     assert 0.999 < trainable / total < 1
     assert page.count_label.text().endswith("(99.9%)")
@@ -442,4 +487,4 @@ def test_a_long_training_message_does_not_squeeze_the_catalog(qtbot, page, app_s
     # When the run ends, the graph and the label show the project again, not the run's last phase.
     app_state.set_training_active(True)
     app_state.set_training_active(False)
-    assert not label.isVisible() and page._phase_overlay is None
+    assert not label.isVisible() and page.model.overlay is None

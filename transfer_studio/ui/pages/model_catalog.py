@@ -1,37 +1,37 @@
-"""The Model page's catalog table: the model zoo as a sortable, filterable Qt model, and the
-details panel's text (including where missing weights go)."""
+"""The Model page's browser: the model zoo as a sortable, filterable Qt model, the panel with the
+table, the details and the buttons, and the details panel's text."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
 from PySide6.QtCore import QRegularExpression, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from transfer_studio.ui import theme
+from transfer_studio.ui.models.model_text import missing_weights_text
 from transfer_studio.ui.widgets import format_count
+
+__all__ = ["COLUMNS", "CatalogFilter", "CatalogModel", "build_browser", "details_html", "make_rows",
+           "missing_weights_text"]
 
 COLUMNS = ("Name", "Offline", "Params", "Top-1", "GFLOPs", "Input", "Family")
 OFFLINE_COL = 1
-
-
-def list_catalog(dark: bool = False, *, progress=None, cancel=None) -> tuple[list[Any], list[list[QStandardItem]]]:
-    """Every catalog model with its offline availability, and the table rows for them (worker
-    thread: imports torchvision)."""
-    from transfer_studio.core import catalog
-
-    infos = catalog.list_models()
-    return infos, make_rows(infos, dark)
-
-
-def download_weights(name: str, *, progress=None, cancel=None) -> str:
-    from transfer_studio.core import catalog
-
-    catalog.build_model(name, "DEFAULT", allow_download=True, progress=progress, cancel=cancel)
-    return name
 
 
 FILTER_ROLE = Qt.ItemDataRole.UserRole + 1  # column 0: "name family source offline|missing"
@@ -161,13 +161,74 @@ def details_html(info: Any) -> str:
     return f"<h3 style='margin-bottom:4px'>{escape(info.name)}</h3><table>{table}</table>{status}"
 
 
-def missing_weights_text(info: Any) -> str:
-    if info.weights_file and info.weights_url:
-        size = f" ({info.weights_size_mb:.0f} MB)" if info.weights_size_mb else ""
-        return (f"The pretrained weights of {info.name} are not on this computer. Put the file "
-                f"{os.path.basename(info.weights_file)}{size} at {info.weights_file} (download it from "
-                f"{info.weights_url} on a connected machine), click Download weights, open a weights file "
-                "of your own, or tick Random init.")
-    return (f"The pretrained weights of {info.name} are missing; open a weights file of your own or tick "
-            "Random init.")
-
+def build_browser(page: Any) -> QWidget:
+    """The browser panel; its widgets become the page's attributes (``search``, ``table``, ``details``,
+    the buttons), the table showing ``page.proxy``."""
+    page.search = QLineEdit()
+    page.search.setObjectName("model_search")
+    page.search.setPlaceholderText("Search models (name or family)…")
+    page.search.setClearButtonEnabled(True)
+    page.offline_only = QCheckBox("Offline only")
+    page.offline_only.setObjectName("offline_only")
+    page.offline_only.setToolTip("Show only models whose pretrained weights are on this computer")
+    table = page.table = QTableView()
+    table.setObjectName("model_table")
+    table.setAccessibleName("Model catalog")
+    table.setModel(page.proxy)
+    table.setSortingEnabled(True)
+    table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.verticalHeader().setDefaultSectionSize(22)
+    table.setAlternatingRowColors(True)
+    table.setWordWrap(False)
+    hh = table.horizontalHeader()
+    for col in range(len(COLUMNS)):
+        hh.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+    hh.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)  # family: what is left
+    hh.setMinimumSectionSize(36)
+    page.details = QTextBrowser()
+    page.details.setObjectName("model_details")
+    page.details.setOpenExternalLinks(True)
+    page.details.setMinimumHeight(150)
+    page.details.setPlaceholderText("Reading the model catalog…")
+    page.random_init = QCheckBox("Random init")
+    page.random_init.setObjectName("random_init")
+    page.random_init.setToolTip("Start from random weights instead of pretrained ones (no weights file needed)")
+    page.load_button = QPushButton("Load")
+    page.load_button.setObjectName("load_button")
+    page.load_button.setProperty("primary", True)
+    page.load_button.setToolTip("Use the selected model in this project")
+    page.download_button = QPushButton("Download weights")
+    page.download_button.setObjectName("download_button")
+    page.open_weights_button = QPushButton("Open weights file…")
+    page.open_weights_button.setObjectName("open_weights_button")
+    page.open_weights_button.setToolTip("Load your own .pth / .pt / .safetensors state dict into the selected architecture")
+    buttons = QHBoxLayout()
+    buttons.addWidget(page.random_init)
+    buttons.addStretch(1)
+    for b in (page.open_weights_button, page.download_button, page.load_button):
+        buttons.addWidget(b)
+    head = QHBoxLayout()
+    title = QLabel("Pretrained models")
+    title.setProperty("role", "subheading")
+    head.addWidget(title)
+    head.addStretch(1)
+    head.addWidget(page.offline_only)
+    browser = QWidget()
+    browser.setObjectName("model_browser")
+    bl = QVBoxLayout(browser)
+    bl.setContentsMargins(0, 0, 6, 0)
+    bl.addLayout(head)
+    bl.addWidget(page.search)
+    vsplit = QSplitter(Qt.Orientation.Vertical)
+    vsplit.setObjectName("browser_splitter")
+    vsplit.addWidget(table)
+    vsplit.addWidget(page.details)
+    vsplit.setStretchFactor(0, 3)
+    vsplit.setStretchFactor(1, 2)
+    bl.addWidget(vsplit, 1)
+    bl.addLayout(buttons)
+    return browser
