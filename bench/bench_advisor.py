@@ -24,6 +24,7 @@ rerun, so the suite resumes where it stopped.
     .venv/bin/python bench/bench_advisor.py                 # default grid: 64 px, this 2-core CPU (~2 h)
     .venv/bin/python bench/bench_advisor.py --full          # all sizes x domains x seeds at 224 px (GPU)
     .venv/bin/python bench/bench_advisor.py --report        # only re-score stored results
+    .venv/bin/python bench/bench_advisor.py --report --threads 1 --work bench/results/advisor  # the committed grid
 """
 
 from __future__ import annotations
@@ -287,8 +288,10 @@ def render(table: list[dict[str, Any]], failures: list[str], meta: dict[str, Any
     if len(loads):
         lines += ["", f"Machine load during the runs (1-minute load average, the higher of start and end): median "
                   f"{np.median(loads):.1f}, {np.mean(loads > 1.5):.0%} of runs above 1.5. The suite itself keeps "
-                  "one core busy (about 1); more is other work sharing the machine, which slows a run but not "
-                  "the trial timed before it, or the reverse."]
+                  "one core busy (about 1); more is other work sharing the machine. The 2026-12-02 grid ran "
+                  "pinned to one core (taskset) with every other process moved to the other, so the load "
+                  "average counts work that did not share the suite's core; a run is still exposed to memory "
+                  "bandwidth and cache sharing."]
     if failures:
         lines += ["", "Not met:", *[f"- {f}" for f in failures]]
     return "\n".join(lines)
