@@ -41,7 +41,7 @@ def test_the_button_writes_a_job_folder_and_shows_how_to_run_it(qtbot, tmp_path,
     assert page.cluster_button.isVisible() and page.cluster_button.isEnabled()
     qtbot.mouseClick(page.cluster_button, Qt.MouseButton.LeftButton)
     job = tmp_path / "cluster-job"
-    qtbot.waitUntil(lambda: (job / "README.md").exists() and page.banner.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: (job / "README.md").exists() and page.banner.isVisible(), timeout=120_000)
     assert chosen["shown"]
     assert "#SBATCH --nodes=3" in (job / "slurm.sbatch").read_text()
     assert 'NPROC="${NPROC:-4}"' in (job / "run_local.sh").read_text()
