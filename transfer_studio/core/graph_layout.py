@@ -14,7 +14,7 @@ A Sugiyama-style layout, small enough to run on the GUI thread for a few hundred
    isotonic regression (pool-adjacent-violators) keeps the order and minimum gaps exactly.
 5. *y*: layer by layer, with room for the title and padding of block frames that start or end.
 
-The result is plain data (boxes, frames, edge polylines) that ``ui/graph_view.py`` turns into items.
+The result is plain data (boxes, frames, edge polylines) that ``ui/graph_view/`` (a package) turns into items.
 """
 
 from __future__ import annotations
