@@ -251,7 +251,7 @@ def main() -> int:
     warm_gaps = []
     for target in ("resnet50", name, "resnet50", name):
         page.load_model(target, "none")
-        warm_gaps.append(watch(lambda t=target: page._edit_task is None and page.display is not None
+        warm_gaps.append(watch(lambda t=target: page.model.display_job is None and page.display is not None
                                and page.display.model_spec.name == t))
     page.shutdown()
     finish_tasks()
