@@ -140,26 +140,24 @@ class ItemPool:
             return
         seen = self._visible_area()
         area = seen.adjusted(-seen.width() / 2, -seen.height() / 2, seen.width() / 2, seen.height() / 2)
+        self._pending_boxes = self._make_near(area, self._pending_boxes, self.boxes, layout.boxes, self._make_box)
+        self._pending_frames = self._make_near(area, self._pending_frames, self.frames, layout.frames,
+                                               self._make_frame)
+
+    @staticmethod
+    def _make_near(area: QRectF, pending: list[str], made: dict, rects: dict, make: Callable[[str], object]
+                   ) -> list[str]:
+        """Make the pending items whose rectangle meets ``area``; the rest stay pending."""
         keep: list[str] = []
-        for unit in self._pending_boxes:
-            if unit in self.boxes:
+        for unit in pending:
+            if unit in made:
                 continue
-            b = layout.boxes.get(unit)
-            if b is not None and area.intersects(QRectF(b.x, b.y, b.w, b.h)):
-                self._make_box(unit)
-            elif b is not None:
+            r = rects.get(unit)
+            if r is not None and area.intersects(QRectF(r.x, r.y, r.w, r.h)):
+                make(unit)
+            elif r is not None:
                 keep.append(unit)
-        self._pending_boxes = keep
-        keep_f: list[str] = []
-        for block in self._pending_frames:
-            if block in self.frames:
-                continue
-            f = layout.frames.get(block)
-            if f is not None and area.intersects(QRectF(f.x, f.y, f.w, f.h)):
-                self._make_frame(block)
-            elif f is not None:
-                keep_f.append(block)
-        self._pending_frames = keep_f
+        return keep
 
     def fill_later(self) -> None:
         """Create the rest in timer slices."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from transfer_studio.config import AugmentSpec, Project, mark_user_set
 from transfer_studio.errors import Cancelled, UserError
-from transfer_studio.ui.models.base import Event, Host, Job, JobRunner, ProjectEdit
+from transfer_studio.ui.models.base import Event, Host, Job, JobRunner, OwnWrites, ProjectEdit
 from transfer_studio.ui.runtime import import_core
 
 PRESET_TEXT = {
@@ -162,7 +162,7 @@ class AugmentModel:
         self.preview_job: Job | None = None
         self.message_level: str | None = None  # of the message shown
         self._info_token = self._preview_token = 0
-        self._writing = False
+        self._own = OwnWrites(host)
         host.projectReplaced.connect(self.load_from_project)
         host.projectChanged.connect(self._on_project_changed)
         host.scanChanged.connect(lambda _report: self.schedule_preview())
@@ -295,15 +295,10 @@ class AugmentModel:
         self.host.push_edit(ProjectEdit(text, before, after, applied=True, merge_key=merge_key))
 
     def _write(self, *sections: str) -> None:
-        self._writing = True
-        try:
-            for section in sections:
-                self.host.mark_changed(section)
-        finally:
-            self._writing = False
+        self._own.write(*sections)
 
     def _on_project_changed(self, section: str) -> None:
-        if self._writing:
+        if self._own.active:
             return
         if section == "augment":  # the Strategy page applied its suggested preset, an undo, ...
             self.load_from_project()

@@ -137,3 +137,20 @@ class Host(Protocol):
     def set_training_active(self, active: bool) -> None: ...
     def status(self, text: str, timeout_ms: int = 5000) -> None: ...
     def push_edit(self, edit: ProjectEdit) -> None: ...
+
+
+class OwnWrites:
+    """Announces project sections a model changed itself; while it does, ``active`` is true, so the
+    model's own ``projectChanged`` handler can tell its writes from other pages' edits."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.active = False
+
+    def write(self, *sections: str) -> None:
+        self.active = True
+        try:
+            for section in sections:
+                self.host.mark_changed(section)
+        finally:
+            self.active = False

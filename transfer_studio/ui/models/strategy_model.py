@@ -22,7 +22,7 @@ from typing import Any
 
 from transfer_studio.config import Project, mark_user_set
 from transfer_studio.ui.models import strategy_text as text
-from transfer_studio.ui.models.base import Event, Host, Job, JobRunner, ProjectEdit
+from transfer_studio.ui.models.base import Event, Host, Job, JobRunner, OwnWrites, ProjectEdit
 from transfer_studio.ui.models.strategy_text import APPROACHES, NAME_TO_APPROACH
 from transfer_studio.ui.runtime import import_core, import_module
 
@@ -150,7 +150,7 @@ class StrategyModel:
         self._evidence: Any = None  # core.strategy.Evidence of the last advice, for _evidence_key
         self._evidence_key: str | None = None
         self._suggest_token = self._count_token = self._restore_token = 0
-        self._writing = False
+        self._own = OwnWrites(host)
         host.projectReplaced.connect(self.load_from_project)
         host.projectChanged.connect(self._on_project_changed)
         host.scanChanged.connect(self._on_scan_changed)
@@ -277,12 +277,7 @@ class StrategyModel:
             self.suggestDue.emit(False)
 
     def _write(self, *sections: str) -> None:
-        self._writing = True
-        try:
-            for section in sections:
-                self.host.mark_changed(section)
-        finally:
-            self._writing = False
+        self._own.write(*sections)
 
     def _apply(self, suggestion: Any, title: str, *, remember: bool, override_user: bool = False) -> None:
         from transfer_studio.errors import UserError
@@ -435,7 +430,7 @@ class StrategyModel:
         self.suggestDue.emit(True)
 
     def _on_project_changed(self, section: str) -> None:
-        if self._writing:
+        if self._own.active:
             return
         if section in ("surgery", "train", "augment"):
             if section == "train":
