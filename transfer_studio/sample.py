@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from transfer_studio.config import DataSpec, ModelSpec, Project, TrainSpec
+from transfer_studio.config import AugmentSpec, DataSpec, ModelSpec, Project, TrainSpec
 from transfer_studio.errors import UserError
 
 SAMPLE_MODEL = "efficientnet_lite0"
@@ -88,6 +88,8 @@ def default_sample_project(data_root: Path, seed: int = 0) -> Project:
         model=ModelSpec(name=SAMPLE_MODEL, weights="DEFAULT"),
         data=DataSpec(root=str(data_root), val_split=0.2, seed=seed, classes=list(CLASSES)),
         train=TrainSpec(strategy="auto", epochs=10, batch_size=32, seed=seed),
+        # Digits change meaning when mirrored (the advisor's invariance check agrees): no flip.
+        augment=AugmentSpec("light", {"hflip": {"enabled": False, "p": 0.5}}),
     )
 
 

@@ -119,3 +119,14 @@ def test_the_readme_worked_example_leaves_nothing_untracked_and_can_run_twice(tm
         done = subprocess.run(make, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "sample" / "digits-sample.tsproj").is_file()
+
+
+
+def test_the_sample_project_does_not_mirror_digits(tmp_path):
+    from transfer_studio.core import augment
+    from transfer_studio.sample import default_sample_project
+
+    project = default_sample_project(tmp_path)
+    assert project.augment.preset == "light"  # random crops stay
+    values = augment.resolve_params(project.augment)
+    assert values["hflip"]["enabled"] is False and values["random_resized_crop"]["enabled"] is True
