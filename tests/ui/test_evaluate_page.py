@@ -233,7 +233,7 @@ def test_errors_show_in_the_page_and_cancel_stops(qtbot, trained, pages, tmp_pat
     assert page.evaluate_button.isEnabled()
 
 
-def test_the_placeholder_says_evaluating_while_an_evaluation_runs(qtbot, trained, pages):
+def test_the_empty_state_says_evaluating_while_an_evaluation_runs(qtbot, trained, pages):
     """Issue 12.4: "Not evaluated yet — Press Evaluate" showed while the evaluation ran (button disabled)."""
     page = make_page(qtbot, trained)
     pages(page)

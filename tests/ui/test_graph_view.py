@@ -168,13 +168,13 @@ def test_items_are_reused_across_layouts(qtbot, view):
     assert len(view.scene().items()) < 200
 
 
-def test_placeholder_without_graph(qtbot):
+def test_empty_message_without_graph(qtbot):
     v = GraphView()
     qtbot.addWidget(v)
     v.show()
-    assert v.placeholder.isVisible() and not v.minimap.isVisible()
+    assert v.empty_message.isVisible() and not v.minimap.isVisible()
     v.clear_graph("resnet18 could not be built: boom")
-    assert "boom" in v.placeholder.text()
+    assert "boom" in v.empty_message.text()
     v.fit()
     v.expand_all()
     assert v.visible_units() == [] and v.search("conv") == 0

@@ -102,7 +102,7 @@ class BoxItem(QGraphicsItem):
             name = blk.label if self.ident.startswith("[") else self.ident
             label = blk.kind if self.ident.startswith("[") else blk.label
             title_x = 13 + BADGE + 6
-            sub = f"{label} · {n_layers} layer{'s' if n_layers != 1 else ''}"
+            count = f"{n_layers} layer{'s' if n_layers != 1 else ''}"
         else:
             node = h.nodes[self.ident]
             shape = format_shape(node.output_shape)
@@ -113,8 +113,11 @@ class BoxItem(QGraphicsItem):
             name, sub, title_x = node.type, self.ident, 14.0
         shape_w = small.horizontalAdvance(shape) + 10 if shape else 0
         title = elide_right(name, font("title"), self.w - title_x - BADGE - 56)
-        if self.is_block:
-            sub = elide_right(sub, font("small"), self.w - title_x - shape_w - 8)
+        if self.is_block:  # the type gives way before the layer count ("MBConv… · 5 layers")
+            room = self.w - title_x - shape_w - 8
+            tail = f" · {count}"
+            label = elide_right(label, font("small"), room - small.horizontalAdvance(tail))
+            sub = label + tail if label and label != "…" else count
         else:
             sub = elide_left(sub, font("small"), self.w - title_x - shape_w - 8)
         return (static_text(title), static_text(sub), static_text(shape), title_x)

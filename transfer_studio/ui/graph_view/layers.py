@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPolygonF, QRegion
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from transfer_studio.core.freeze_status import UnitStatus
-from transfer_studio.core.graph_layout import Layout
+from transfer_studio.core.graph_layout import FRAME_TITLE, Layout
 from transfer_studio.ui.graph_view.style import LOD_TEXT, Colors
 
 
@@ -44,6 +44,7 @@ class EdgeLayer(QGraphicsItem):
         self._edges: list[tuple[QRectF, list[tuple[float, float]], bool]] = []
         self._paths: dict[int, tuple[QPainterPath, QPolygonF]] = {}
         self._rect = QRectF()
+        self._titles: list[QRectF] = []  # expanded blocks' title bands: edges pass under them
 
     def set_layout(self, layout: Layout) -> None:
         self.prepareGeometryChange()
@@ -57,6 +58,7 @@ class EdgeLayer(QGraphicsItem):
             edges.append((QRectF(bx0 - 8, by0 - 8, bx1 - bx0 + 16, by1 - by0 + 16), route.points, route.back))
             x0, y0, x1, y1 = min(x0, bx0 - 8), min(y0, by0 - 8), max(x1, bx1 + 8), max(y1, by1 + 8)
         self._edges = edges
+        self._titles = [QRectF(f.x, f.y, f.w, FRAME_TITLE) for f in layout.frames.values()]
         self._paths = {}
         self._rect = QRectF(x0, y0, x1 - x0, y1 - y0) if edges else QRectF()
 
@@ -71,7 +73,11 @@ class EdgeLayer(QGraphicsItem):
         pen.setCosmetic(lod < LOD_TEXT)
         back_pen = QPen(c.edge, 1.2, Qt.PenStyle.DashLine)
         p.setBrush(Qt.BrushStyle.NoBrush)
+        # Where block titles are drawn, an edge crossing one would strike through its text: those few
+        # edges are drawn last, clipped around the titles (clipping every edge cost a third of a frame).
+        titles = [t for t in self._titles if t.intersects(exposed)] if lod >= LOD_TEXT else []
         arrows: list[QPolygonF] = []
+        crossing: list[tuple[QPainterPath, bool]] = []
         paths = self._paths
         for i, (bounds, points, back) in enumerate(self._edges):
             if not bounds.intersects(exposed):
@@ -79,9 +85,22 @@ class EdgeLayer(QGraphicsItem):
             drawn = paths.get(i)
             if drawn is None:
                 drawn = paths[i] = (edge_path(points), arrow_head(points[-1]))
+            arrows.append(drawn[1])
+            if titles and any(bounds.intersects(t) for t in titles):
+                crossing.append((drawn[0], back))
+                continue
             p.setPen(back_pen if back else pen)
             p.drawPath(drawn[0])
-            arrows.append(drawn[1])
+        if crossing:
+            region = QRegion(exposed.toAlignedRect())
+            for t in titles:
+                region = region.subtracted(QRegion(t.toAlignedRect()))
+            p.save()
+            p.setClipRegion(region)
+            for path, back in crossing:
+                p.setPen(back_pen if back else pen)
+                p.drawPath(path)
+            p.restore()
         if lod >= LOD_TEXT and arrows:
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(c.edge)

@@ -98,11 +98,11 @@ class GraphView(QGraphicsView):
         self.scene().addItem(self._overview)
         self._overview_mode = False
         self.minimap = Minimap(self, host)
-        self.placeholder = QLabel(self)
-        self.placeholder.setObjectName("graph_placeholder")
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setWordWrap(True)
-        self.placeholder.setText("No model loaded yet.")
+        self.empty_message = QLabel(self)
+        self.empty_message.setObjectName("graph_empty_message")
+        self.empty_message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_message.setWordWrap(True)
+        self.empty_message.setText("No model loaded yet.")
         self.minimap.setVisible(False)
         self.horizontalScrollBar().valueChanged.connect(self.minimap.update)
         self.verticalScrollBar().valueChanged.connect(self.minimap.update)
@@ -123,7 +123,7 @@ class GraphView(QGraphicsView):
             layout = compute_layout(hierarchy, exp)
         self._layouts.remember(layout)
         self._apply_layout(layout)
-        self.placeholder.setVisible(False)
+        self.empty_message.setVisible(False)
         self.minimap.setVisible(True)
         self.fit()
 
@@ -133,8 +133,8 @@ class GraphView(QGraphicsView):
         self.hierarchy = None
         self._layout = None
         self._edges.set_layout(Layout(frozenset(), {}, {}, [], 0, 0))
-        self.placeholder.setText(message)
-        self.placeholder.setVisible(True)
+        self.empty_message.setText(message)
+        self.empty_message.setVisible(True)
         self.minimap.setVisible(False)
 
     def current_layout(self) -> Layout | None:
@@ -416,7 +416,7 @@ class GraphView(QGraphicsView):
         mm = self.minimap
         mm.move(vp.right() - mm.width() - 8, vp.bottom() - mm.height() - 8)
         mm.raise_()
-        self.placeholder.setGeometry(vp.adjusted(20, 20, -20, -20))
+        self.empty_message.setGeometry(vp.adjusted(20, 20, -20, -20))
 
     def _on_theme(self, _theme: str = "") -> None:
         self.colors.refresh()
