@@ -96,7 +96,7 @@ def test_values_write_only_what_differs_from_the_preset(s):
     m.set_field("color_jitter", "strength", 0.2 + 1e-12)  # the preset's value, within float noise
     assert host.project.augment.params == {} and m.override_count() == 0
     assert [e.text for e in host.done][1:3] == ["Augmentation: Colour jitter, Strength", "Turn off Horizontal flip"]
-    host.undo()  # each edit undoes alone in a host without merging
+    host.undo()  # edits of different values stay apart
     assert host.project.augment.params == {"color_jitter": {"strength": 0.4}}
 
 
@@ -105,12 +105,44 @@ def test_a_value_changed_again_and_again_merges_into_one_step(s):
     for value in (0.35, 0.4, 0.45):
         m.set_field("color_jitter", "strength", value)
     m.set_field("hflip", "enabled", False)
-    first, second, third, toggle = host.done
-    assert first.merge(second) and first.merge(third)  # what the Qt undo stack does (mergeWith)
-    assert first.before["augment"].params == {} and first.after["augment"].params == {"color_jitter": {"strength": 0.45}}
-    assert not third.merge(toggle) and not toggle.merge(ProjectEdit("x", {}, {}))  # other values, toggles: not
-    first.undo(host)
+    drag, toggle = host.done  # the host merges as the Qt undo stack does (mergeWith)
+    assert drag.before["augment"].params == {} and drag.after["augment"].params == {"color_jitter": {"strength": 0.45}}
+    assert not drag.merge(toggle) and not toggle.merge(ProjectEdit("x", {}, {}))  # other values, toggles: not
+    host.undo()
+    host.undo()
     assert host.project.augment.params == {} and "augment" not in host.project.train.user_set
+
+
+def test_a_later_drag_is_a_step_of_its_own_and_a_drag_back_leaves_none(s, monkeypatch):
+    m, host = s.model, s.host
+    clock = [100.0]
+    monkeypatch.setattr("transfer_studio.ui.models.base.time.monotonic", lambda: clock[0])
+    m.set_field("color_jitter", "strength", 0.35)
+    clock[0] += 0.2
+    m.set_field("color_jitter", "strength", 0.4)
+    clock[0] += ProjectEdit.MERGE_WINDOW_S + 5  # released, and dragged again later
+    m.set_field("color_jitter", "strength", 0.45)
+    assert len(host.done) == 2
+    host.undo()
+    assert host.project.augment.params == {"color_jitter": {"strength": 0.4}}
+    clock[0] += 10
+    m.set_field("color_jitter", "strength", 0.5)
+    clock[0] += 0.2
+    m.set_field("color_jitter", "strength", 0.4)  # back where this drag started
+    assert len(host.done) == 1
+
+
+def test_undo_takes_back_only_the_user_choices_the_edit_made(s):
+    """The Train page's choices (not on the undo stack) survive undoing an Augment edit."""
+    m, host = s.model, s.host
+    m.set_field("hflip", "enabled", False)
+    assert "augment" in host.project.train.user_set
+    host.project.train.epochs = 50
+    host.project.train.user_set.append("epochs")  # typed on the Train page afterwards
+    host.undo()
+    assert host.project.train.user_set == ["epochs"] and host.project.train.epochs == 50
+    host.redo()
+    assert host.project.train.user_set == ["epochs", "augment"]
 
 
 def test_reset_to_preset_forgets_the_changes_and_the_warning(s):

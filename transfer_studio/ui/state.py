@@ -102,7 +102,10 @@ class _EditCommand(QUndoCommand):
         return 1 if self._edit.merge_key else -1
 
     def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt override
-        return isinstance(other, _EditCommand) and self._edit.merge(other._edit)
+        if not (isinstance(other, _EditCommand) and self._edit.merge(other._edit)):
+            return False
+        self.setObsolete(self._edit.is_empty())  # dragged back to where it started: no undo step
+        return True
 
     def redo(self) -> None:
         self._edit.redo(self._state)

@@ -4,6 +4,7 @@ and the host (the open project and the app's shared state) it works on."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,8 +53,15 @@ class ProjectEdit:
     Parts: ``model``, ``surgery``, ``train``, ``augment`` (whole sections), ``image_size`` and
     ``user_set`` (fields of ``train``). With ``applied`` the change is already made (and announced)
     when the edit is recorded, so the first ``redo`` does nothing. Edits with the same ``merge_key``
-    made one after the other may become one undo step (``merge``: a slider dragged across values).
+    made one after the other, each within ``MERGE_WINDOW_S`` of the last, become one undo step
+    (``merge``: a slider dragged across values; a drag made later is a step of its own).
+
+    ``user_set`` (the fields the user chose, which strategy Auto leaves alone) is applied as a
+    difference: undo takes back only the names this edit added or removed, so choices made since on
+    pages whose edits are not on the undo stack (the Train page) survive it.
     """
+
+    MERGE_WINDOW_S = 1.0
 
     SECTION = {"model": "model", "surgery": "surgery", "train": "train", "augment": "augment",
                "image_size": "train", "user_set": "train"}
@@ -68,6 +76,7 @@ class ProjectEdit:
         self.after = copy.deepcopy(after)
         self._skip_redo = applied
         self.merge_key = merge_key
+        self._last = time.monotonic()
 
     @staticmethod
     def snapshot(project: Project, *parts: str) -> dict[str, Any]:
@@ -81,27 +90,37 @@ class ProjectEdit:
 
     def merge(self, newer: ProjectEdit) -> bool:
         """Take in ``newer``, made right after this edit, when both have this edit's ``merge_key``."""
-        if self.merge_key is None or newer.merge_key != self.merge_key or set(newer.after) != set(self.after):
+        if (self.merge_key is None or newer.merge_key != self.merge_key
+                or newer._last - self._last > self.MERGE_WINDOW_S):
             return False
         self.after = copy.deepcopy(newer.after)
+        self._last = newer._last
         return True
+
+    def is_empty(self) -> bool:
+        """Back where it started (a slider dragged away and back): nothing to undo."""
+        return self.before == self.after
 
     def redo(self, host: Host) -> None:
         if self._skip_redo:
             self._skip_redo = False
             return
-        self._apply(host, self.after)
+        self._apply(host, self.after, self.before)
 
     def undo(self, host: Host) -> None:
-        self._apply(host, self.before)
+        self._apply(host, self.before, self.after)
 
-    def _apply(self, host: Host, snap: dict[str, Any]) -> None:
+    def _apply(self, host: Host, snap: dict[str, Any], other: dict[str, Any]) -> None:
         project = host.project
         sections: list[str] = []
         for part, value in snap.items():
             value = copy.deepcopy(value)
-            if part in ("image_size", "user_set"):
-                setattr(project.train, part, list(value) if part == "user_set" else value)
+            if part == "user_set":
+                gone = set(other.get(part, [])) - set(value)
+                current = [name for name in project.train.user_set if name not in gone]
+                project.train.user_set = current + [name for name in value if name not in current]
+            elif part == "image_size":
+                project.train.image_size = value
             else:
                 setattr(project, part, value)
             if self.SECTION[part] not in sections:
@@ -148,9 +167,10 @@ class OwnWrites:
         self.active = False
 
     def write(self, *sections: str) -> None:
+        outer = self.active  # a write inside a write stays active until the outer one ends
         self.active = True
         try:
             for section in sections:
                 self.host.mark_changed(section)
         finally:
-            self.active = False
+            self.active = outer

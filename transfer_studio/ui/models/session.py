@@ -127,9 +127,14 @@ class Session(HostLogic):
         self.scanChanged.emit(None)
 
     def push_edit(self, edit: ProjectEdit) -> None:
+        """As the Qt undo stack does: redo, then merge into the last edit where it may."""
         edit.redo(self)
-        self.done.append(edit)
         self.undone.clear()
+        if self.done and self.done[-1].merge(edit):
+            if self.done[-1].is_empty():
+                self.done.pop()
+            return
+        self.done.append(edit)
 
     def undo(self) -> None:
         edit = self.done.pop()
