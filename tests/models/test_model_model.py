@@ -132,7 +132,11 @@ def test_a_status_answer_after_a_newer_job_started_is_dropped(setup):
     setup.jobs.sync = False
     m.set_frozen("b:layer1", True)
     first = setup.jobs.started[-1]
-    m.set_frozen("b:layer2", True)
+    # A second click before the answer is refused: it would toggle what the graph shows a step late
+    # (a double click froze layer1 twice).
+    assert not m.set_frozen("b:layer1", True) and [op.target for op in host.project.surgery] == ["layer1"]
+    host.project.surgery.append(SurgeryOp("freeze", "layer2"))  # another page rewrites the ops meanwhile
+    host.mark_changed("surgery")
     second = setup.jobs.started[-1]
     assert first.name == second.name == "freeze-status" and m.status_job is second
     setup.jobs.run(second)

@@ -334,6 +334,9 @@ class ModelModel:
         they name nothing in the network."""
         if not ops or not self.ready_for_edit():
             return False
+        if self._wanted["status"] is not None:  # the colours (what a click toggles) are a step behind
+            self.host.status("Wait a moment: the freeze map is being updated.", 3000)
+            return False
         assert self.display is not None and self.status is not None
         try:
             check_freeze_ops(list(ops), self.status.params, self.display.units)
