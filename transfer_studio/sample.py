@@ -89,7 +89,7 @@ def default_sample_project(data_root: Path, seed: int = 0) -> Project:
         data=DataSpec(root=str(data_root), val_split=0.2, seed=seed, classes=list(CLASSES)),
         train=TrainSpec(strategy="auto", epochs=10, batch_size=32, seed=seed),
         # Digits change meaning when mirrored (the advisor's invariance check agrees): no flip.
-        augment=AugmentSpec("light", {"hflip": {"enabled": False, "p": 0.5}}),
+        augment=AugmentSpec("light", {"hflip": {"enabled": False}}),
     )
 
 

@@ -130,3 +130,4 @@ def test_the_sample_project_does_not_mirror_digits(tmp_path):
     assert project.augment.preset == "light"  # random crops stay
     values = augment.resolve_params(project.augment)
     assert values["hflip"]["enabled"] is False and values["random_resized_crop"]["enabled"] is True
+    assert project.augment.params == {"hflip": {"enabled": False}}  # one change from the preset, shown as one
