@@ -53,7 +53,7 @@ class Dialogs:
 
     def __init__(self) -> None:
         self.unsaved, self.open_path, self.save_path = "cancel", "", ""
-        self.reset, self.stop = False, False
+        self.reset, self.stop, self.overwrite = False, False, False
         self.asked: list[tuple[str, str]] = []
 
     def ask_unsaved(self, text):
@@ -67,6 +67,10 @@ class Dialogs:
     def ask_save_path(self, start):
         self.asked.append(("save", start))
         return self.save_path
+
+    def confirm_overwrite(self, path):
+        self.asked.append(("overwrite", path))
+        return self.overwrite
 
     def confirm_reset_sample(self, text):
         self.asked.append(("reset", text))
@@ -174,6 +178,16 @@ def test_save_as_adds_the_suffix_and_names_an_untitled_project(s, tmp_path):
     assert not s.files.save_as()
 
 
+def test_save_as_asks_before_the_added_suffix_replaces_another_project(s, tmp_path):
+    other = tmp_path / "birds.tsproj"
+    Project(name="Other birds").save(other)
+    s.dialogs.save_path = str(tmp_path / "birds")  # the dialog saw no file "birds": it did not ask
+    assert not s.files.save_as()
+    assert s.dialogs.asked[-1] == ("overwrite", str(other)) and Project.load(other).name == "Other birds"
+    s.dialogs.overwrite = True
+    assert s.files.save_as() and Project.load(other).name == "Birds"
+
+
 def test_a_failed_save_keeps_the_edits_and_says_where_to_go(s, tmp_path, monkeypatch):
     s.host.path = tmp_path / "p.tsproj"
     edit(s.host)
@@ -227,6 +241,17 @@ def test_the_sample_opens_on_the_model_page(s, sample):
     assert s.host.path == sample.path and s.host.project.name == "digits sample" and not s.host.modified
     assert s.settings.recent == [str(sample.path)] and s.shown["navigateRequested"] == ["model"]
     assert "Sample project ready: handwritten digits" in s.shown["statusMessage"][-1][0]
+
+
+def test_edits_made_while_the_sample_is_prepared_are_asked_about(s, sample):
+    s.jobs.sync = False
+    assert s.files.open_sample()  # nothing unsaved yet: no question
+    s.host.project.name = "Birds, edited meanwhile"
+    s.host.mark_changed("data")
+    s.dialogs.unsaved = "cancel"
+    s.jobs.run()
+    assert s.dialogs.asked and s.dialogs.asked[-1][0] == "unsaved"
+    assert s.host.project.name == "Birds, edited meanwhile" and s.host.modified  # nothing lost
 
 
 def test_a_failed_sample_offers_the_reset(s, sample):

@@ -28,6 +28,10 @@ class FileDialogs:
         path, _ = QFileDialog.getSaveFileName(self.parent, "Save Project As", start, SAVE_FILTER)
         return path
 
+    def confirm_overwrite(self, path: str) -> bool:
+        return QMessageBox.question(self.parent, "Replace the project file?", f"{path} already exists. Replace it?",
+                                    B.Yes | B.Cancel, B.Cancel) == B.Yes
+
     def confirm_reset_sample(self, text: str) -> bool:
         return QMessageBox.question(self.parent, "Reset the sample project", text, B.Reset | B.Cancel,
                                     B.Cancel) == B.Reset

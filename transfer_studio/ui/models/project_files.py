@@ -35,6 +35,7 @@ class Dialogs(Protocol):
     def ask_unsaved(self, text: str) -> str: ...  # "save" | "discard" | "cancel"
     def ask_open_path(self, start: str) -> str: ...  # "" when cancelled
     def ask_save_path(self, start: str) -> str: ...  # "" when cancelled
+    def confirm_overwrite(self, path: str) -> bool: ...
     def confirm_reset_sample(self, text: str) -> bool: ...
     def confirm_stop_work(self, text: str) -> bool: ...
 
@@ -125,8 +126,14 @@ class ProjectFiles:
         self.host, self.settings, self.jobs, self.dialogs = host, settings, jobs, dialogs
         self.sample_dir = sample_dir
         self.sample_job: Job | None = None
+        self._edited_meanwhile = False  # the project changed while the sample was being prepared
         for name in self.EVENTS:
             setattr(self, name, Event())
+        host.projectChanged.connect(self._on_project_changed)
+
+    def _on_project_changed(self, _section: str) -> None:
+        if self.sample_busy():
+            self._edited_meanwhile = True
 
     def maybe_save(self, action: str = "continuing") -> bool:
         """True when it is fine to discard the open project (saved, discarded, or unchanged)."""
@@ -185,6 +192,9 @@ class ProjectFiles:
         if not chosen:
             return False
         target = save_target(chosen)
+        # The dialog checked the name typed; the suffix added here can name another existing project.
+        if target != Path(chosen) and target.exists() and not self.dialogs.confirm_overwrite(str(target)):
+            return False
         if self.host.project.name in ("", "Untitled"):
             self.host.project.name = target.stem
         return self._save_to(target)
@@ -242,6 +252,9 @@ class ProjectFiles:
         def done(result: tuple[Project, str]) -> None:
             project, path = result
             self.busyStopped.emit()
+            # The window stayed usable while the images were written: edits made meanwhile get asked about.
+            if self._edited_meanwhile and not self.maybe_save("opening the sample project"):
+                return
             self.messageCleared.emit()
             self.host.new_project(project, Path(path))
             self.settings.add_recent_project(path)
@@ -255,6 +268,7 @@ class ProjectFiles:
                               details or None, None if reset else "Reset the sample…",
                               None if reset else self.reset_sample)
 
+        self._edited_meanwhile = False
         self.sample_job = job = self.jobs(make_sample, self.sample_dir(), reset, name="sample", on_result=done,
                                           on_error=failed, on_cancelled=self.busyStopped.emit)
         if job.is_running():  # (a synchronous runner has finished it)
