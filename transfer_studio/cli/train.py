@@ -269,8 +269,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             signal.signal(signal.SIGINT, previous)
     if project_file is not None:
         _record(project_file, result)
-    if result.status == "failed":
-        raise ExitQuietly(1)  # the progress printer showed the engine's one line (its Error event)
     return _outcome(result)
 
 
@@ -280,7 +278,7 @@ def _outcome(result) -> dict[str, Any]:
         raise Cancelled(f"training stopped after {result.epochs_completed} completed epoch(s); resume with: "
                         f"transfer-studio train --resume {result.run_dir}")
     if result.status == "failed":
-        raise TrainingFailed(result.message + (f"; {result.suggestion}" if result.suggestion else ""))
+        raise ExitQuietly(1)  # the progress printer showed the engine's one line (its Error event)
     return {
         "run_dir": result.run_dir,
         "model": result.model,
@@ -360,8 +358,6 @@ def _run_distributed(args: argparse.Namespace) -> dict[str, Any]:
         raise ExitQuietly({"finished": 0, "stopped": 130}.get(result.status, 1))
     if payload["project_file"]:
         _record(Path(payload["project_file"]), result)
-    if result.status == "failed":
-        raise ExitQuietly(1)  # the progress printer showed the one line (rank 0's Error event)
     return _outcome(result)
 
 

@@ -67,8 +67,6 @@ def compute_status(hierarchy: Hierarchy, counts: dict[str, tuple[int, int]],
         if n.kind == "module":
             name = nid.split("@", 1)[0]
             tr, tot = counts.get(name, (0, 0))
-            if "@" in nid:  # a repeated call of a module: show its state but don't count twice
-                tr, tot = (tr, tot)
             nodes[nid] = UnitStatus(freeze_of(tr, tot), is_modified(name), tr, tot)
         elif n.kind == "op" and n.type == "parameter":
             tr, tot = counts.get("param:" + nid, (0, 0))

@@ -18,7 +18,7 @@ from transfer_studio.core import run_folder, runs
 from transfer_studio.errors import UserError
 from transfer_studio.ui import runtime
 from transfer_studio.ui.models import train_text as text
-from transfer_studio.ui.models.base import Event, Host, JobRunner
+from transfer_studio.ui.models.base import Event, Host, JobRunner, OwnWrites
 from transfer_studio.ui.models.train_run import Problem, RunMonitor
 
 LAUNCH_KEY = "train_launch_settings"  # project.ui: run dir -> core.runs.launch_settings at its start
@@ -64,7 +64,7 @@ class TrainModel:
         self.stopping = False
         self.requested: str | None = None  # "pause" or "resume" asked for and not yet done
         self.resumable: list[tuple[str, str]] = []  # (label, run folder)
-        self._writing = False  # our own project edits: no reload of the settings
+        self._own = OwnWrites(host)  # our own project edits: no reload of the settings
         trainer.finished.connect(self._on_thread_finished)
         self.run.changed.connect(self._on_run_changed)
         host.projectReplaced.connect(self._on_project_replaced)
@@ -108,11 +108,7 @@ class TrainModel:
         self.host.status("Auto decides every training value again when training starts.")
 
     def _write(self, section: str) -> None:
-        self._writing = True
-        try:
-            self.host.mark_changed(section)
-        finally:
-            self._writing = False
+        self._own.write(section)
         self.settingsChanged.emit(False)
 
     def _on_project_replaced(self) -> None:
@@ -124,7 +120,7 @@ class TrainModel:
         self.controlsChanged.emit()
 
     def _on_project_changed(self, section: str) -> None:
-        if self._writing:
+        if self._own.active:
             return
         if section in ("model", "surgery", "train", "augment"):
             self.settingsChanged.emit(True)

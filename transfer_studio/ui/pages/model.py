@@ -197,10 +197,6 @@ class ModelPage(QWidget):
         self.phase_label.setVisible(bool(line))
 
     # -- the catalog -----------------------------------------------------------------------------
-    def refresh_catalog(self) -> None:
-        """Re-check which weights are on disk (after a download or a copied file)."""
-        self.model.browser.load()
-
     def _select_in_table(self, name: str) -> None:
         row = self.catalog.row_of(name)
         if row < 0:
@@ -253,27 +249,15 @@ class ModelPage(QWidget):
             settings.set_last_folder("weights", os.path.dirname(path))
             self.model.browser.load_weights_file(path)
 
-    def download_selected(self) -> None:
-        self.model.browser.download_selected()
-
-    # -- freezing and surgery (the model records them; kept on the page for main_window and tests) --
+    # -- freezing and surgery (the model records them; kept on the page for tests) --
     def trainable_counts(self) -> tuple[int, int]:
         return self.model.trainable_counts()
 
     def push_freeze_ops(self, ops: list[SurgeryOp], text: str) -> bool:
         return self.model.push_freeze_ops(ops, text)
 
-    def toggle_freeze(self, unit: str) -> None:
-        self.model.toggle_freeze(unit)
-
     def set_frozen(self, unit: str, frozen: bool) -> bool:
         return self.model.set_frozen(unit, frozen)
-
-    def freeze_up_to(self, unit: str) -> bool:
-        return self.model.freeze_up_to(unit)
-
-    def train_from(self, unit: str) -> bool:
-        return self.model.train_from(unit)
 
     def default_num_classes(self) -> tuple[int, str]:
         return self.model.default_num_classes()
