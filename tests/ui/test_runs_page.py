@@ -16,8 +16,10 @@ from PySide6.QtWidgets import QMessageBox
 from transfer_studio.config import ModelSpec, Project, RunRecord
 from transfer_studio.core import run_folder
 from transfer_studio.ui import worker
+from transfer_studio.ui.models import runs_model as rm
 from transfer_studio.ui.pages.runs import RunsPage, format_created, format_duration, run_label
 from transfer_studio.ui.state import AppState
+from transfer_studio.ui.widgets import format_bytes
 
 SHOTS = Path(__file__).resolve().parents[2] / "shots"
 B = QMessageBox.StandardButton
@@ -78,6 +80,44 @@ def make_page(qtbot, project: Project) -> RunsPage:
     page.show()
     qtbot.waitUntil(page.charts_ready, timeout=60000)  # pyqtgraph loads on a worker thread the first time
     return page
+
+
+def delete_and_wait(qtbot, page: RunsPage) -> object:
+    """``delete_selected()``, then wait until the delete's jobs have ended (its records are removed then)."""
+    job = page.delete_selected()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
+    return job
+
+
+def answer_questions(monkeypatch, answers: list) -> list[str]:
+    """QMessageBox.question answers from ``answers`` (first first); returns the questions' texts as asked."""
+    asked: list[str] = []
+
+    def question(parent, title, text, *a, **k):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+class Gate:
+    """Wraps ``fn``: each call records its thread, says it started, and waits for ``open()`` (at most 30 s)."""
+
+    def __init__(self, fn, closed: bool = True):
+        self.fn, self.threads = fn, []
+        self.started, self.opened = threading.Event(), threading.Event()
+        if not closed:
+            self.opened.set()
+
+    def __call__(self, *args, **kwargs):
+        self.threads.append(threading.current_thread())
+        self.started.set()
+        self.opened.wait(30)
+        return self.fn(*args, **kwargs)
+
+    def open(self) -> None:
+        self.opened.set()
 
 
 def row_texts(page: RunsPage) -> list[list[str]]:
@@ -151,22 +191,17 @@ def test_delete_asks_first_and_removes_the_folder_only_when_agreed(qtbot, traine
     project.ui["evaluate_run"] = recs[1].run_dir
     page = make_page(qtbot, project)
     answers: list = []
-    asked: list[str] = []
-
-    def question(parent, title, text, *a, **k):
-        asked.append(text)
-        return answers.pop(0)
-
-    monkeypatch.setattr(QMessageBox, "question", question)
+    asked = answer_questions(monkeypatch, answers)
 
     page.select_runs([recs[1].run_dir])
     answers[:] = [B.No]
-    assert page.delete_selected() == 0
+    assert page.delete_selected() is None and not page.busy()
     assert len(project.runs) == 3 and len(asked) == 1
 
     # remove the record, keep the files
     answers[:] = [B.Yes, B.No]
     qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
     assert recs[1] not in project.runs and Path(recs[1].run_dir).is_dir()
     assert "evaluate_run" not in project.ui  # no page points at a deleted run
     assert page.table.rowCount() == 2 and page.state.modified
@@ -175,33 +210,151 @@ def test_delete_asks_first_and_removes_the_folder_only_when_agreed(qtbot, traine
     # remove record and files
     page.select_runs([recs[0].run_dir])
     answers[:] = [B.Yes, B.Yes]
-    assert page.delete_selected() == 1
+    assert delete_and_wait(qtbot, page) is not None
     assert not Path(recs[0].run_dir).exists() and recs[0] not in project.runs
 
     # a run whose folder is gone: only the record question
     page.select_runs([recs[2].run_dir])
     asked.clear()
     answers[:] = [B.Yes]
-    assert page.delete_selected() == 1 and len(asked) == 1 and project.runs == []
+    delete_and_wait(qtbot, page)
+    assert len(asked) == 1 and project.runs == []
 
     # a run still training is never deleted
     project.runs.append(RunRecord(run_dir=str(tmp_path / "live"), status="running"))
     page.state.mark_changed("runs")
     page.select_runs([str(tmp_path / "live")])
     asked.clear()
-    assert page.delete_selected() == 0 and not asked and len(project.runs) == 1
+    assert page.delete_selected() is None and not asked and len(project.runs) == 1 and not page.busy()
     assert "still training" in page.banner.text()
 
-    # a hand-edited record naming a folder no run wrote: the record goes, the folder stays
+    # a hand-edited record naming a folder no run wrote: the folder is not offered; the record goes, the folder stays
     project.runs.clear()
     home = tmp_path / "not_a_run"
     (home / "documents").mkdir(parents=True)
     project.runs.append(RunRecord(run_dir=str(home), status="finished"))
     page.state.mark_changed("runs")
     page.select_runs([str(home)])
+    asked.clear()
+    answers[:] = [B.Yes]
+    delete_and_wait(qtbot, page)
+    assert len(asked) == 1 and (home / "documents").is_dir() and project.runs == []
+
+
+def test_delete_measures_and_removes_folders_off_the_gui_thread(qtbot, trained, tmp_path, monkeypatch):
+    """Multi-GB run folders froze the window: their size and their removal are work for jobs."""
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    a = Path(recs[0].run_dir)
+    size = sum(f.stat().st_size for f in a.rglob("*") if f.is_file())
+    asked = answer_questions(monkeypatch, [B.Yes, B.Yes])
+    measure = Gate(rm.folder_size)
+    remove = Gate(shutil.rmtree, closed=False)
+    monkeypatch.setattr(rm, "folder_size", measure)
+    monkeypatch.setattr(rm.shutil, "rmtree", remove)
+
+    page.select_runs([str(a)])
+    try:
+        assert page.delete_selected() is not None
+        qtbot.waitUntil(measure.started.is_set, timeout=60000)
+        # measuring: the window stays responsive and says so; Delete waits
+        qtbot.wait(20)
+        assert page.busy() and page.busy_indicator.isVisible() and "Measuring" in page.busy_indicator.label.text()
+        assert not page.delete_button.isEnabled() and page.cursor().shape() == Qt.CursorShape.BusyCursor
+        assert len(asked) == 1  # the size question waits for the size
+    finally:
+        measure.open()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
+    assert asked[1].startswith(f"Also delete {a} from disk ({format_bytes(size)})?")
+    assert measure.threads and remove.threads and threading.main_thread() not in measure.threads + remove.threads
+    assert not a.exists() and recs[0] not in project.runs and len(project.runs) == 2
+    assert not page.busy_indicator.isVisible() and page.cursor().shape() != Qt.CursorShape.BusyCursor
+    assert page.delete_button.isEnabled() == bool(page.selected_runs())
+
+
+def test_a_folder_that_cannot_be_deleted_keeps_its_run(qtbot, trained, tmp_path, monkeypatch):
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    a, b = recs[0].run_dir, recs[1].run_dir
+    asked = answer_questions(monkeypatch, [B.Yes, B.Yes])
+    real = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        if Path(path) == Path(a):
+            raise PermissionError(13, "Permission denied")
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(rm.shutil, "rmtree", rmtree)
+    page.select_runs([a, b])
+    delete_and_wait(qtbot, page)
+    assert "2 run folders" in asked[1]
+    assert recs[0] in project.runs and recs[1] not in project.runs and recs[2] in project.runs
+    assert Path(a).is_dir() and not Path(b).exists()
+    text = page.banner.text()
+    assert f"Could not delete {a} (Permission denied)." in text and "1 run kept in the project, 1 removed" in text
+    assert page.banner.level() == "warning" and page.table.rowCount() == 2
+
+
+def test_a_second_delete_while_one_runs_is_refused(qtbot, trained, tmp_path, monkeypatch):
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    asked = answer_questions(monkeypatch, [B.Yes, B.Yes])
+    remove = Gate(shutil.rmtree)
+    monkeypatch.setattr(rm.shutil, "rmtree", remove)
+
+    page.select_runs([recs[0].run_dir])
+    try:
+        page.delete_selected()
+        qtbot.waitUntil(remove.started.is_set, timeout=60000)
+        assert "Deleting" in page.busy_indicator.label.text() and not page.delete_button.isEnabled()
+        page.select_runs([recs[1].run_dir])
+        assert not page.delete_button.isEnabled()  # a new selection does not enable it
+        assert page.delete_selected() is None and len(asked) == 2  # refused before any question
+        assert "being deleted" in page.banner.text()
+    finally:
+        remove.open()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
+    assert recs[0] not in project.runs and recs[1] in project.runs and Path(recs[1].run_dir).is_dir()
+    assert page.delete_button.isEnabled()
+
+
+def test_deleting_is_cancelled_between_folders_and_a_closed_page_drops_the_answer(qtbot, trained, tmp_path,
+                                                                                  monkeypatch):
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    answers = [B.Yes, B.Yes]
+    answer_questions(monkeypatch, answers)
+    remove = Gate(shutil.rmtree)
+    monkeypatch.setattr(rm.shutil, "rmtree", remove)
+
+    page.select_runs([recs[0].run_dir, recs[1].run_dir])
+    try:
+        page.delete_selected()
+        qtbot.waitUntil(remove.started.is_set, timeout=60000)
+        page.busy_indicator.cancel_button.click()  # the folder under way is finished, the next one is not begun
+    finally:
+        remove.open()
+    qtbot.waitUntil(lambda: not page.busy(), timeout=60000)
+    gone = [r for r in recs[:2] if not Path(r.run_dir).exists()]
+    assert len(gone) == 1 and len(remove.threads) == 1
+    assert [r for r in recs[:2] if r in project.runs] == [r for r in recs[:2] if r not in gone]
+    assert "Delete cancelled before 1 run folder" in page.banner.text() and page.banner.level() == "info"
+
+    # the page closes while a folder is being deleted: the late answer changes nothing
+    left = next(r for r in recs[:2] if r not in gone)
+    page.select_runs([left.run_dir])
     answers[:] = [B.Yes, B.Yes]
-    page.delete_selected()
-    assert (home / "documents").is_dir() and project.runs == []
+    remove.started.clear()
+    remove.opened.clear()
+    try:
+        page.delete_selected()
+        qtbot.waitUntil(remove.started.is_set, timeout=60000)
+        job = page.model.delete_job
+        page.model.close()
+    finally:
+        remove.open()
+    assert worker.wait_for_tasks([job], 60000)
+    assert not Path(left.run_dir).exists() and left in project.runs
 
 
 def test_open_evaluation_shows_the_run_on_the_evaluate_page(qtbot, trained, tmp_path, main_window, monkeypatch):

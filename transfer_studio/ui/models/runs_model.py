@@ -11,6 +11,12 @@ are followed: the page's timer says a refresh is due (``follow``) and a job (``f
 thread) re-reads run.json of the records still "running" and history.json of the runs shown; the GUI
 thread only applies the answer (a record changed meanwhile on the GUI thread keeps its newer values).
 
+Deleting runs never touches their folders on the GUI thread (they may hold gigabytes, on a shared
+file system): after the first question a job (``measure_task``) finds the folders a run wrote and their
+size for the second question, and another (``delete_task``) deletes them one after the other, with
+progress, cancellable between folders; records are removed on the GUI thread when it ends, only those
+whose folders are gone (or were to be kept).
+
 The model asks the page, through callables it is given, for the runs selected (``selected``) and
 whether the page is shown (``shown``); it names runs and dates as the run choosers do (``label``,
 ``created``: ``ui.widgets.run_chooser.run_label`` and ``format_created``, one rule for every page). The page (``ui.pages.runs``) keeps what needs Qt: the table,
@@ -27,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfer_studio.config import RunRecord
+from transfer_studio.config import Project, RunRecord
 from transfer_studio.core import run_folder  # torch-free: the folders' file names and small JSON files
 from transfer_studio.core.runs import find_record, norm_path, record_from_folder, refresh_record
-from transfer_studio.errors import UserError
+from transfer_studio.errors import Cancelled, UserError
 from transfer_studio.ui.models.base import Event, Host, Job, JobRunner
 
 FOLLOW_MS = 3000  # how often runs still training are re-read (the page's timer)
@@ -40,6 +46,7 @@ NUMERIC_COLUMNS = (3, 4, 5)  # right-aligned
 RUN_COLOURS = ("#1f77dc", "#e8780f", "#2ca05a", "#d6456b", "#9467bd", "#8c6d31", "#17a3b8", "#7f7f7f")
 CURVE_KINDS = ("val_accuracy", "val_loss", "train_loss")
 UI_RUN_FIELDS = ("selected_run", "evaluate_run", "export_run", "try_run")  # pages' runs in project.ui
+STILL_TRAINING = "A run that is still training cannot be deleted: stop it on the Train page first."
 
 History = list[dict[str, Any]]
 
@@ -60,9 +67,12 @@ def format_accuracy(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def folder_size(path: Path) -> int:
+def folder_size(path: Path, cancel: Callable[[], bool] | None = None) -> int:
+    """The bytes of the files under ``path``; raises ``Cancelled`` once ``cancel()`` is true."""
     total = 0
     for f in path.rglob("*"):
+        if cancel is not None and cancel():
+            raise Cancelled
         try:
             if f.is_file():
                 total += f.stat().st_size
@@ -128,12 +138,71 @@ def curves_of(run_dir: str, history: History, name: str, colour: str) -> Curves:
 
 @dataclass
 class DeletePlan:
-    """What "Delete…" would remove, and the first question (remove the records?)."""
+    """What "Delete…" would remove, and the first question (remove the records?). ``folders`` and ``size``
+    are filled in by the measuring job: the run folders on disk that may go too (the second question)."""
 
     records: list[RunRecord]
     what: str  # "the run “…”" or "3 runs"
     question: str
-    folders: list[Path]  # the folders still on disk (a second question: delete them too?)
+    folders: list[Path] = field(default_factory=list)
+    size: int = 0  # bytes under ``folders``
+
+
+@dataclass
+class DeleteOutcome:
+    """What the deleting job did, filled in as it goes: a cancelled job's result never arrives, so the
+    GUI thread reads this object once the job has ended."""
+
+    deleted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
+
+
+@dataclass
+class _Deleting:
+    """A delete under way, from the first answer until its records are removed."""
+
+    plan: DeletePlan
+    ask_files: Callable[[DeletePlan], bool]
+    project: Project  # the project the records are in (another may be opened meanwhile)
+    job: Job | None = None
+    error: str = ""
+
+
+# -- the delete jobs (worker thread) -----------------------------------------------------------------------
+def measure_task(run_dirs: Sequence[str], *, progress: Callable[[int, int], None],
+                 cancel: Callable[[], bool]) -> tuple[list[Path], int]:
+    """Of ``run_dirs``, the folders a run wrote, the only ones "Delete" may remove (a hand-edited project
+    may list any folder, even home, as a run), and the bytes they hold."""
+    folders = [Path(d) for d in run_dirs if run_folder.is_run_folder(d)]
+    total = 0
+    for k, folder in enumerate(folders):
+        progress(k, len(folders))
+        total += folder_size(folder, cancel)
+    progress(len(folders), len(folders))
+    return folders, total
+
+
+def delete_task(folders: Sequence[Path], outcome: DeleteOutcome, *, progress: Callable[[int, int], None],
+                cancel: Callable[[], bool]) -> DeleteOutcome:
+    """Delete ``folders`` one after the other into ``outcome``; a cancel stops between folders, so no run
+    folder is left half deleted."""
+    for k, folder in enumerate(folders):
+        if cancel():
+            return outcome
+        progress(k, len(folders))
+        if not folder.exists():  # gone meanwhile
+            outcome.deleted.append(str(folder))
+        elif not run_folder.is_run_folder(folder):  # changed since it was measured: the safety rule again
+            outcome.failed.append((str(folder), "no longer a run folder"))
+        else:
+            try:
+                shutil.rmtree(folder)
+            except OSError as exc:
+                outcome.failed.append((str(folder), exc.strerror or str(exc)))
+            else:
+                outcome.deleted.append(str(folder))
+    progress(len(folders), len(folders))
+    return outcome
 
 
 # -- the follow job (worker thread) ----------------------------------------------------------------------
@@ -170,9 +239,11 @@ def follow_task(records: Sequence[RunRecord], known: dict[str, float | None]) ->
 class RunsModel:
     """The Runs page's state and actions. Events: ``message(text, level)``, ``messageCleared()``,
     ``selectRequested(run_dirs)`` (show these runs selected), ``curvesChanged()`` (a shown history grew:
-    redraw; a changed record is announced as ``projectChanged("runs")`` instead)."""
+    redraw; a changed record is announced as ``projectChanged("runs")`` instead), ``busyStarted(text,
+    job, steps)`` and ``busyStopped()`` (a delete job runs: show it, with its cancel; ``deleting()`` says
+    whether a delete is under way)."""
 
-    EVENTS = ("message", "messageCleared", "selectRequested", "curvesChanged")
+    EVENTS = ("message", "messageCleared", "selectRequested", "curvesChanged", "busyStarted", "busyStopped")
 
     def __init__(self, host: Host, jobs: JobRunner, *, selected: Callable[[], list[str]],
                  shown: Callable[[], bool], label: Callable[[RunRecord], str], created: Callable[[str], str]):
@@ -183,6 +254,7 @@ class RunsModel:
             setattr(self, name, Event())
         self._history: dict[str, tuple[float, History]] = {}
         self.follow_job: Job | None = None
+        self._deleting: _Deleting | None = None
         self.closed = False  # the page is gone: follow nothing, apply no late answer
 
     # -- rows, selection and curves -----------------------------------------------------------------
@@ -244,10 +316,12 @@ class RunsModel:
         return job
 
     def close(self) -> None:
-        """The page is shut down or destroyed: cancel the follow job; an answer on its way is dropped."""
+        """The page is shut down or destroyed: cancel the follow and delete jobs; answers on their way are
+        dropped."""
         self.closed = True
-        if self.follow_job is not None:
-            self.follow_job.cancel()
+        for job in (self.follow_job, self.delete_job):
+            if job is not None:
+                job.cancel()
 
     def _on_followed(self, answer: FollowAnswer) -> None:
         if self.closed:
@@ -306,52 +380,128 @@ class RunsModel:
         self.host.navigateRequested.emit("evaluate")
         return True
 
+    def deleting(self) -> bool:
+        """A delete is under way (measuring, asking, deleting): another one is refused."""
+        return self._deleting is not None
+
+    @property
+    def delete_job(self) -> Job | None:
+        """The delete's job running now (measuring or deleting), if any."""
+        return self._deleting.job if self._deleting is not None else None
+
     def plan_delete(self, runs: Sequence[str]) -> DeletePlan | None:
         """What deleting ``runs`` would remove; None (and a message for a run still training: it is never
-        deleted) when nothing can be."""
+        deleted, or while another delete is under way) when nothing can be. Touches no folder."""
+        if self.deleting():
+            self.message.emit("Runs are being deleted: wait until that ends, then delete more.", "warning")
+            return None
         records = [r for r in (find_record(self.host.project, d) for d in runs) if r is not None]
         if not records:
             return None
         if any(r.status == "running" for r in records):
-            self.message.emit("A run that is still training cannot be deleted: stop it on the Train page first.",
-                              "warning")
+            self.message.emit(STILL_TRAINING, "warning")
             return None
         what = f"the run “{self.label(records[0])}”" if len(records) == 1 else f"{len(records)} runs"
-        folders = [Path(r.run_dir) for r in records if Path(r.run_dir).is_dir()]
-        return DeletePlan(records, what, f"Remove {what} from this project?", folders)
+        return DeletePlan(records, what, f"Remove {what} from this project?")
 
     @staticmethod
     def files_question(plan: DeletePlan, size_text: Callable[[int], str]) -> str:
-        """The second question: delete the folders too? (``size_text``: ``ui.widgets.format_bytes``)."""
-        size = sum(folder_size(f) for f in plan.folders)
+        """The second question: delete the measured folders too? (``size_text``: ``ui.widgets.format_bytes``)."""
         where = str(plan.folders[0]) if len(plan.folders) == 1 else f"{len(plan.folders)} run folders"
-        return (f"Also delete {where} from disk ({size_text(size)})? Its checkpoints and weights are lost for "
+        return (f"Also delete {where} from disk ({size_text(plan.size)})? Its checkpoints and weights are lost for "
                 "good; exported bundles elsewhere are kept.")
 
-    def delete(self, plan: DeletePlan, delete_files: bool) -> int:
-        """Remove the records (and, with ``delete_files``, the folders runs wrote); no page keeps pointing
-        at a deleted run. Returns the number of records removed."""
+    def start_delete(self, plan: DeletePlan, ask_files: Callable[[DeletePlan], bool]) -> Job | None:
+        """The user agreed to remove ``plan``'s records. A job measures the run folders they wrote; when it
+        answers, ``ask_files(plan)`` asks whether to delete those folders too (not asked when there are
+        none), then the records are removed, after a second job deleted the folders if the answer was
+        yes. Returns the measuring job (None: none started: another delete is under way)."""
+        if self.closed or self.deleting():
+            return None
+        state = _Deleting(plan, ask_files, self.host.project)
+        self._deleting = state
+        job = self.jobs(measure_task, [r.run_dir for r in plan.records], name="measure runs", pass_control=True,
+                        needs_torch=False, on_result=lambda answer: self._on_measured(state, answer),
+                        on_error=lambda text, _details: self._end_delete(
+                            state, f"Could not measure the run folders, so nothing was removed: {text}", "error"),
+                        on_cancelled=lambda: self._end_delete(state, "Delete cancelled: nothing was removed.",
+                                                              "info"))
+        if self._deleting is state and job.is_running():  # a synchronous (test) runner has answered already
+            state.job = job
+            self.busyStarted.emit(f"Measuring {plan.what}…", job, [])
+        return job
+
+    def _on_measured(self, state: _Deleting, answer: tuple[list[Path], int]) -> None:
+        if self.closed or self._deleting is not state:
+            return
+        plan = state.plan
+        plan.folders, plan.size = answer
+        state.job = None
+        if any(r.status == "running" for r in plan.records):  # resumed on the Train page while measuring
+            self._end_delete(state, STILL_TRAINING, "warning")
+            return
+        self.busyStopped.emit()
+        try:
+            delete_files = bool(plan.folders) and state.ask_files(plan)
+        except BaseException:
+            self._deleting = None  # nothing removed, and no later delete is refused
+            raise
+        if self.closed or self._deleting is not state:  # closed while the question was open
+            return
+        if not delete_files:
+            self._finish_delete(state, DeleteOutcome(), delete_files=False)
+            return
+        outcome = DeleteOutcome()
+        job = self.jobs(delete_task, list(plan.folders), outcome, name="delete runs", pass_control=True,
+                        needs_torch=False,
+                        on_error=lambda text, _details: setattr(state, "error", text),
+                        on_finished=lambda: self._finish_delete(state, outcome, delete_files=True))
+        if self._deleting is state and job.is_running():
+            state.job = job
+            self.busyStarted.emit(f"Deleting {plan.what}", job, [f.name for f in plan.folders])
+
+    def _end_delete(self, state: _Deleting, text: str, level: str) -> None:
+        """The measuring job failed or was cancelled: nothing is removed."""
+        if self.closed or self._deleting is not state:
+            return
+        self._deleting = None
+        self.message.emit(text, level)
+        self.busyStopped.emit()
+
+    def _finish_delete(self, state: _Deleting, outcome: DeleteOutcome, *, delete_files: bool) -> None:
+        """Remove the records whose folders are gone (or stay by choice, or were none a run wrote); no page
+        keeps pointing at a deleted run. Records whose folders could not be deleted stay, and are said."""
+        if self.closed or self._deleting is not state:
+            return
+        self._deleting = None
+        plan = state.plan
+        deleted = set(outcome.deleted)
+        kept = {str(f) for f in plan.folders if str(f) not in deleted} if delete_files else set()
+        gone = [rec for rec in plan.records if str(Path(rec.run_dir)) not in kept]
         project = self.host.project
-        failed: list[str] = []
-        for rec in plan.records:
-            # Only a folder a run wrote: a hand-edited project may list any folder (even home) as a run.
-            if delete_files and Path(rec.run_dir).is_dir() and run_folder.is_run_folder(rec.run_dir):
-                try:
-                    shutil.rmtree(rec.run_dir)
-                except OSError as exc:
-                    failed.append(f"{rec.run_dir} ({exc.strerror or exc})")
-            if rec in project.runs:
-                project.runs.remove(rec)
-            for key in UI_RUN_FIELDS:
-                value = getattr(project.ui, key)
-                if value and norm_path(value) == norm_path(rec.run_dir):
-                    project.ui.reset(key)
-            self._history.pop(rec.run_dir, None)
-        self.host.mark_changed("runs")
-        self.host.mark_changed("ui")
-        if failed:
-            self.message.emit(f"Removed from the project, but could not delete {'; '.join(failed)}.", "warning")
+        if gone and project is state.project:
+            for rec in gone:
+                project.runs[:] = [r for r in project.runs if r is not rec]
+                for key in UI_RUN_FIELDS:
+                    value = getattr(project.ui, key)
+                    if value and norm_path(value) == norm_path(rec.run_dir):
+                        project.ui.reset(key)
+                self._history.pop(rec.run_dir, None)
+            self.host.mark_changed("runs")
+            self.host.mark_changed("ui")
+        failed = [f"{folder} ({why})" for folder, why in outcome.failed]
+        left = len(kept) - len(failed)  # not reached: cancelled, or the job failed
+        if kept:
+            parts = [f"Could not delete {'; '.join(failed)}."] if failed else []
+            if state.error:
+                parts.append(f"Deleting stopped: {state.error}.")
+            elif left:
+                parts.append(f"Delete cancelled before {left} run folder{'s' if left > 1 else ''}.")
+            n = len(plan.records) - len(gone)
+            parts.append(f"{n} run{'s' if n > 1 else ''} kept in the project, {len(gone)} removed.")
+            self.message.emit(" ".join(parts), "error" if state.error else "warning" if failed else "info")
         else:
             self.messageCleared.emit()
-            self.host.status(f"Deleted {plan.what}" + (" and its files" if delete_files else ""), 4000)
-        return len(plan.records)
+            files = (" and its files" if len(plan.records) == 1 else " and their files") if delete_files else ""
+            self.host.status(f"Deleted {plan.what}{files}", 4000)
+        self.busyStopped.emit()

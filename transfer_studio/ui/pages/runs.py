@@ -5,8 +5,9 @@ newest first), selecting runs overlays their validation accuracy and loss curves
 ``history.json``, cached by modification time), "Open evaluation" hands the run to the Evaluate page
 (``AppState.request_evaluation``) and asks the window to show it, "Add run folder…" adds a run trained
 elsewhere, and deleting asks first, removes the record, and removes the folder only when the user
-agrees. Runs still training are followed: the page's timer only says a refresh is due; the model
-re-reads their files in a job, never on the GUI thread.
+agrees (the folders are measured and deleted in jobs, shown by the page's busy bar with its Cancel;
+Delete stays disabled meanwhile). Runs still training are followed: the page's timer only says a refresh
+is due; the model re-reads their files in a job, never on the GUI thread.
 
 The run-choosing helpers the Evaluate, Try and Export pages share (``run_label``, ``default_run``,
 ``RunCombo``, ``browse_start``) are in ``ui.widgets.run_chooser``. pyqtgraph loads only when the page
@@ -41,13 +42,14 @@ from transfer_studio.ui.models.runs_model import (  # noqa: F401 - format_durati
     COLUMNS,
     FOLLOW_MS,
     NUMERIC_COLUMNS,
+    DeletePlan,
     Row,
     RunsModel,
     format_duration,
     selection_text,
 )
 from transfer_studio.ui.state import AppState
-from transfer_studio.ui.widgets import EmptyState, MessageBanner, format_bytes
+from transfer_studio.ui.widgets import BusyIndicator, EmptyState, MessageBanner, format_bytes
 from transfer_studio.ui.widgets.heading import page_heading
 from transfer_studio.ui.widgets.run_chooser import default_run, format_created, run_label
 from transfer_studio.ui.worker import preload_module, run_task, wait_for_tasks
@@ -82,6 +84,8 @@ class RunsPage(QWidget):
         self.model.messageCleared.connect(lambda: self.banner.clear())
         self.model.selectRequested.connect(self.select_runs)
         self.model.curvesChanged.connect(lambda: self._plot(self.selected_runs()))
+        self.model.busyStarted.connect(self._on_busy_started)
+        self.model.busyStopped.connect(self._on_busy_stopped)
         model = self.model
         self.destroyed.connect(lambda *_: model.close())  # a late follow answer must not reach deleted widgets
         self._plot_items: list[Any] = []
@@ -97,6 +101,7 @@ class RunsPage(QWidget):
             "Every training run of this project. Select two or more to compare their curves; "
             "open one's evaluation, or delete runs you no longer need.")
         self.banner = MessageBanner(object_name="runs_banner")
+        self.busy_indicator = BusyIndicator(object_name="runs_busy")
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("runs_table")
@@ -182,6 +187,7 @@ class RunsPage(QWidget):
         lay.addWidget(title)
         lay.addWidget(hint)
         lay.addWidget(self.banner)
+        lay.addWidget(self.busy_indicator)
         lay.addWidget(self.empty, 1)
         lay.addWidget(self.splitter, 1)
         self._preload: Any = None
@@ -302,7 +308,7 @@ class RunsPage(QWidget):
     def _on_selection(self) -> None:
         runs = self.selected_runs()
         self.evaluate_button.setEnabled(self.model.can_open_evaluation(runs))
-        self.delete_button.setEnabled(self.model.can_delete(runs))
+        self.delete_button.setEnabled(self.model.can_delete(runs) and not self.model.deleting())
         self.selection_label.setText(selection_text(len(runs)))
         self._plot(runs)
 
@@ -340,7 +346,21 @@ class RunsPage(QWidget):
     def shutdown(self) -> None:
         self._follow.stop()
         self.model.close()
-        wait_for_tasks([self._preload, self.model.follow_job])
+        wait_for_tasks([self._preload, self.model.follow_job, self.model.delete_job])
+
+    def busy(self) -> bool:
+        """Runs are being deleted (the window asks before quitting)."""
+        return self.model.deleting()
+
+    def _on_busy_started(self, text: str, job: Any, steps: list[str]) -> None:
+        self.busy_indicator.start(text, handle=job, steps=steps)
+        self.setCursor(Qt.CursorShape.BusyCursor)
+        self.delete_button.setEnabled(False)
+
+    def _on_busy_stopped(self) -> None:
+        self.busy_indicator.stop()
+        self.unsetCursor()
+        self.delete_button.setEnabled(self.model.can_delete(self.selected_runs()) and not self.model.deleting())
 
     # -- actions ---------------------------------------------------------------------------------
     def add_run_folder(self, path: str | None = None) -> bool:
@@ -365,20 +385,22 @@ class RunsPage(QWidget):
             run_dir = runs[0]
         return self.model.open_evaluation(run_dir)
 
-    def delete_selected(self) -> int:
+    def delete_selected(self) -> Any:
         """Ask, then remove the selected runs from the project (and their folders if the user agrees).
 
-        Returns the number of records removed. A run that is training right now is never deleted.
+        The folders are measured (for the second question) and deleted in jobs; the records go when the
+        delete ends (``busy()`` is false again). Returns the measuring job, or None when nothing started:
+        the user said no, a run is training right now (it is never deleted), or a delete is under way.
         """
         plan = self.model.plan_delete(self.selected_runs())
         if plan is None:
-            return 0
+            return None
         B = QMessageBox.StandardButton
         if QMessageBox.question(self, "Delete runs", plan.question, B.Yes | B.No, B.No) != B.Yes:
-            return 0
-        delete_files = False
-        if plan.folders:
-            answer = QMessageBox.question(self, "Delete files too?", self.model.files_question(plan, format_bytes),
-                                          B.Yes | B.No, B.No)
-            delete_files = answer == B.Yes
-        return self.model.delete(plan, delete_files)
+            return None
+        return self.model.start_delete(plan, self._ask_delete_files)
+
+    def _ask_delete_files(self, plan: DeletePlan) -> bool:
+        B = QMessageBox.StandardButton
+        text = self.model.files_question(plan, format_bytes)
+        return QMessageBox.question(self, "Delete files too?", text, B.Yes | B.No, B.No) == B.Yes
