@@ -201,38 +201,75 @@ def test_delete_guards_questions_and_what_goes(setup, tmp_path):
     rh = RunRecord(run_dir=str(home), status="finished")
     s.host.project.runs += [ra, rb, live, rh]
     s.host.project.ui.evaluate_run, s.host.project.ui.export_run = b, a
+    asked: list[str] = []
+
+    def ask(answer):
+        return lambda plan: asked.append(s.model.files_question(plan, lambda n: f"{n} bytes")) or answer
 
     assert s.model.plan_delete([]) is None
     assert s.model.plan_delete([live.run_dir, a]) is None  # a run still training is never deleted
     assert "still training" in s.seen["message"][-1][0]
 
     plan = s.model.plan_delete([b])
-    assert plan.question == "Remove the run “m stopped” from this project?" and plan.folders == [Path(b)]
-    question = s.model.files_question(plan, lambda n: f"{n} bytes")
+    assert plan.question == "Remove the run “m stopped” from this project?" and plan.folders == []
+    job = s.model.start_delete(plan, ask(False))
+    assert job.name == "measure runs" and s.model.deleting() and s.seen["busyStarted"][-1][1] is job
+    assert s.model.plan_delete([a]) is None and "being deleted" in s.seen["message"][-1][0]  # one at a time
+    s.jobs.run(job)  # the size, measured off the GUI thread, then the question
     size = sum(f.stat().st_size for f in Path(b).iterdir())
-    assert question.startswith(f"Also delete {b} from disk ({size} bytes)?")
-    assert s.model.delete(plan, delete_files=False) == 1
+    assert plan.folders == [Path(b)] and asked == [f"Also delete {b} from disk ({size} bytes)? Its checkpoints "
+                                                   "and weights are lost for good; exported bundles elsewhere are kept."]
+    assert not s.model.deleting() and len(s.jobs.started) == 1  # kept the files: no second job
     assert Path(b).is_dir() and rb not in s.host.project.runs and "evaluate_run" not in s.host.project.ui
     assert s.statuses[-1] == "Deleted the run “m stopped”" and s.changed[-2:] == ["runs", "ui"]
 
     plan = s.model.plan_delete([a, str(home)])
-    assert plan.what == "2 runs" and "2 run folders" in s.model.files_question(plan, str)
-    assert s.model.delete(plan, delete_files=True) == 2
-    assert not Path(a).exists() and (home / "documents").is_dir()  # only a folder a run wrote goes
+    s.jobs.run(s.model.start_delete(plan, ask(True)))
+    assert plan.what == "2 runs" and plan.folders == [Path(a)]  # only a folder a run wrote is offered
+    assert asked[-1].startswith(f"Also delete {a} from disk")
+    assert Path(a).is_dir() and s.model.deleting()  # the folders go in a job of their own
+    s.jobs.run(s.jobs.named("delete runs")[0])
+    assert not Path(a).exists() and (home / "documents").is_dir()
     assert s.host.project.runs == [live] and s.host.project.ui.export_run is None
-    assert s.statuses[-1] == "Deleted 2 runs and its files"
+    assert s.statuses[-1] == "Deleted 2 runs and their files" and not s.model.deleting()
+    assert s.seen["busyStopped"]
 
 
-def test_a_folder_that_cannot_be_deleted_is_said(setup, tmp_path, monkeypatch):
+def test_a_folder_that_cannot_be_deleted_keeps_its_run(setup, tmp_path, monkeypatch):
     s = setup
-    a = write_run(tmp_path / "a", status="finished")
-    s.host.project.runs.append(RunRecord(run_dir=a, status="finished"))
+    a, b = write_run(tmp_path / "a", status="finished"), write_run(tmp_path / "b", status="finished")
+    ra, rb = RunRecord(run_dir=a, status="finished"), RunRecord(run_dir=b, status="finished")
+    s.host.project.runs += [ra, rb]
+    real = rm.shutil.rmtree
 
     def refuse(path):
-        raise PermissionError(13, "Permission denied")
+        if Path(path) == Path(a):
+            raise PermissionError(13, "Permission denied")
+        real(path)
 
     monkeypatch.setattr(rm.shutil, "rmtree", refuse)
-    assert s.model.delete(s.model.plan_delete([a]), delete_files=True) == 1
+    s.jobs.sync = True
+    s.model.start_delete(s.model.plan_delete([a, b]), lambda plan: True)
     text, level = s.seen["message"][-1]
-    assert level == "warning" and text == f"Removed from the project, but could not delete {a} (Permission denied)."
-    assert s.host.project.runs == []
+    assert level == "warning"
+    assert text == f"Could not delete {a} (Permission denied). 1 run kept in the project, 1 removed."
+    assert s.host.project.runs == [ra] and Path(a).is_dir() and not Path(b).exists()
+
+
+def test_a_cancelled_delete_keeps_the_runs_not_reached_and_close_drops_answers(setup, tmp_path, monkeypatch):
+    s = setup
+    a, b = write_run(tmp_path / "a", status="finished"), write_run(tmp_path / "b", status="finished")
+    ra, rb = RunRecord(run_dir=a, status="finished"), RunRecord(run_dir=b, status="finished")
+    s.host.project.runs += [ra, rb]
+    s.jobs.run(s.model.start_delete(s.model.plan_delete([a, b]), lambda plan: True))
+    job = s.jobs.named("delete runs")[0]
+    real = rm.shutil.rmtree
+    monkeypatch.setattr(rm.shutil, "rmtree", lambda path: (real(path), job.cancel()))  # cancelled during the first
+    s.jobs.run(job)
+    assert not Path(a).exists() and Path(b).is_dir() and s.host.project.runs == [rb]
+    assert s.seen["message"][-1] == ("Delete cancelled before 1 run folder. 1 run kept in the project, 1 removed.",
+                                     "info")
+    s.jobs.run(s.model.start_delete(s.model.plan_delete([b]), lambda plan: True))
+    s.model.close()
+    s.jobs.run(s.jobs.named("delete runs")[1])  # it was cancelled before it began
+    assert Path(b).is_dir() and s.host.project.runs == [rb] and not s.seen["message"][-1][0].startswith("Deleted")
