@@ -83,8 +83,10 @@ def test_edits_are_undone_from_the_edit_menu_and_a_slider_drag_is_one_step(qtbot
     page._groups["hflip"].setChecked(False)
     assert stack.count() == 3 and stack.undoText() == "Turn off Horizontal flip"
 
+    hflip = page._groups["hflip"]
     stack.undo()
     assert page._groups["hflip"].isChecked() and "hflip" not in state.project.augment.params
+    assert page._groups["hflip"] is hflip and page._fields["color_jitter"]["strength"].widget is slider  # focus kept
     stack.undo()  # the whole drag at once
     assert state.project.augment.params == {}
     assert page._fields["color_jitter"]["strength"].value() == pytest.approx(0.2)

@@ -154,6 +154,7 @@ class AugmentModel:
         self.preset = DEFAULT_PRESET  # the preset shown
         self.schemas: dict[str, dict[str, Any]] | None = None  # per preset, from augment_info
         self.defaults: dict[str, dict[str, Any]] = {}  # the shown preset's values
+        self._controls_for: str | None = None  # the preset the page's controls were built for
         self.seed = 0
         self.count = DEFAULT_COUNT
         self.rows: list[PreviewRow] = []
@@ -210,7 +211,11 @@ class AugmentModel:
     def _rebuild(self) -> None:
         self.defaults = {name: {k: f["value"] for k, f in spec["fields"].items()}
                          for name, spec in self.transforms().items()}
-        self.controlsChanged.emit()
+        # Controls are rebuilt only for another preset: an undo, a reload or another project with the
+        # same preset only moves values, so the control the user works with keeps the keyboard focus.
+        if self._controls_for != self.preset:
+            self._controls_for = self.preset
+            self.controlsChanged.emit()
         self.valuesChanged.emit()
 
     def values(self) -> dict[str, dict[str, Any]]:
