@@ -9,7 +9,9 @@ weights. A model with pretrained or file weights is really loaded once when it i
 Building a meta network takes ~130 ms (resnet50, efficientnet_lite0 on the shared test machine), too
 long for a freeze click; replaying freeze ops on a kept one takes ~11 ms. So the networks are kept
 here, on the worker side, keyed by the model and the surgery up to its last structural op; a job takes
-one out of the pool and gives it back when done, so no two threads ever use the same network.
+one out of the pool and gives it back when done, so no two threads ever use the same network. A kept
+network remembers the freeze ops it has applied: a job whose ops continue them applies only the new
+ones (replaying all of them cost 25 ms after 51 clicks and 113 ms after 200 on resnet50).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from transfer_studio.ui.runtime import import_core
 FREEZE_OPS = ("freeze", "unfreeze", "freeze_before")
 
 Param = tuple[str, int, bool]  # a parameter's name, size and whether it trains
+Applied = tuple[str, ...]  # freeze ops applied after a network's structural ops, each as JSON
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -92,17 +95,18 @@ class MetaNetworks:
 
     ``take`` removes a network from the pool (waiting briefly while another job has it out or is
     building it; None: build it and ``give`` it, or ``release`` the key), ``give`` puts it back with
-    the trainable flags it had after its structural ops, which the borrower restores. Only worker
-    threads call these; the GUI thread never sees a network.
+    the trainable flags it had after its structural ops and the freeze ops applied since (``applied``;
+    None: unknown), so the borrower either continues them or restores the flags. Only worker threads
+    call these; the GUI thread never sees a network.
     """
 
     def __init__(self, size: int = 4):
         self.size = size
-        self._nets: OrderedDict[str, tuple[Any, dict[str, bool]]] = OrderedDict()
+        self._nets: OrderedDict[str, tuple[Any, dict[str, bool], Applied | None]] = OrderedDict()
         self._out: set[str] = set()
         self._cond = threading.Condition()
 
-    def take(self, key: str, wait: float = 0.5) -> tuple[Any, dict[str, bool]] | None:
+    def take(self, key: str, wait: float = 0.5) -> tuple[Any, dict[str, bool], Applied | None] | None:
         deadline = time.monotonic() + wait
         with self._cond:
             while key in self._out and key not in self._nets:
@@ -114,12 +118,13 @@ class MetaNetworks:
             self._out.add(key)  # lent, or being built by the caller: others wait for it
             return got
 
-    def give(self, key: str, net: Any, snapshot: dict[str, bool], taken: str | None = None) -> None:
+    def give(self, key: str, net: Any, snapshot: dict[str, bool], taken: str | None = None,
+             applied: Applied | None = None) -> None:
         """Put ``net`` back under ``key`` (``taken``: the key it was lent under, if another)."""
         with self._cond:
             self._out.discard(taken if taken is not None else key)
             self._out.discard(key)
-            self._nets[key] = (net, snapshot)
+            self._nets[key] = (net, snapshot, applied)
             self._nets.move_to_end(key)
             while len(self._nets) > self.size:
                 self._nets.popitem(last=False)
@@ -149,6 +154,7 @@ class _Lent:
     key: str  # the pool key of its structure
     snapshot: dict[str, bool]  # trainable flags after the structural ops
     shape: tuple[int, ...]
+    applied: Applied = ()  # the freeze ops applied after them (all of the project's)
 
 
 def _pool_key(project: Project, shape: tuple[int, ...], ops: list[SurgeryOp]) -> str:
@@ -178,12 +184,17 @@ def borrow(project: Project, pool: MetaNetworks = NETWORKS) -> _Lent:
     ops = list(project.surgery)
     k = structural_prefix(ops)
     key = _pool_key(project, shape, ops[:k])
+    suffix = tuple(json.dumps(o, sort_keys=True) for o in ops_json(ops[k:]))
+    start = k
     got = pool.take(key)
     if got is not None:
-        net, snapshot = got
-        for name, p in net.named_parameters():
-            if name in snapshot:
-                p.requires_grad_(snapshot[name])
+        net, snapshot, applied = got
+        if applied is not None and suffix[:len(applied)] == applied:
+            start = k + len(applied)  # the ops it has applied are where this project's begin: add the rest
+        else:
+            for name, p in net.named_parameters():
+                if name in snapshot:
+                    p.requires_grad_(snapshot[name])
     else:
         bare = project.copy()
         bare.surgery = []
@@ -194,11 +205,11 @@ def borrow(project: Project, pool: MetaNetworks = NETWORKS) -> _Lent:
             pool.release(key)
             raise
         snapshot = _flags(net)
-    lent = _Lent(net, key, snapshot, shape)
+    lent = _Lent(net, key, snapshot, shape, suffix)
     try:
-        _apply(net, ops, k, len(ops), shape)
+        _apply(net, ops, start, len(ops), shape)
     except BaseException:
-        pool.give(key, net, snapshot)
+        pool.give(key, net, snapshot)  # flags part-way through the ops: the next borrower restores them
         raise
     return lent
 
@@ -257,7 +268,7 @@ def build_display(project: Project, prefer_expanded: frozenset[str] | None = Non
     try:
         return _describe(lent.net, project, lent.shape, prefer_expanded, cancel)
     finally:
-        NETWORKS.give(lent.key, lent.net, lent.snapshot)
+        NETWORKS.give(lent.key, lent.net, lent.snapshot, applied=lent.applied)
 
 
 def load_display(project: Project, *, progress: Any = None, cancel: Any = None) -> tuple[DisplayData, bool]:
@@ -294,7 +305,7 @@ def try_structural(project: Project, op: SurgeryOp, prefer_expanded: frozenset[s
     try:
         return _describe(lent.net, candidate, shape, prefer_expanded, cancel)
     finally:
-        NETWORKS.give(key, lent.net, _flags(lent.net), taken=lent.key)
+        NETWORKS.give(key, lent.net, _flags(lent.net), taken=lent.key, applied=())
 
 
 def compute_freeze(project: Project, hierarchy: Any) -> FreezeData:
@@ -303,7 +314,7 @@ def compute_freeze(project: Project, hierarchy: Any) -> FreezeData:
     try:
         return freeze_data(lent.net, hierarchy, project_key(project))
     finally:
-        NETWORKS.give(lent.key, lent.net, lent.snapshot)
+        NETWORKS.give(lent.key, lent.net, lent.snapshot, applied=lent.applied)
 
 
 def read_catalog(rows: Any = None) -> tuple[list[Any], Any]:
