@@ -288,10 +288,10 @@ def render(table: list[dict[str, Any]], failures: list[str], meta: dict[str, Any
     if len(loads):
         lines += ["", f"Machine load during the runs (1-minute load average, the higher of start and end): median "
                   f"{np.median(loads):.1f}, {np.mean(loads > 1.5):.0%} of runs above 1.5. The suite itself keeps "
-                  "one core busy (about 1); more is other work sharing the machine. The 2026-12-02 grid ran "
-                  "pinned to one core (taskset) with every other process moved to the other, so the load "
-                  "average counts work that did not share the suite's core; a run is still exposed to memory "
-                  "bandwidth and cache sharing."]
+                  "one core busy (about 1); more is other work sharing the machine. The 2026-12-03 grid ran as "
+                  "two processes, each pinned to its own core (taskset; glyph and texture on one, photo on "
+                  "the other), so the load average is about 2 by design: each run's trial and the run itself "
+                  "shared memory bandwidth and caches with the other process alike."]
     if failures:
         lines += ["", "Not met:", *[f"- {f}" for f in failures]]
     return "\n".join(lines)

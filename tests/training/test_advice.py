@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from helpers.training import make_project
 from PIL import Image, ImageDraw
 
@@ -109,6 +110,32 @@ def test_time_estimates_come_from_the_timed_trial(colours, monkeypatch):
     lo, hi = s.estimate_range_s
     assert lo < s.estimated_seconds < hi
     assert "timed on a few real training steps" in s.reason
+
+
+def test_the_head_estimate_counts_the_converged_fit_per_fitted_pass_and_cheap_cached_epochs():
+    """The head phase fits over the clean pass and every augmented one (rows, and time, grow with
+    the passes), and its cached epochs cost milliseconds, not an image epoch's bookkeeping. With a
+    0.5 s start constant and the fit left out, 10-per-class head runs took 0.69-0.87x and
+    150-500-per-class ones up to 1.3x their estimates (bench_advisor)."""
+    comp = trial.Compute(train_s=0.01, eval_s=0.004, feature_s=0.004, build_s=0.2, warmup_s=0.05,
+                         state_bytes=3 * 1000, spread=1.2, batch_size=32, device="cpu", model_bytes=15_000_000)
+    load = trial.Loading(train_s=0.002, eval_s=0.001, images=24)
+    common = dict(comp=comp, load=load, n_train=400, n_val=100, epochs=5, cached_train=400, cached_val=100,
+                  cv_s=2.0, fit_s=1.0, workers=0, device=torch.device("cpu"), write_rate=150e6)
+    plain = trial.estimate(strategy="head", head_epochs=0, augment_passes=0, **common)
+    augmented = trial.estimate(strategy="head", head_epochs=0, augment_passes=2, **common)
+    assert plain.parts["head fit"] == pytest.approx(3.0, abs=0.01)
+    assert augmented.parts["head fit"] == pytest.approx(2.0 + 3 * 1.0, abs=0.01)
+    assert augmented.parts["features"] == pytest.approx(2 * 400 * (0.004 + 0.002), abs=0.01)
+    # start: build, warm-up, the run's own files (frozen weights in, best weights out)
+    assert plain.parts["setup"] == pytest.approx(0.2 + 0.05 + trial.START_S + (15e6 - 1000 + 15e6) / 150e6, abs=0.01)
+    assert plain.parts["checkpoints"] < 0.1
+    partial = trial.estimate(strategy="partial", head_epochs=2, augment_passes=2, **common)
+    # partial's head phase fits the clean pass only; its 3 image epochs pay the full bookkeeping
+    assert partial.parts["head fit"] == pytest.approx(3.0, abs=0.01)
+    assert partial.parts["checkpoints"] == pytest.approx(
+        2 * trial.CACHED_EPOCH_OVERHEAD_S + 3 * trial.EPOCH_OVERHEAD_S + 5 * 3000 / 150e6, abs=1e-3)
+    assert partial.parts["fine-tuning"] == pytest.approx(3 * (400 * 0.012 + 100 * 0.005), rel=1e-3)
 
 
 def test_trials_are_cached_on_disk(colours, monkeypatch):

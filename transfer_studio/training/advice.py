@@ -101,26 +101,30 @@ def gather(project: Project, report: ScanReport, *, progress: Progress | None = 
         train_images=len(rels), cv_accuracy=cv.accuracy, cv_se=cv.accuracy_se, c=cv.c, folds=cv.folds,
         lr=lr.suggested, lr_curve={"lrs": lr.lrs, "losses": lr.losses}, invariances=checks,
         imagenet_confidence=None, features_computed=computed, seconds=0.0)
+    if trials:
+        _stage(progress, "Timing the head's fit", 0.61)
+    fit_seconds = _time_head_fit(x, labels, len(classes), cv.c, check) if trials else 0.0
     if trials == "needed":
         per_class = float(np.median([report.counts[c] for c in report.classes]))
         budget = core_strategy.DEFAULT_TIME_BUDGET_HOURS if time_budget_hours is None else time_budget_hours
         a = core_strategy.choose_approach(per_class, report.num_images, evidence)
         while True:
             evidence.timings.update(estimate_all(snapshot, report, split, bb, evidence, cv_seconds=cv.seconds,
-                                                 progress=progress, check=check, approaches=(a,)))
+                                                 fit_seconds=fit_seconds, progress=progress, check=check, approaches=(a,)))
             if a == 1 or evidence.timings[core_strategy.NAMES[a]]["seconds"] <= budget * 3600:
                 break
             a -= 1
     elif trials:
         evidence.timings = estimate_all(snapshot, report, split, bb, evidence, cv_seconds=cv.seconds,
-                                        progress=progress, check=check)
+                                        fit_seconds=fit_seconds, progress=progress, check=check)
     evidence.seconds = round(time.perf_counter() - t0, 2)
     _stage(progress, "Done", 1.0)
     return evidence
 
 
 def estimate_all(project: Project, report: ScanReport, split: Any, bb: BackboneFeatures,
-                 evidence: core_strategy.Evidence, *, cv_seconds: float, progress: Progress | None = None,
+                 evidence: core_strategy.Evidence, *, cv_seconds: float, fit_seconds: float = 0.0,
+                 progress: Progress | None = None,
                  check: Callable[[], None] | None = None, approaches: tuple[int, ...] = (1, 2, 3),
                  ) -> dict[str, dict[str, Any]]:
     """Trial-based time estimates of the three approaches' recipes, as ``Evidence.timings``."""
@@ -146,7 +150,7 @@ def estimate_all(project: Project, report: ScanReport, split: Any, bb: BackboneF
         est = trial.estimate(
             strategy=name, comp=comp, load=load, n_train=n_train, n_val=n_val, epochs=plan.epochs,
             head_epochs=plan.head_epochs, cached_train=n_train, cached_val=val_cached, augment_passes=passes,
-            probe_s=cv_seconds + 0.02 * plan.epochs, workers=bb.loader.num_workers, device=bb.device)
+            cv_s=cv_seconds, fit_s=fit_seconds, workers=bb.loader.num_workers, device=bb.device)
         out[name] = {"seconds": round(est.seconds, 2), "low": round(est.low, 2), "high": round(est.high, 2),
                      "parts": est.parts, "train_s_per_image": comp.train_s, "load_s_per_image": load.train_s}
     return out
@@ -160,6 +164,18 @@ def advise(project: Project, report: ScanReport, *, time_budget_hours: float | N
                       time_budget_hours=time_budget_hours)
     return core_strategy.suggest(report, project.model.name, device=project.train.device,
                                  time_budget_hours=time_budget_hours, evidence=evidence)
+
+
+def _time_head_fit(x: torch.Tensor, labels: torch.Tensor, num_classes: int, c: float,
+                   check: Callable[[], None] | None) -> float:
+    """Seconds of one converged fit at the chosen C, as the head phase runs it (up to its
+    iteration cap): cross-validation's short, warm-started fits say little about that (a converged
+    fit took 0.13-0.45x the cross-validation on bench_advisor's folders)."""
+    from transfer_studio.training import head_fit
+
+    t0 = time.perf_counter()
+    probe.fit(x.flatten(1), labels, num_classes, c, max_iter=head_fit.MAX_ITER, check=check)
+    return time.perf_counter() - t0
 
 
 def _keys(root: str, rels: list[str]) -> list[bytes]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from transfer_studio.config import Project, atomic_write_text
 
-TRIAL_VERSION = 8
+TRIAL_VERSION = 9
 WARMUP_STEPS = 1
 TIMED_STEPS = 2
 MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least this long
@@ -45,8 +45,15 @@ MIN_TIMED_SECONDS = 0.5  # keep timing (up to 3x TIMED_STEPS) until at least thi
 CPU_TRIAL_BATCHES = (4, 12, 24)
 CPU_DIRECT_STEP_S = 4.0  # an upper bound from the small batch: the run's step was 2-4x faster
 LOAD_SAMPLE = 24  # images decoded and augmented to time loading
-EPOCH_OVERHEAD_S = 0.05  # per epoch: checkpoint serialisation, events, bookkeeping (measured ~0.02-0.08)
-SETUP_S = 0.5  # a run's own start: scan, split, run folder, frozen weights file
+# Per epoch besides the checkpoint's bytes: serialisation, events, bookkeeping. Measured with timers
+# around the trainer's phases on bench_advisor's folders (64 px, one thread): an epoch on images
+# 0.02-0.08 s; an epoch of the head phase on cached features 0.010-0.019 s.
+EPOCH_OVERHEAD_S = 0.05
+CACHED_EPOCH_OVERHEAD_S = 0.015
+# A run's own start besides writing its frozen weights: split, run folder, project file, events
+# (measured 0.04-0.1 s beyond the frozen weights file). Was 0.5 s: 10-per-class head runs then took
+# 0.69-0.87x their estimates.
+START_S = 0.08
 
 
 @dataclass
@@ -63,6 +70,7 @@ class Compute:
     batch_size: int
     device: str
     measured_at: float = 0.0
+    model_bytes: int = 0  # every parameter and buffer: the frozen file at the start, the best weights at the end
 
 
 @dataclass
@@ -250,8 +258,9 @@ def _measure(project: Project, strategy: str, num_classes: int, unfreeze_from: s
     # Feature extraction is the same forward stopped at the head: the evaluation time stands for it.
     feature_s = eval_s
     variable = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if n in trainable)
+    whole = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     return Compute(train_s, eval_s, feature_s, build_s, warmup_s, int(variable * 3), spread, bs, str(device),
-                   time.time())
+                   time.time(), int(whole))
 
 
 def _time(step: Callable[[], None], device: torch.device, images: int) -> tuple[float, float]:
@@ -313,15 +322,19 @@ def _per_image(compute_s: float, load_s: float, workers: int, device: torch.devi
 
 
 def estimate(*, strategy: str, comp: Compute, load: Loading, n_train: int, n_val: int, epochs: int,
-             head_epochs: int, cached_train: int, cached_val: int, augment_passes: int, probe_s: float,
-             workers: int, device: torch.device, write_rate: float = 150e6) -> Estimate:
+             head_epochs: int, cached_train: int, cached_val: int, augment_passes: int, cv_s: float,
+             fit_s: float, workers: int, device: torch.device, write_rate: float = 150e6) -> Estimate:
     """Seconds a run takes, by the trainer's own accounting.
 
     ``cached_train`` / ``cached_val``: images whose features the store already holds (the advisor
     computed the training images'); ``augment_passes``: augmented passes the head strategy caches;
-    ``probe_s``: the head fit's cross-validation and L-BFGS epochs, measured on the advice's features.
+    ``cv_s``: the cross-validation that chooses the head's C and ``fit_s``: one converged L-BFGS fit
+    at that C, both measured on the advice's features of the training images (the head phase fits
+    over the clean pass and every augmented one: rows, and so time, grow with the passes).
     """
-    parts: dict[str, float] = {"setup": comp.build_s + comp.warmup_s + SETUP_S}
+    frozen = max(0, comp.model_bytes - comp.state_bytes // 3)
+    parts: dict[str, float] = {"setup": comp.build_s + comp.warmup_s + START_S
+                               + (frozen + comp.model_bytes) / write_rate}
     feature = _per_image(comp.feature_s, load.eval_s, workers, device)
     head_phase = strategy == "head" or head_epochs > 0
     if head_phase:
@@ -329,13 +342,16 @@ def estimate(*, strategy: str, comp: Compute, load: Loading, n_train: int, n_val
         augmented = augment_passes * n_train if strategy == "head" else 0
         parts["features"] = missing * feature + augmented * _per_image(comp.feature_s, load.train_s, workers,
                                                                         device)
-        parts["head fit"] = probe_s
-    ft_epochs = epochs - (head_epochs if strategy != "head" else epochs)
+        fitted_rows = 1 + (augment_passes if strategy == "head" else 0)
+        parts["head fit"] = cv_s + fit_s * fitted_rows
+    cached_epochs = epochs if strategy == "head" else min(head_epochs, epochs)
+    ft_epochs = epochs - cached_epochs
     if ft_epochs > 0:
         train = _per_image(comp.train_s, load.train_s, workers, device)
         val = _per_image(comp.eval_s, load.eval_s, workers, device)
         parts["fine-tuning"] = ft_epochs * (n_train * train + n_val * val)
-    parts["checkpoints"] = epochs * (EPOCH_OVERHEAD_S + comp.state_bytes / write_rate)
+    parts["checkpoints"] = (cached_epochs * CACHED_EPOCH_OVERHEAD_S + ft_epochs * EPOCH_OVERHEAD_S
+                            + epochs * comp.state_bytes / write_rate)
     seconds = sum(parts.values())
     spread = max(1.15, min(2.0, math.sqrt(comp.spread)))
     return Estimate(seconds, seconds / spread, seconds * spread, {k: round(v, 2) for k, v in parts.items()})
