@@ -25,6 +25,12 @@ rerun, so the suite resumes where it stopped.
     .venv/bin/python bench/bench_advisor.py --full          # all sizes x domains x seeds at 224 px (GPU)
     .venv/bin/python bench/bench_advisor.py --report        # only re-score stored results
     .venv/bin/python bench/bench_advisor.py --report --threads 1 --work bench/results/advisor  # the committed grid
+
+The committed grid ran as two processes, one per core (about 80 min instead of 2 h), each in its own
+work folder, their results/ then copied into one:
+
+    taskset -c 1 .venv/bin/python bench/bench_advisor.py --no-write --threads 1 --only glyph,texture
+    taskset -c 0 .venv/bin/python bench/bench_advisor.py --no-write --threads 1 --only photo --work .bench-cache/advisorB
 """
 
 from __future__ import annotations
