@@ -308,7 +308,11 @@ def main() -> int:
         "(``ui.runtime.start_preload``, libc's dlopen through ctypes, the GIL released): loaded by the "
         "first task instead, the dlopen blocked the GUI thread natively (not on the GIL) for about half "
         "a second when it coincided with the page's first work (row above). During the imports the "
-        "collector is paused and the modules are frozen afterwards (``ui.runtime.ensure_ml``). "
+        "collector is paused, and what they made is frozen before it runs again "
+        "(``ui.runtime.import_module``): frozen after re-enabling it, the first young collection traversed "
+        "the 267,000 objects torchvision's import had left, 70-90 ms holding the GIL on the worker thread, "
+        "and the first load stalled the GUI 94 ms (twice, the same day, 2026-12-03; 128-165 ms on "
+        "2026-12-02). "
         "Later loads are what each further model choice costs. Frame times and stalls depend on what "
         "else runs on this 2-core machine (see the load average above).",
     ]

@@ -177,3 +177,18 @@ def test_the_collector_policy_freezes_only_after_heavy_imports(tmp_path, monkeyp
     monkeypatch.setattr(runtime, "_tuned", True)
     runtime.settle_heap()
     assert frozen == [True]  # the app's process (tune_interpreter)
+
+
+def test_an_import_that_leaves_many_objects_is_frozen_before_the_collector_runs_again(tmp_path, monkeypatch):
+    """torchvision's import left 267,000 young objects; the first collection after the pause traversed
+    them all on the worker thread, holding the GIL: a 90 ms GUI stall at the first model load."""
+    import gc
+
+    from transfer_studio.ui import runtime
+
+    (tmp_path / "ts_bulky_probe.py").write_text("KEPT = [[i] for i in range(30_000)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    monkeypatch.setattr(gc, "freeze", lambda: seen.append(gc.isenabled()))
+    assert len(runtime.import_module("ts_bulky_probe").KEPT) == 30_000
+    assert seen == [False] and gc.isenabled()  # frozen while still paused, then enabled
