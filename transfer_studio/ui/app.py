@@ -22,6 +22,7 @@ from transfer_studio.ui.main_window import APP_NAME, MainWindow
 from transfer_studio.ui.runtime import start_preload, tune_interpreter
 from transfer_studio.ui.settings import ORGANIZATION, Settings
 from transfer_studio.ui.state import AppState
+from transfer_studio.ui.worker import warm_qt_classes
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -78,6 +79,7 @@ def create_window(argv: list[str] | None = None, *, before_show: Callable[[MainW
     if before_show is not None:
         before_show(window)
     window.show()
+    QTimer.singleShot(200, warm_qt_classes)  # before a page preloads pyqtgraph (ui.worker.preload_module)
     project = args.project or args.file
     if project:
         path = str(Path(project).expanduser())

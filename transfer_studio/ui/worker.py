@@ -163,9 +163,52 @@ def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_contro
     return handle
 
 
+# PySide6 creates its classes lazily, on first access, and that is not safe while the GUI thread does
+# the same at the same moment: pyqtgraph's import (``ui.charts``, preloaded on a worker thread) reads
+# every attribute of QtCore, QtGui and QtWidgets and imports QtSvg, QtOpenGLWidgets and QtTest, and it
+# segfaulted in pyqtgraph's ``_copy_attrs`` while the Data page built its widgets. So the GUI thread
+# does that first: in slices while the app is idle after start-up (``warm_qt_classes``), and whatever
+# is left at once before a preload (all of it: ~220 ms, once per process).
+QT_LAZY_MODULES = ("PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets")
+QT_EXTRA_MODULES = ("PySide6.QtSvg", "PySide6.QtOpenGLWidgets", "PySide6.QtTest")
+WARM_SLICE_S = 0.008
+_qt_pending: list[tuple[Any, str]] | None = None
+
+
+def resolve_qt_classes(budget_s: float | None = None) -> bool:
+    """Create PySide6's classes now (GUI thread only), for up to ``budget_s`` seconds (None: all of
+    them); True once every class exists."""
+    global _qt_pending
+    import importlib
+
+    if _qt_pending is None:
+        for name in QT_EXTRA_MODULES:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+        modules = [importlib.import_module(name) for name in QT_LAZY_MODULES]
+        _qt_pending = [(m, attr) for m in modules for attr in dir(m)]
+    start = time.perf_counter()
+    while _qt_pending:
+        module, attr = _qt_pending.pop()
+        getattr(module, attr, None)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return not _qt_pending
+
+
+def warm_qt_classes() -> None:
+    """``resolve_qt_classes`` in slices of a few milliseconds from the event loop (GUI thread)."""
+    from PySide6.QtCore import QTimer
+
+    if not resolve_qt_classes(WARM_SLICE_S):
+        QTimer.singleShot(10, warm_qt_classes)
+
+
 def preload_module(name: str, on_finished: Callable[[], None] | None = None) -> TaskHandle:
     """Import ``name`` (e.g. pyqtgraph through ``ui.charts``) on a worker thread, through the import
-    gate and without waiting for torch; ``on_finished`` runs in the GUI thread once it is loaded."""
+    gate and without waiting for torch; ``on_finished`` runs in the GUI thread once it is loaded.
+    Call on the GUI thread: PySide6's classes are created here first (see ``resolve_qt_classes``)."""
+    resolve_qt_classes()
     return run_task(runtime.import_module, name, name=f"preload-{name.rsplit('.', 1)[-1]}",
                     pass_control=False, needs_torch=False, on_finished=on_finished)
 
