@@ -190,5 +190,6 @@ def test_an_import_that_leaves_many_objects_is_frozen_before_the_collector_runs_
     monkeypatch.syspath_prepend(str(tmp_path))
     seen = []
     monkeypatch.setattr(gc, "freeze", lambda: seen.append(gc.isenabled()))
+    monkeypatch.setattr(runtime, "_tuned", True)  # the app's process (tune_interpreter)
     assert len(runtime.import_module("ts_bulky_probe").KEPT) == 30_000
     assert seen == [False] and gc.isenabled()  # frozen while still paused, then enabled

@@ -102,7 +102,7 @@ def gather(project: Project, report: ScanReport, *, progress: Progress | None = 
         lr=lr.suggested, lr_curve={"lrs": lr.lrs, "losses": lr.losses}, invariances=checks,
         imagenet_confidence=None, features_computed=computed, seconds=0.0)
     if trials:
-        _stage(progress, "Timing the head's fit", 0.61)
+        _stage(progress, "Timing the head's fit", 0.755)
     fit_seconds = _time_head_fit(x, labels, len(classes), cv.c, check) if trials else 0.0
     if trials == "needed":
         per_class = float(np.median([report.counts[c] for c in report.classes]))

@@ -73,7 +73,8 @@ def import_module(name: str) -> ModuleType:
             module = importlib.import_module(name)
             # Frozen before the collector is enabled again: the first young collection after the pause
             # traversed every object the import made (267,000 for torchvision: a 90 ms GUI stall).
-            if len(sys.modules) - before >= HEAVY_IMPORT or gc.get_count()[0] > YOUNG_AFTER_IMPORT:
+            young = _tuned and gc.get_count()[0] > YOUNG_AFTER_IMPORT  # the app's process only (settle_heap)
+            if len(sys.modules) - before >= HEAVY_IMPORT or young:
                 gc.freeze()  # see "One garbage-collector policy"
         return module
 
