@@ -145,6 +145,19 @@ def test_open_dialog_is_not_shown_when_the_question_is_cancelled(s, tmp_path):
     assert s.shown["statusMessage"][-1][0] == f"Opened {tmp_path / 'fish.tsproj'}"
 
 
+def test_the_project_stays_while_a_page_holds_it(s, tmp_path):
+    """Runs being deleted on the Runs page: their records would be removed from a project already
+    saved or closed (the window's ``holds``), so new, open and the sample wait and say why."""
+    Project(name="Fish").save(tmp_path / "fish.tsproj")
+    s.files.holds = lambda: "Runs are being deleted: wait."
+    assert not s.files.new_project() and not s.files.open(tmp_path / "fish.tsproj", ask=False)
+    assert not s.files.open_dialog() and not s.files.open_sample()
+    assert s.host.project.name == "Birds" and s.dialogs.asked == [] and s.jobs.started == []
+    assert s.seen["message"][-1][:2] == ("Runs are being deleted: wait.", "warning")
+    s.files.holds = lambda: None
+    assert s.files.open(tmp_path / "fish.tsproj", ask=False) and s.host.project.name == "Fish"
+
+
 def test_a_file_that_cannot_be_opened_says_why(s, tmp_path, monkeypatch):
     bad = tmp_path / "bad.tsproj"
     bad.write_text("{ not json")

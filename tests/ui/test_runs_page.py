@@ -459,3 +459,14 @@ def test_a_run_folder_trained_elsewhere_is_added_and_followed_while_it_trains(qt
     assert row_texts(page)[0][6] == summary["status"]
     assert [len(x) for x, _ in page.curves().values()] == [len(full)]
     assert threading.main_thread() not in readers  # the redraw used what the job read
+
+
+def test_no_other_project_opens_while_runs_are_being_deleted(qtbot, main_window, monkeypatch):
+    """Their records would be removed from a project already saved or closed."""
+    page = main_window._ensure_page("runs")
+    monkeypatch.setattr(page, "busy", lambda: True)
+    name = main_window.state.project.name
+    assert not main_window.new_project() and main_window.state.project.name == name
+    assert "being deleted" in main_window.banner.text()
+    monkeypatch.setattr(page, "busy", lambda: False)
+    assert main_window.files.holds() is None

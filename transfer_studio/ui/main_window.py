@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         self.device_label, self.path_label = self.status_line.device_label, self.status_line.path_label
         self.files = ProjectFiles(self.state, self.settings, worker.run_task, FileDialogs(self),
                                   sample_dir=sample_dir)
+        self.files.holds = self._holds_project
         self._connect_files()
         window_actions.build_menus(self)
         window_actions.refresh_icons(self)
@@ -205,6 +206,12 @@ class MainWindow(QMainWindow):
             sig = getattr(page, signal, None)
             if sig is not None:
                 sig.connect(slot)
+
+    def _holds_project(self) -> str | None:
+        runs = self.pages.get("runs")
+        if runs is not None and runs.busy():
+            return "Runs are being deleted: wait until that ends (or cancel it) before opening another project."
+        return None
 
     def busy_pages(self) -> list[str]:
         out = []

@@ -126,6 +126,9 @@ class ProjectFiles:
         self.host, self.settings, self.jobs, self.dialogs = host, settings, jobs, dialogs
         self.sample_dir = sample_dir
         self.sample_job: Job | None = None
+        # Why the open project may not be replaced now (None: it may); the window asks its pages: runs
+        # being deleted would be removed from a project already saved or closed.
+        self.holds: Callable[[], str | None] = lambda: None
         self._edited_meanwhile = False  # the project changed while the sample was being prepared
         for name in self.EVENTS:
             setattr(self, name, Event())
@@ -144,8 +147,14 @@ class ProjectFiles:
             return self.save()
         return answer == "discard"
 
+    def _held(self) -> bool:
+        reason = self.holds()
+        if reason:
+            self.message.emit(reason, "warning", None, None, None)
+        return bool(reason)
+
     def new_project(self) -> bool:
-        if not self.maybe_save("starting a new project"):
+        if self._held() or not self.maybe_save("starting a new project"):
             return False
         self.messageCleared.emit()
         self.host.new_project(Project())
@@ -154,7 +163,7 @@ class ProjectFiles:
         return True
 
     def open_dialog(self) -> bool:
-        if not self.maybe_save("opening another project"):
+        if self._held() or not self.maybe_save("opening another project"):
             return False
         path = self.dialogs.ask_open_path(self.settings.last_folder("project"))
         return bool(path) and self.open(path, ask=False)
@@ -162,7 +171,7 @@ class ProjectFiles:
     def open(self, path: str | os.PathLike[str], ask: bool = True) -> bool:
         """Open a project file (``ask``: the unsaved-changes question first). A file that is gone
         leaves the recent list."""
-        if ask and not self.maybe_save("opening another project"):
+        if self._held() or (ask and not self.maybe_save("opening another project")):
             return False
         try:
             self.host.open_project(path)
@@ -244,7 +253,7 @@ class ProjectFiles:
         return self.sample_job is not None and self.sample_job.is_running()
 
     def _sample(self, *, reset: bool) -> bool:
-        if self.sample_busy():
+        if self.sample_busy() or self._held():
             return False
         if not reset and not self.maybe_save("opening the sample project"):
             return False
