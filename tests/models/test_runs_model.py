@@ -214,12 +214,14 @@ def test_delete_guards_questions_and_what_goes(setup, tmp_path):
     assert plan.question == "Remove the run “m stopped” from this project?" and plan.folders == []
     job = s.model.start_delete(plan, ask(False))
     assert job.name == "measure runs" and s.model.deleting() and s.seen["busyStarted"][-1][1] is job
+    assert s.host.runs_being_deleted == {rm.norm_path(b)}  # the Train page does not resume it meanwhile
     assert s.model.plan_delete([a]) is None and "being deleted" in s.seen["message"][-1][0]  # one at a time
     s.jobs.run(job)  # the size, measured off the GUI thread, then the question
     size = sum(f.stat().st_size for f in Path(b).iterdir())
     assert plan.folders == [Path(b)] and asked == [f"Also delete {b} from disk ({size} bytes)? Its checkpoints "
                                                    "and weights are lost for good; exported bundles elsewhere are kept."]
     assert not s.model.deleting() and len(s.jobs.started) == 1  # kept the files: no second job
+    assert s.host.runs_being_deleted == frozenset()
     assert Path(b).is_dir() and rb not in s.host.project.runs and "evaluate_run" not in s.host.project.ui
     assert s.statuses[-1] == "Deleted the run “m stopped”" and s.changed[-2:] == ["runs", "ui"]
 

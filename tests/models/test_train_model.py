@@ -13,7 +13,7 @@ import pytest
 from helpers.page_models import FakeTrainer, Jobs
 
 from transfer_studio.config import RunRecord
-from transfer_studio.core import run_folder
+from transfer_studio.core import run_folder, runs
 from transfer_studio.core.devices import MachineDevices
 from transfer_studio.ui.models import train_model, train_progress
 from transfer_studio.ui.models.train_model import LAUNCH_KEY, TrainModel
@@ -182,6 +182,10 @@ def test_a_resume_takes_the_settings_changed_since_the_run_started(setup, sessio
     assert model.resumable == [("killed \u2014 found on disk", str(run_dir))]
     session.project.ui[LAUNCH_KEY] = {str(run_dir): {"epochs": 10, "batch_size": 32, "device": "auto"}}
     session.project.train.epochs = 12
+    session.runs_being_deleted = frozenset({runs.norm_path(run_dir)})  # the Runs page deletes it right now
+    model.resume_run(str(run_dir))
+    assert trainer.started == [] and "being deleted" in seen["problem"][-1].message
+    session.runs_being_deleted = frozenset()
     model.resume_run(str(run_dir))
     project, _dir, resume = trainer.started[-1]
     assert resume and project.train.epochs == 12 and project.train.batch_size == 32

@@ -138,6 +138,7 @@ class Host(Protocol):
     scan: Any
     modified: bool
     training_active: bool
+    runs_being_deleted: frozenset[str]  # run folders (``core.runs.norm_path``) the Runs page is deleting
     projectReplaced: Any
     projectChanged: Any
     pathChanged: Any

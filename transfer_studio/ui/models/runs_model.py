@@ -322,6 +322,7 @@ class RunsModel:
         for job in (self.follow_job, self.delete_job):
             if job is not None:
                 job.cancel()
+        self.host.runs_being_deleted = frozenset()
 
     def _on_followed(self, answer: FollowAnswer) -> None:
         if self.closed:
@@ -420,6 +421,8 @@ class RunsModel:
             return None
         state = _Deleting(plan, ask_files, self.host.project)
         self._deleting = state
+        # The Train page does not resume these meanwhile (it would write into a folder being deleted).
+        self.host.runs_being_deleted = frozenset(norm_path(r.run_dir) for r in plan.records)
         job = self.jobs(measure_task, [r.run_dir for r in plan.records], name="measure runs", pass_control=True,
                         needs_torch=False, on_result=lambda answer: self._on_measured(state, answer),
                         on_error=lambda text, _details: self._end_delete(
@@ -445,6 +448,7 @@ class RunsModel:
             delete_files = bool(plan.folders) and state.ask_files(plan)
         except BaseException:
             self._deleting = None  # nothing removed, and no later delete is refused
+            self.host.runs_being_deleted = frozenset()
             raise
         if self.closed or self._deleting is not state:  # closed while the question was open
             return
@@ -465,6 +469,7 @@ class RunsModel:
         if self.closed or self._deleting is not state:
             return
         self._deleting = None
+        self.host.runs_being_deleted = frozenset()
         self.message.emit(text, level)
         self.busyStopped.emit()
 
@@ -474,6 +479,7 @@ class RunsModel:
         if self.closed or self._deleting is not state:
             return
         self._deleting = None
+        self.host.runs_being_deleted = frozenset()
         plan = state.plan
         deleted = set(outcome.deleted)
         kept = {str(f) for f in plan.folders if str(f) not in deleted} if delete_files else set()

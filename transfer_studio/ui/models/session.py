@@ -26,6 +26,7 @@ class HostLogic:
     scan: Any
     training_active: bool
     _selected_run_seen: str | None = None  # the last selected_run announced (runSelected)
+    runs_being_deleted: frozenset[str] = frozenset()  # run folders (norm_path) the Runs page is deleting
 
     def mark_changed(self, section: str) -> None:
         """Call after changing ``self.project`` in place."""

@@ -201,6 +201,10 @@ class TrainModel:
         explicit ``batch_size`` (e.g. halved after running out of memory)."""
         if self.busy() or not run_dir:
             return
+        if runs.norm_path(run_dir) in self.host.runs_being_deleted:
+            self.problem.emit(Problem(f"This run is being deleted on the Runs page: {run_dir}",
+                                      "Wait until the delete ends, or cancel it there, then resume."))
+            return
         if not run_folder.has_checkpoint(Path(run_dir)):
             self.problem.emit(Problem(
                 f"This run has no checkpoint to resume from: {run_dir}",
