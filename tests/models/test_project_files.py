@@ -223,6 +223,9 @@ def test_closing_with_work_in_progress_asks_first(s):
     s.dialogs.stop, s.dialogs.unsaved = True, "discard"
     assert s.files.may_close(["Train"]) and [k for k, _ in s.dialogs.asked] == ["stop", "stop", "unsaved"]
     assert s.files.may_close([]) and s.dialogs.asked[-1][0] == "unsaved"  # nothing running: no stop question
+    settled = []
+    assert s.files.may_close(["Runs"], settle=lambda: settled.append(len(s.dialogs.asked)))
+    assert settled == [len(s.dialogs.asked) - 1]  # after the stop question, before the unsaved one
 
 
 @pytest.fixture

@@ -470,3 +470,29 @@ def test_no_other_project_opens_while_runs_are_being_deleted(qtbot, main_window,
     assert "being deleted" in main_window.banner.text()
     monkeypatch.setattr(page, "busy", lambda: False)
     assert main_window.files.holds() is None
+
+
+def test_quitting_mid_delete_ends_it_before_the_save_question(qtbot, trained, tmp_path, monkeypatch):
+    """The window's quit asks to save after ``stop_delete``: the saved project no longer lists the runs
+    whose folders are gone, and keeps those not reached."""
+    import threading
+
+    project, recs = make_runs(tmp_path, trained)
+    page = make_page(qtbot, project)
+    answer_questions(monkeypatch, [B.Yes, B.Yes])
+    remove = Gate(shutil.rmtree)
+    monkeypatch.setattr(rm.shutil, "rmtree", remove)
+    page.select_runs([recs[0].run_dir, recs[1].run_dir])
+    opener = threading.Timer(0.3, remove.open)  # the first folder finishes while the page waits
+    try:
+        page.delete_selected()
+        qtbot.waitUntil(remove.started.is_set, timeout=60000)
+        opener.start()
+        page.stop_delete()
+    finally:
+        opener.join()
+        remove.open()
+    assert not page.busy()
+    gone = [r for r in recs[:2] if not Path(r.run_dir).exists()]
+    assert len(gone) == 1 and gone[0] not in project.runs
+    assert [r for r in recs[:2] if r in project.runs] == [r for r in recs[:2] if r not in gone]

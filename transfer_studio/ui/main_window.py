@@ -207,6 +207,13 @@ class MainWindow(QMainWindow):
             if sig is not None:
                 sig.connect(slot)
 
+    def _settle_before_save(self) -> None:
+        """Quitting: end a delete of runs now (cancelled between folders), so the project the user is asked
+        to save no longer lists the runs whose folders are gone."""
+        runs = self.pages.get("runs")
+        if runs is not None and runs.busy():
+            runs.stop_delete()
+
     def _holds_project(self) -> str | None:
         runs = self.pages.get("runs")
         if runs is not None and runs.busy():
@@ -330,7 +337,8 @@ class MainWindow(QMainWindow):
         if self._closing:  # already shut down (tests, a second close): nothing left to ask
             event.accept()
             return
-        if not self.files.may_close([PAGES[PAGE_KEYS.index(k)].title for k in self.busy_pages()]):
+        if not self.files.may_close([PAGES[PAGE_KEYS.index(k)].title for k in self.busy_pages()],
+                                    settle=self._settle_before_save):
             event.ignore()
             return
         self.shutdown()

@@ -219,11 +219,14 @@ class ProjectFiles:
         self.host.status(f"Saved {path}", 4000)
         return True
 
-    def may_close(self, busy_titles: list[str]) -> bool:
+    def may_close(self, busy_titles: list[str], settle: Callable[[], None] | None = None) -> bool:
         """Closing the window: stop the pages' work (asked when there is some), then the unsaved-changes
-        question."""
+        question. ``settle``: called once the user agreed to stop, before that question, for work whose
+        end changes the project (runs being deleted leave it when their folders are gone)."""
         if busy_titles and not self.dialogs.confirm_stop_work(stop_work_text(busy_titles)):
             return False
+        if busy_titles and settle is not None:
+            settle()
         return self.maybe_save("quitting")
 
     # -- the sample project ------------------------------------------------------------------------

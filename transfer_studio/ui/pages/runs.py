@@ -352,6 +352,11 @@ class RunsPage(QWidget):
         """Runs are being deleted (the window asks before quitting)."""
         return self.model.deleting()
 
+    def stop_delete(self) -> None:
+        """Cancel a delete under way (between folders) and wait for it: the runs whose folders are gone
+        leave the project, the others stay."""
+        wait_for_tasks([self.model.delete_job])
+
     def _on_busy_started(self, text: str, job: Any, steps: list[str]) -> None:
         self.busy_indicator.start(text, handle=job, steps=steps)
         self.setCursor(Qt.CursorShape.BusyCursor)
