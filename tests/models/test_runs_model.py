@@ -79,7 +79,8 @@ def test_rows_newest_first_with_their_texts(setup, tmp_path):
     assert RunsModel.can_delete([a]) and not RunsModel.can_delete([])
     # nothing selected: the latest run, if its folder is there
     assert s.model.shown_runs([], a) == [a] and s.model.shown_runs([], str(tmp_path / "gone")) == []
-    assert s.model.shown_runs(["x"], a) == ["x"]
+    assert s.model.shown_runs([str(tmp_path / "gone")], a) == [str(tmp_path / "gone")]  # chosen: kept
+    assert s.model.shown_runs(["x"], a) == [a]  # a run no longer listed (deleted): the latest instead
 
 
 def test_curves_come_from_history_json(setup, tmp_path):

@@ -468,8 +468,11 @@ def test_no_other_project_opens_while_runs_are_being_deleted(qtbot, main_window,
     name = main_window.state.project.name
     assert not main_window.new_project() and main_window.state.project.name == name
     assert "being deleted" in main_window.banner.text()
+    page.model.busyStopped.emit()  # between measuring and deleting: still busy, the warning stays
+    assert "being deleted" in main_window.banner.text()
     monkeypatch.setattr(page, "busy", lambda: False)
-    assert main_window.files.holds() is None
+    page.model.busyStopped.emit()  # the delete ended: its warning goes with it
+    assert main_window.banner.text() == "" and main_window.files.holds() is None
 
 
 def test_quitting_mid_delete_ends_it_before_the_save_question(qtbot, trained, tmp_path, monkeypatch):

@@ -216,9 +216,18 @@ class MainWindow(QMainWindow):
 
     def _holds_project(self) -> str | None:
         runs = self.pages.get("runs")
-        if runs is not None and runs.busy():
-            return "Runs are being deleted: wait until that ends (or cancel it) before opening another project."
-        return None
+        if runs is None or not runs.busy():
+            return None
+        text = "Runs are being deleted: wait until that ends (or cancel it) before switching to another project."
+
+        def ended() -> None:  # the warning goes with the delete it was about
+            if not runs.busy():
+                runs.model.busyStopped.disconnect(ended)
+                if self.banner.text() == text:
+                    self.banner.clear()
+
+        runs.model.busyStopped.connect(ended)
+        return text
 
     def busy_pages(self) -> list[str]:
         out = []
