@@ -193,3 +193,34 @@ def test_an_import_that_leaves_many_objects_is_frozen_before_the_collector_runs_
     monkeypatch.setattr(runtime, "_tuned", True)  # the app's process (tune_interpreter)
     assert len(runtime.import_module("ts_bulky_probe").KEPT) == 30_000
     assert seen == [False] and gc.isenabled()  # frozen while still paused, then enabled
+
+
+def test_a_preload_waits_for_qt_classes_created_in_slices_on_the_gui_thread(qtbot, monkeypatch):
+    """pyqtgraph's import on a worker read PySide6 classes the GUI thread was creating (a segfault); creating
+    them all at once froze the window ~220 ms after start-up. A preload asked for early starts after the
+    slices; one cancelled before then never starts."""
+    import threading
+
+    from transfer_studio.ui import worker as wk
+
+    reads: list[bool] = []
+
+    class Lazy:
+        def __getattr__(self, name):
+            reads.append(threading.current_thread() is threading.main_thread())
+            return name
+
+    monkeypatch.setattr(wk, "_qt_pending", [(Lazy(), f"Q{i}") for i in range(5)])
+    monkeypatch.setattr(wk, "_warming", False)
+    monkeypatch.setattr(wk, "_after_warm", [])
+    monkeypatch.setattr(wk, "WARM_SLICE_S", 0.0)  # one class per slice
+    done: list[str] = []
+    task = wk.preload_module("json", on_finished=lambda: done.append("json"))
+    dropped = wk.preload_module("json")
+    dropped.cancel()
+    assert isinstance(task, wk.DeferredTask) and task.is_running() and task.handle is None
+    assert 1 <= len(reads) < 5  # the first slice only: the rest come from the event loop
+    qtbot.waitUntil(lambda: done == ["json"], timeout=10000)
+    assert reads == [True] * 5 and wk.qt_classes_ready() and dropped.handle is None and not dropped.is_running()
+    assert isinstance(wk.preload_module("json"), wk.TaskHandle)  # ready: started at once
+    assert wk.wait_for_tasks([task])

@@ -167,12 +167,15 @@ def run_task(fn: Callable[..., Any], *args: Any, name: str = "task", pass_contro
 # the same at the same moment: pyqtgraph's import (``ui.charts``, preloaded on a worker thread) reads
 # every attribute of QtCore, QtGui and QtWidgets and imports QtSvg, QtOpenGLWidgets and QtTest, and it
 # segfaulted in pyqtgraph's ``_copy_attrs`` while the Data page built its widgets. So the GUI thread
-# does that first: in slices while the app is idle after start-up (``warm_qt_classes``), and whatever
-# is left at once before a preload (all of it: ~220 ms, once per process).
+# does that first, in slices of a few milliseconds from the event loop (``warm_qt_classes``: ~220 ms
+# in all, once per process; done at once it froze the window that long right after start-up), and a
+# preload asked for before then starts when they are done.
 QT_LAZY_MODULES = ("PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets")
 QT_EXTRA_MODULES = ("PySide6.QtSvg", "PySide6.QtOpenGLWidgets", "PySide6.QtTest")
 WARM_SLICE_S = 0.008
 _qt_pending: list[tuple[Any, str]] | None = None
+_warming = False
+_after_warm: list[DeferredTask] = []
 
 
 def resolve_qt_classes(budget_s: float | None = None) -> bool:
@@ -196,21 +199,67 @@ def resolve_qt_classes(budget_s: float | None = None) -> bool:
     return not _qt_pending
 
 
+def qt_classes_ready() -> bool:
+    return _qt_pending is not None and not _qt_pending
+
+
 def warm_qt_classes() -> None:
-    """``resolve_qt_classes`` in slices of a few milliseconds from the event loop (GUI thread)."""
+    """Start creating PySide6's classes in slices from the event loop (GUI thread; once)."""
+    if not _warming and not qt_classes_ready():
+        _warm_slice()
+
+
+def _warm_slice() -> None:
     from PySide6.QtCore import QTimer
 
+    global _warming
+    _warming = True
     if not resolve_qt_classes(WARM_SLICE_S):
-        QTimer.singleShot(10, warm_qt_classes)
+        QTimer.singleShot(10, _warm_slice)
+        return
+    _warming = False
+    waiting, _after_warm[:] = list(_after_warm), []
+    for task in waiting:
+        task.start()
 
 
-def preload_module(name: str, on_finished: Callable[[], None] | None = None) -> TaskHandle:
+class DeferredTask:
+    """A task that starts once PySide6's classes exist; until then ``cancel`` keeps it from starting.
+    Stands in for its ``TaskHandle`` (``cancel``, ``is_running``) for ``wait_for_tasks``."""
+
+    def __init__(self, start: Callable[[], TaskHandle]):
+        self._start, self.handle, self._cancelled = start, None, False
+
+    def start(self) -> None:
+        if not self._cancelled:
+            self.handle = self._start()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self.handle is not None:
+            self.handle.cancel()
+
+    def is_running(self) -> bool:
+        if self.handle is None:
+            return not self._cancelled
+        return self.handle.is_running()
+
+
+def preload_module(name: str, on_finished: Callable[[], None] | None = None) -> TaskHandle | DeferredTask:
     """Import ``name`` (e.g. pyqtgraph through ``ui.charts``) on a worker thread, through the import
     gate and without waiting for torch; ``on_finished`` runs in the GUI thread once it is loaded.
-    Call on the GUI thread: PySide6's classes are created here first (see ``resolve_qt_classes``)."""
-    resolve_qt_classes()
-    return run_task(runtime.import_module, name, name=f"preload-{name.rsplit('.', 1)[-1]}",
-                    pass_control=False, needs_torch=False, on_finished=on_finished)
+    Call on the GUI thread: the import starts once PySide6's classes exist (see ``warm_qt_classes``)."""
+
+    def start() -> TaskHandle:
+        return run_task(runtime.import_module, name, name=f"preload-{name.rsplit('.', 1)[-1]}",
+                        pass_control=False, needs_torch=False, on_finished=on_finished)
+
+    if qt_classes_ready():
+        return start()
+    task = DeferredTask(start)
+    _after_warm.append(task)
+    warm_qt_classes()
+    return task
 
 
 def release_thread_objects(thread: QThread | None) -> None:
@@ -227,7 +276,7 @@ def release_thread_objects(thread: QThread | None) -> None:
             thread.wait()
 
 
-def wait_for_tasks(handles: Sequence[TaskHandle | None] | None = None, msecs: int = 60000) -> bool:
+def wait_for_tasks(handles: Sequence[TaskHandle | DeferredTask | None] | None = None, msecs: int = 60000) -> bool:
     """Cancel these tasks (None: every running one, including any started meanwhile) and wait for
     their threads to end, delivering posted events meanwhile; True when all ended. The one way the
     app waits for background work: closing a page or the window, and test teardown.
