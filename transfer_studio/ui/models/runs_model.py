@@ -265,8 +265,8 @@ class RunsModel:
     def shown_runs(self, selected: Sequence[str], latest: str | None) -> list[str]:
         """What to select after the table was refilled: the runs selected before, else the latest run
         (``latest``: ``run_chooser.default_run``) rather than two empty charts, if its folder exists."""
-        listed = {norm_path(r.run_dir) for r in self.host.project.runs}
-        kept = [d for d in selected if norm_path(d) in listed]  # a deleted run's selection goes with it
+        listed = {r.run_dir for r in self.host.project.runs}  # the table's rows carry these very strings
+        kept = [d for d in selected if d in listed]  # a deleted run's selection goes with it
         if kept or not self.host.project.runs:
             return kept
         return [latest] if latest and Path(latest).is_dir() else []
